@@ -1,0 +1,118 @@
+# embed - a SQLite extension that makes SQLite an embedding layer.
+#
+#   make            build embed.so (the loadable extension)
+#   make demo       run examples/quickstart.sql in the sqlite3 shell
+#   make test       install missing test dependencies, then run every suite
+#   make bench      speed against a plain table (figures go in the README)
+#   make install    install embed.so so that `.load embed` works anywhere
+#   make libembed.a the static library for apps that ship SQLite
+#   make clean
+
+PREFIX     ?= /usr/local
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+CC         ?= cc
+SQLITE3    ?= sqlite3
+PYTHON     ?= /usr/bin/python3
+
+WARN    = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes
+CFLAGS ?= -O2 -g
+ALL_CFLAGS = -std=gnu11 -fPIC $(WARN) $(CFLAGS) -Iext
+LDLIBS  = -lm
+
+SRC = ext/embed.c ext/vector.c ext/kernels.c ext/initializer.c ext/options.c \
+      ext/sqlvalue.c ext/functions.c ext/vtab.c ext/search.c ext/registry.c \
+      ext/training.c
+HDR = ext/embed.h ext/embed_int.h
+PURE_SRC = ext/vector.c ext/kernels.c ext/initializer.c ext/options.c
+
+BUILD = build
+
+.PHONY: all demo test bench install uninstall clean test-deps test-sql \
+        test-unit test-python test-asan format
+
+all: embed.so
+
+embed.so: $(SRC) $(HDR)
+	$(CC) $(ALL_CFLAGS) -shared -o $@ $(SRC) $(LDLIBS)
+
+$(BUILD)/static/%.o: ext/%.c $(HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -DSQLITE_CORE -c -o $@ $<
+
+libembed.a: $(patsubst ext/%.c,$(BUILD)/static/%.o,$(SRC))
+	rm -f $@
+	ar rcs $@ $^
+
+# The sanitizer build: the same sources with ASan and UBSan, any report fatal.
+SAN_FLAGS = -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all \
+            -fno-omit-frame-pointer
+$(BUILD)/asan/embed.so: $(SRC) $(HDR)
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -fPIC $(WARN) $(SAN_FLAGS) -Iext -shared -o $@ $(SRC) $(LDLIBS)
+
+$(BUILD)/unit: tests/unit.c $(PURE_SRC) $(HDR)
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 $(WARN) -O1 -g -Iext -o $@ tests/unit.c $(PURE_SRC) $(LDLIBS)
+
+$(BUILD)/unit-asan: tests/unit.c $(PURE_SRC) $(HDR)
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 $(WARN) $(SAN_FLAGS) -Iext -o $@ tests/unit.c $(PURE_SRC) $(LDLIBS)
+
+demo: embed.so
+	$(SQLITE3) :memory: < examples/quickstart.sql
+
+test-deps:
+	@sh tests/install-deps.sh
+
+test-sql: embed.so
+	@sh tests/run-sql.sh ./embed
+
+test-unit: $(BUILD)/unit
+	$(BUILD)/unit
+
+test-python: embed.so
+	EMBED_EXT=$(CURDIR)/embed $(PYTHON) -m pytest -q tests
+
+ASAN_LIB = $(shell $(CC) -print-file-name=libasan.so)
+UBSAN_LIB = $(shell $(CC) -print-file-name=libubsan.so)
+ASAN_ENV = LD_PRELOAD="$(ASAN_LIB) $(UBSAN_LIB)" \
+           ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+           UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+
+test-asan: $(BUILD)/asan/embed.so $(BUILD)/unit-asan
+	$(BUILD)/unit-asan
+	$(ASAN_ENV) sh tests/run-sql.sh $(CURDIR)/$(BUILD)/asan/embed
+	$(ASAN_ENV) EMBED_EXT=$(CURDIR)/$(BUILD)/asan/embed \
+	  $(PYTHON) -m pytest -q -p no:cacheprovider tests
+
+test: test-deps
+	$(MAKE) embed.so
+	$(MAKE) test-unit
+	$(MAKE) test-sql
+	$(MAKE) test-python
+	$(MAKE) test-asan
+	$(MAKE) test-examples
+	@echo "make test: every suite passed"
+
+test-examples: embed.so
+	$(SQLITE3) :memory: < examples/quickstart.sql > $(BUILD)/quickstart.out
+	@grep -q "after training" $(BUILD)/quickstart.out
+
+bench: embed.so
+	$(PYTHON) bench/bench.py
+
+install: embed.so
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR)
+	install -m 0644 embed.so $(DESTDIR)$(LIBDIR)/embed.so
+	install -m 0644 ext/embed.h $(DESTDIR)$(INCLUDEDIR)/embed.h
+	-ldconfig 2>/dev/null
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/embed.so $(DESTDIR)$(INCLUDEDIR)/embed.h
+
+format:
+	clang-format -i ext/*.c ext/*.h tests/*.c
+
+clean:
+	rm -rf $(BUILD) embed.so libembed.a

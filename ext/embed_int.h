@@ -1,0 +1,260 @@
+/*
+** embed_int.h - declarations shared by the files of the embed extension.
+**
+** The extension is split by concern:
+**
+**   vector.c       float32 BLOB and JSON codecs             (no SQLite)
+**   kernels.c      vector math: dot, norms, distances        (no SQLite)
+**   initializer.c  the seeded initial value of each row      (no SQLite)
+**   options.c      CREATE VIRTUAL TABLE options              (no SQLite)
+**   sqlvalue.c     sqlite3_value <-> vector, error messages
+**   functions.c    pure scalar functions and aggregates
+**   vtab.c         the `embedding` virtual table and its storage
+**   search.c       exact k-nearest-neighbour search
+**   registry.c     which embedding table a function call means
+**   training.c     embed_lookup and embed_update
+**   embed.c        the entry point
+**
+** The files above the line "no SQLite" compile and are unit tested without
+** SQLite; everything else includes sqlite3ext.h through this header.
+*/
+#ifndef EMBED_INT_H
+#define EMBED_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Hard limits, enforced with an error wherever input could exceed them. */
+#define EMBED_MAX_DIM 65536           /* elements in one vector */
+#define EMBED_MAX_BATCH 1048576       /* ids in one batch lookup/update */
+#define EMBED_MAX_K 100000            /* k of a similarity search */
+#define EMBED_MAX_ROWS_AT_CREATE 1000000000LL /* num_embeddings */
+
+/* ------------------------------------------------------------------------
+** vector.c: codecs. A vector is D little-endian float32 values.
+*/
+typedef enum embed_code {
+  EMBED_OK = 0,
+  EMBED_E_EMPTY,       /* zero-length BLOB or [] */
+  EMBED_E_BLOB_LENGTH, /* a = byte length, not a multiple of 4 */
+  EMBED_E_TOO_LONG,    /* a = dimension found (or lower bound) */
+  EMBED_E_NONFINITE,   /* a = element index, b = 0 NaN, 1 +Inf, -1 -Inf */
+  EMBED_E_JSON,        /* a = byte offset, what = what was expected */
+  EMBED_E_RAGGED,      /* a = row, b = its length, c = first row's length */
+  EMBED_E_NOT_INTEGER, /* a = element index (ids arrays) */
+  EMBED_E_TOO_MANY     /* a = count found (or lower bound), b = limit */
+} embed_code;
+
+typedef struct embed_error {
+  embed_code code;
+  int64_t a, b, c;
+  const char *what;
+} embed_error;
+
+/* Number of float32 elements in a BLOB of nbytes, or -1 with *err set. */
+int64_t embed_blob_dim(int64_t nbytes, embed_error *err);
+/* Decode n floats from a (possibly unaligned) BLOB; rejects NaN/Inf. */
+int embed_blob_decode(const void *blob, int64_t n, float *out,
+                      embed_error *err);
+/* Encode n floats as a little-endian BLOB of 4*n bytes. */
+void embed_blob_encode(const float *v, int64_t n, void *out);
+/* Upper bound of the numbers in a JSON text: its commas plus one. */
+int64_t embed_json_capacity(const char *text, int64_t n);
+/* Parse a JSON array of numbers ("[1, 2.5]") into out[cap]. With nested=1,
+** parse an array of equal-length arrays ("[[1,2],[3,4]]"), row-major.
+** Sets *rows and *cols. Rejects NaN/Inf, empty arrays and ragged rows. */
+int embed_json_parse_floats(const char *text, int64_t n, int nested,
+                            float *out, int64_t cap, int64_t *rows,
+                            int64_t *cols, embed_error *err);
+/* Parse a JSON array of integers ("[3, 1, 4]") into out[cap]. */
+int embed_json_parse_ids(const char *text, int64_t n, int64_t *out,
+                         int64_t cap, int64_t *count, embed_error *err);
+/* Bytes embed_json_format needs for n floats, terminator included. */
+int64_t embed_json_format_size(int64_t n);
+/* Write v as a JSON array, each float in the fewest digits that read back
+** bit-exact. Returns the length written (without the terminator). */
+int64_t embed_json_format(const float *v, int64_t n, char *out);
+
+/* ------------------------------------------------------------------------
+** kernels.c: vector math. Accumulation is in double, so results are
+** accurate to well under 1e-5 relative of a float64 reference.
+*/
+#define EMBED_COSINE_EPS 1e-8 /* torch.nn.functional.cosine_similarity */
+#define EMBED_NORMALIZE_EPS 1e-12 /* torch.nn.functional.normalize */
+#define EMBED_MAX_NORM_EPS 1e-7   /* torch.embedding_renorm_ */
+
+double embed_dot(const float *a, const float *b, int64_t n);
+double embed_norm2(const float *v, int64_t n);
+double embed_norm_p(const float *v, int64_t n, double p); /* p may be inf */
+double embed_cosine_similarity(const float *a, const float *b, int64_t n);
+double embed_l2_distance(const float *a, const float *b, int64_t n);
+void embed_add(const float *a, const float *b, int64_t n, float *out);
+void embed_sub(const float *a, const float *b, int64_t n, float *out);
+void embed_scale(const float *v, float s, int64_t n, float *out);
+void embed_normalize(const float *v, int64_t n, float *out);
+/* index of the first non-finite element of v, or -1 */
+int64_t embed_first_nonfinite(const float *v, int64_t n);
+/* torch.embedding_renorm_: scale v in place to max_norm when its p-norm
+** exceeds it. Returns 1 when v was rescaled. */
+int embed_renorm(float *v, int64_t n, double max_norm, double norm_type);
+
+/* ------------------------------------------------------------------------
+** initializer.c: the initial vector of row `id` is a pure function of
+** (init, seed, id); see the README for the algorithm.
+*/
+typedef enum embed_init {
+  EMBED_INIT_NORMAL = 0,
+  EMBED_INIT_UNIFORM,
+  EMBED_INIT_ZEROS
+} embed_init;
+
+uint64_t embed_mix64(uint64_t x);
+void embed_initial_row(embed_init init, uint64_t seed, int64_t id,
+                       float *out, int64_t dim);
+
+/* ------------------------------------------------------------------------
+** options.c: the options of CREATE VIRTUAL TABLE ... USING embedding(...).
+*/
+typedef enum embed_metric {
+  EMBED_METRIC_COSINE = 0,
+  EMBED_METRIC_L2,
+  EMBED_METRIC_DOT
+} embed_metric;
+
+typedef enum embed_optimizer { EMBED_OPTIMIZER_SGD = 0 } embed_optimizer;
+
+typedef struct embed_config {
+  int64_t dim;
+  int64_t num_embeddings;
+  embed_init init;
+  int64_t seed;
+  int has_seed;
+  int64_t padding_idx;
+  int has_padding_idx;
+  double max_norm; /* 0: none */
+  double norm_type;
+  int scale_grad_by_freq;
+  embed_optimizer optimizer;
+  embed_metric metric;
+  unsigned seen; /* bit per option given, to catch duplicates */
+} embed_config;
+
+void embed_config_defaults(embed_config *cfg);
+/* Apply one "key=value" argument. Returns 0, or -1 with err filled. */
+int embed_config_apply_arg(embed_config *cfg, const char *arg, char *err,
+                           size_t nerr);
+/* Apply one option by key and value text (already unquoted). */
+int embed_config_apply(embed_config *cfg, const char *key, const char *value,
+                       char *err, size_t nerr);
+/* Check the options together (dim given, padding_idx in range, ...). */
+int embed_config_finish(embed_config *cfg, char *err, size_t nerr);
+/* The stored form: option i's key and value text, i in [0, count). */
+int embed_config_count(void);
+const char *embed_config_key(int i);
+void embed_config_value(const embed_config *cfg, int i, char *out,
+                        size_t nout);
+const char *embed_metric_name(embed_metric m);
+
+#ifndef EMBED_NO_SQLITE
+/* ========================================================================
+** Everything below needs SQLite.
+*/
+#include "sqlite3ext.h"
+#ifndef SQLITE_CORE
+SQLITE_EXTENSION_INIT3
+#endif
+
+/* sqlvalue.c ------------------------------------------------------------ */
+typedef struct embed_vec {
+  float *v;    /* sqlite3_malloc64'd, aligned; NULL for SQL NULL */
+  int64_t dim; /* 0 for SQL NULL */
+} embed_vec;
+
+/* Read a vector argument (BLOB or JSON text). On error returns an SQLite
+** code and sets *pzErr to "who: problem". SQL NULL gives v == NULL. */
+int embed_vec_from_value(sqlite3_value *val, const char *who, embed_vec *out,
+                         char **pzErr);
+void embed_vec_free(embed_vec *vec);
+char *embed_error_text(const char *who, const embed_error *err);
+const char *embed_type_name(int type);
+/* Set a float vector as the BLOB result of a function. */
+void embed_result_vector(sqlite3_context *ctx, const float *v, int64_t dim);
+/* Report an error message from sqlite3_mprintf (freed here), or NOMEM. */
+void embed_result_error(sqlite3_context *ctx, int rc, char *zErr);
+/* Read a finite REAL/INTEGER argument. */
+int embed_number_from_value(sqlite3_value *val, const char *who,
+                            const char *what, double *out, char **pzErr);
+
+/* functions.c ----------------------------------------------------------- */
+int embed_register_functions(sqlite3 *db);
+
+/* vtab.c ---------------------------------------------------------------- */
+typedef struct embed_registry embed_registry;
+typedef struct embed_vtab embed_vtab;
+
+struct embed_vtab {
+  sqlite3_vtab base;
+  sqlite3 *db;
+  char *schema;
+  char *name;
+  embed_config cfg;
+  embed_registry *registry;
+  embed_vtab *next; /* in registry */
+  sqlite3_stmt *read_stmt;   /* SELECT vector WHERE id=?1 */
+  sqlite3_stmt *write_stmt;  /* UPDATE SET vector=?2 WHERE id=?1 */
+  sqlite3_stmt *insert_stmt[3]; /* INSERT, OR REPLACE, OR IGNORE */
+  sqlite3_stmt *delete_stmt;
+  sqlite3_stmt *move_stmt;   /* UPDATE SET id=?2, vector=?3 WHERE id=?1 */
+  sqlite3_stmt *maxid_stmt;
+};
+
+int embed_register_vtab(sqlite3 *db, embed_registry *registry);
+/* Read row id into out[dim]: SQLITE_OK, SQLITE_NOTFOUND when absent, or an
+** error with *pzErr set (a corrupt row names the table and id). */
+int embed_table_read(embed_vtab *tab, int64_t id, float *out, char **pzErr);
+int embed_table_write(embed_vtab *tab, int64_t id, const float *v,
+                      char **pzErr);
+/* Prepare (once, persistent) a statement of the table's shadow SQL. */
+int embed_table_prepare(embed_vtab *tab, sqlite3_stmt **slot,
+                        const char *zFormat);
+/* "embedding \"name\"" for error messages */
+char *embed_table_label(embed_vtab *tab);
+
+/* search.c -------------------------------------------------------------- */
+typedef struct embed_hit {
+  int64_t id;
+  double distance;
+} embed_hit;
+/* Distance between q and v under the metric. */
+double embed_distance(embed_metric metric, const float *q, const float *v,
+                      int64_t dim);
+/* A bounded max-heap keeping the k smallest (distance, id). */
+typedef struct embed_topk {
+  embed_hit *heap;
+  int64_t k, n;
+} embed_topk;
+int embed_topk_init(embed_topk *t, int64_t k);
+void embed_topk_push(embed_topk *t, int64_t id, double distance);
+/* Sort the kept hits ascending (distance, then id); returns the count. */
+int64_t embed_topk_finish(embed_topk *t);
+void embed_topk_free(embed_topk *t);
+
+/* registry.c ------------------------------------------------------------ */
+embed_registry *embed_registry_new(sqlite3 *db);
+void embed_registry_free(void *registry);
+void embed_registry_add(embed_registry *reg, embed_vtab *tab);
+void embed_registry_remove(embed_registry *reg, embed_vtab *tab);
+/* The embedding table a call means: the named one, or (name == NULL) the
+** only one in the main schema. Errors name `who` and list candidates. */
+int embed_registry_resolve(embed_registry *reg, sqlite3_value *name,
+                           const char *who, embed_vtab **out, char **pzErr);
+
+/* training.c ------------------------------------------------------------ */
+int embed_register_training(sqlite3 *db, embed_registry *registry);
+/* For xFindFunction: the implementation of embed_lookup/embed_update bound
+** to a table whose column is the first argument, or NULL. */
+void (*embed_training_bound_function(const char *name, int nArg))(
+    sqlite3_context *, int, sqlite3_value **);
+
+#endif /* EMBED_NO_SQLITE */
+#endif /* EMBED_INT_H */

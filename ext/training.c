@@ -1,0 +1,398 @@
+/*
+** training.c - embed_lookup (the forward pass) and embed_update (one
+** optimizer step), as torch.nn.Embedding with a sparse-gradient SGD.
+**
+** Usage:
+**
+**     SELECT embed_lookup('tok', 3);             -- one row (after max_norm)
+**     SELECT embed_lookup('tok', '[3, 1, 3]');   -- 3 x D floats, in order
+**     SELECT embed_update('tok', 3, :grad, 0.1); -- w <- w - 0.1 * grad
+**     SELECT embed_update('tok', '[3, 1, 3]', :grads, 0.1);  -- a batch
+**     SELECT embed_update(id, :grad, 0.1) FROM tok WHERE id = 3;  -- bound
+**
+** Semantics (SPEC section 5):
+**  - max_norm: a row whose norm_type-norm exceeds max_norm is returned
+**    scaled by max_norm / (norm + 1e-7) (torch.embedding_renorm_), and an
+**    update applies its step to that rescaled row.
+**  - A batch coalesces repeated ids by summing their gradients (in the order
+**    given), divided by the id's count when scale_grad_by_freq is on.
+**  - padding_idx is never changed (its gradients are ignored).
+**  - All or nothing: every id is read and every new row computed and checked
+**    (finite) before the first write; any error leaves every row unchanged.
+**  - The step is float32 math: w[i] + (-lr) * g[i], as torch's add_(alpha).
+**
+** Flags: embed_update is DIRECTONLY (it writes); embed_lookup is neither
+** DETERMINISTIC nor INNOCUOUS (it reads a table).
+*/
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "embed_int.h"
+
+/* ------------------------------------------------------------ arguments */
+
+/* What an id argument is: one id, a JSON array of ids, or SQL NULL. */
+typedef struct id_arg {
+  int is_null;
+  int is_batch;
+  int64_t one;
+  int64_t *many; /* sqlite3_malloc64'd when is_batch */
+  int64_t n;
+} id_arg;
+
+static int fail_msg(char **pzErr, char *zMsg) {
+  *pzErr = zMsg;
+  return zMsg ? SQLITE_ERROR : SQLITE_NOMEM;
+}
+
+static int read_ids(sqlite3_value *v, const char *who, id_arg *out,
+                    char **pzErr) {
+  int type = sqlite3_value_type(v);
+  memset(out, 0, sizeof(*out));
+  if (type == SQLITE_NULL) {
+    out->is_null = 1;
+    return SQLITE_OK;
+  }
+  if (type == SQLITE_INTEGER) {
+    out->one = sqlite3_value_int64(v);
+    out->n = 1;
+    return SQLITE_OK;
+  }
+  if (type == SQLITE_TEXT) {
+    const char *text = (const char *)sqlite3_value_text(v);
+    int64_t len = sqlite3_value_bytes(v), cap;
+    embed_error err;
+    if (!text) return SQLITE_NOMEM;
+    cap = embed_json_capacity(text, len);
+    if (cap > EMBED_MAX_BATCH) cap = EMBED_MAX_BATCH + 1;
+    out->many = (int64_t *)sqlite3_malloc64((sqlite3_uint64)cap * 8);
+    if (!out->many) return SQLITE_NOMEM;
+    if (embed_json_parse_ids(text, len, out->many, cap, &out->n, &err)) {
+      sqlite3_free(out->many);
+      out->many = 0;
+      if (err.code == EMBED_E_EMPTY)
+        return fail_msg(pzErr, sqlite3_mprintf("%s: empty id array", who));
+      if (err.code == EMBED_E_JSON)
+        return fail_msg(pzErr,
+                        sqlite3_mprintf("%s: malformed JSON id array at "
+                                        "offset %lld (expected %s)",
+                                        who, (long long)err.a, err.what));
+      *pzErr = embed_error_text(who, &err);
+      return *pzErr ? SQLITE_ERROR : SQLITE_NOMEM;
+    }
+    out->is_batch = 1;
+    return SQLITE_OK;
+  }
+  return fail_msg(pzErr, sqlite3_mprintf("%s: id must be an INTEGER or a JSON "
+                                         "array of ids, got %s",
+                                         who, embed_type_name(type)));
+}
+
+static int missing_id(embed_vtab *tab, const char *who, int64_t id,
+                      char **pzErr) {
+  return fail_msg(pzErr, sqlite3_mprintf("%s: no id %lld in embedding %s",
+                                         who, (long long)id, tab->name));
+}
+
+/* Read row id, apply max_norm; errors name who, the id and the table. */
+static int read_row(embed_vtab *tab, const char *who, int64_t id, float *out,
+                    char **pzErr) {
+  int rc = embed_table_read(tab, id, out, pzErr);
+  if (rc == SQLITE_NOTFOUND) return missing_id(tab, who, id, pzErr);
+  if (rc) {
+    if (!*pzErr) *pzErr = sqlite3_mprintf("%s: %s", who,
+                                          sqlite3_errmsg(tab->db));
+    return rc;
+  }
+  if (tab->cfg.max_norm > 0)
+    embed_renorm(out, tab->cfg.dim, tab->cfg.max_norm, tab->cfg.norm_type);
+  return SQLITE_OK;
+}
+
+/* --------------------------------------------------------------- lookup */
+
+static void lookup(sqlite3_context *ctx, embed_vtab *tab, sqlite3_value *idv) {
+  static const char who[] = "embed_lookup";
+  id_arg ids;
+  char *zErr = 0;
+  float *out = 0;
+  int64_t dim = tab->cfg.dim, i;
+  int rc = read_ids(idv, who, &ids, &zErr);
+  if (rc) goto done;
+  if (ids.is_null) return;
+  if (ids.is_batch) {
+    sqlite3_int64 limit = sqlite3_limit(tab->db, SQLITE_LIMIT_LENGTH, -1);
+    if (ids.n > limit / 4 / dim) {
+      rc = fail_msg(&zErr, sqlite3_mprintf("%s: %lld x %lld floats exceed "
+                                           "SQLite's length limit",
+                                           who, (long long)ids.n,
+                                           (long long)dim));
+      goto done;
+    }
+  }
+  out = (float *)sqlite3_malloc64((sqlite3_uint64)ids.n * dim * 4);
+  if (!out) {
+    rc = SQLITE_NOMEM;
+    goto done;
+  }
+  for (i = 0; rc == SQLITE_OK && i < ids.n; i++)
+    rc = read_row(tab, who, ids.is_batch ? ids.many[i] : ids.one,
+                  out + i * dim, &zErr);
+  if (rc == SQLITE_OK) embed_result_vector(ctx, out, ids.n * dim);
+done:
+  if (rc) embed_result_error(ctx, rc, zErr);
+  sqlite3_free(out);
+  sqlite3_free(ids.many);
+}
+
+/* --------------------------------------------------------------- update */
+
+/* One id of a batch with its position in the call, for coalescing. */
+typedef struct id_pos {
+  int64_t id;
+  int64_t pos;
+} id_pos;
+
+static int compare_id_pos(const void *a, const void *b) {
+  const id_pos *x = (const id_pos *)a, *y = (const id_pos *)b;
+  if (x->id != y->id) return x->id < y->id ? -1 : 1;
+  return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+/* Read the gradient argument: n rows of dim floats (n = 1 for one id). */
+static int read_grads(embed_vtab *tab, const char *who, sqlite3_value *v,
+                      int64_t n, int batch, float **out, char **pzErr) {
+  int64_t dim = tab->cfg.dim;
+  int type = sqlite3_value_type(v);
+  embed_error err;
+  *out = 0;
+  if (!batch) {
+    embed_vec g;
+    int rc = embed_vec_from_value(v, who, &g, pzErr);
+    if (rc) return rc;
+    if (!g.v)
+      return fail_msg(pzErr, sqlite3_mprintf("%s: gradient is NULL", who));
+    if (g.dim != dim) {
+      embed_vec_free(&g);
+      return fail_msg(pzErr, sqlite3_mprintf("%s: dimension mismatch "
+                                             "(gradient %lld vs embedding "
+                                             "%s %lld)",
+                                             who, (long long)g.dim, tab->name,
+                                             (long long)dim));
+    }
+    *out = g.v;
+    return SQLITE_OK;
+  }
+  *out = (float *)sqlite3_malloc64((sqlite3_uint64)n * dim * 4);
+  if (!*out) return SQLITE_NOMEM;
+  if (type == SQLITE_BLOB) {
+    int64_t nbytes = sqlite3_value_bytes(v);
+    if (nbytes != n * dim * 4) {
+      return fail_msg(pzErr, sqlite3_mprintf("%s: gradient BLOB has %lld "
+                                             "bytes, expected %lld ids x %lld "
+                                             "floats = %lld",
+                                             who, (long long)nbytes,
+                                             (long long)n, (long long)dim,
+                                             (long long)(n * dim * 4)));
+    }
+    if (embed_blob_decode(sqlite3_value_blob(v), n * dim, *out, &err)) {
+      *pzErr = embed_error_text(who, &err);
+      return *pzErr ? SQLITE_ERROR : SQLITE_NOMEM;
+    }
+    return SQLITE_OK;
+  }
+  if (type == SQLITE_TEXT) {
+    const char *text = (const char *)sqlite3_value_text(v);
+    int64_t len = sqlite3_value_bytes(v), rows = 0, cols = 0;
+    if (!text) return SQLITE_NOMEM;
+    if (embed_json_parse_floats(text, len, 1, *out, n * dim, &rows, &cols,
+                                &err)) {
+      if (err.code == EMBED_E_TOO_LONG)
+        return fail_msg(pzErr, sqlite3_mprintf("%s: gradients have more "
+                                               "than %lld ids x %lld floats",
+                                               who, (long long)n,
+                                               (long long)dim));
+      *pzErr = embed_error_text(who, &err);
+      return *pzErr ? SQLITE_ERROR : SQLITE_NOMEM;
+    }
+    if (rows != n || cols != dim)
+      return fail_msg(pzErr, sqlite3_mprintf("%s: gradients are %lld x %lld, "
+                                             "expected %lld ids x %lld",
+                                             who, (long long)rows,
+                                             (long long)cols, (long long)n,
+                                             (long long)dim));
+    return SQLITE_OK;
+  }
+  return fail_msg(pzErr, sqlite3_mprintf("%s: gradients must be a BLOB of n "
+                                         "x D float32 or a JSON array of "
+                                         "arrays, got %s",
+                                         who, embed_type_name(type)));
+}
+
+/* w <- w + (-lr) * g in float32; fails if a result is not finite. */
+static int sgd_step(embed_vtab *tab, const char *who, int64_t id, float *w,
+                    const float *g, double lr, char **pzErr) {
+  const float alpha = (float)-lr;
+  int64_t i, dim = tab->cfg.dim;
+  for (i = 0; i < dim; i++) w[i] = w[i] + alpha * g[i];
+  i = embed_first_nonfinite(w, dim);
+  if (i >= 0)
+    return fail_msg(pzErr, sqlite3_mprintf("%s: the step makes element %lld "
+                                           "of id %lld not finite; nothing "
+                                           "was changed",
+                                           who, (long long)i, (long long)id));
+  return SQLITE_OK;
+}
+
+static int is_padding(embed_vtab *tab, int64_t id) {
+  return tab->cfg.has_padding_idx && id == tab->cfg.padding_idx;
+}
+
+static void update(sqlite3_context *ctx, embed_vtab *tab, sqlite3_value *idv,
+                   sqlite3_value *gradv, sqlite3_value *lrv) {
+  static const char who[] = "embed_update";
+  id_arg ids;
+  float *grads = 0, *rows = 0;
+  id_pos *order = 0;
+  int64_t dim = tab->cfg.dim, i, j, n_unique = 0, changed = 0;
+  double lr = 0;
+  char *zErr = 0;
+  int rc = read_ids(idv, who, &ids, &zErr);
+  if (rc) goto done;
+  if (ids.is_null) {
+    rc = fail_msg(&zErr, sqlite3_mprintf("%s: id is NULL", who));
+    goto done;
+  }
+  rc = embed_number_from_value(lrv, who, "lr", &lr, &zErr);
+  if (rc == SQLITE_OK && lr < 0)
+    rc = fail_msg(&zErr, sqlite3_mprintf("%s: invalid learning rate %g", who,
+                                         lr));
+  if (rc == SQLITE_OK)
+    rc = read_grads(tab, who, gradv, ids.n, ids.is_batch, &grads, &zErr);
+  if (rc) goto done;
+
+  /* Coalesce: order[] groups equal ids, keeping the call's order inside. */
+  order = (id_pos *)sqlite3_malloc64((sqlite3_uint64)ids.n * sizeof(id_pos));
+  rows = (float *)sqlite3_malloc64((sqlite3_uint64)ids.n * dim * 4);
+  if (!order || !rows) {
+    rc = SQLITE_NOMEM;
+    goto done;
+  }
+  for (i = 0; i < ids.n; i++) {
+    order[i].id = ids.is_batch ? ids.many[i] : ids.one;
+    order[i].pos = i;
+  }
+  qsort(order, (size_t)ids.n, sizeof(id_pos), compare_id_pos);
+
+  /* Compute every new row before writing any. */
+  for (i = 0; rc == SQLITE_OK && i < ids.n; i = j) {
+    int64_t id = order[i].id, count, k;
+    float *w = rows + n_unique * dim;
+    float *gsum = 0;
+    for (j = i; j < ids.n && order[j].id == id; j++) {
+    }
+    count = j - i;
+    rc = read_row(tab, who, id, w, &zErr);
+    if (rc || is_padding(tab, id)) continue;
+    /* the summed gradient goes in the slot of the group's first row */
+    gsum = grads + order[i].pos * dim;
+    if (tab->cfg.scale_grad_by_freq && count > 1)
+      for (k = 0; k < dim; k++) gsum[k] /= (float)count;
+    for (k = i + 1; k < j; k++) {
+      const float *g = grads + order[k].pos * dim;
+      int64_t e;
+      if (tab->cfg.scale_grad_by_freq)
+        for (e = 0; e < dim; e++) gsum[e] += g[e] / (float)count;
+      else
+        for (e = 0; e < dim; e++) gsum[e] += g[e];
+    }
+    rc = sgd_step(tab, who, id, w, gsum, lr, &zErr);
+    order[n_unique].id = id; /* compact: n_unique-th changed row is id */
+    n_unique++;
+  }
+  for (i = 0; rc == SQLITE_OK && i < n_unique; i++) {
+    rc = embed_table_write(tab, order[i].id, rows + i * dim, &zErr);
+    if (rc == SQLITE_OK) changed++;
+  }
+  if (rc == SQLITE_OK) sqlite3_result_int64(ctx, changed);
+done:
+  if (rc) {
+    if (!zErr) zErr = sqlite3_mprintf("%s: %s", who, sqlite3_errmsg(tab->db));
+    embed_result_error(ctx, rc, zErr);
+  }
+  sqlite3_free(order);
+  sqlite3_free(rows);
+  sqlite3_free(grads);
+  sqlite3_free(ids.many);
+}
+
+/* ------------------------------------------------------- SQL entry points */
+
+/* embed_lookup(id) / embed_lookup(table, id) */
+static void fn_lookup(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  embed_vtab *tab = 0;
+  char *zErr = 0;
+  int rc = embed_registry_resolve((embed_registry *)sqlite3_user_data(ctx),
+                                  argc == 2 ? argv[0] : 0, "embed_lookup",
+                                  &tab, &zErr);
+  if (rc) {
+    embed_result_error(ctx, rc, zErr);
+    return;
+  }
+  lookup(ctx, tab, argv[argc - 1]);
+}
+
+/* embed_update(id, grad, lr) / embed_update(table, id, grad, lr) */
+static void fn_update(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  embed_vtab *tab = 0;
+  char *zErr = 0;
+  int rc = embed_registry_resolve((embed_registry *)sqlite3_user_data(ctx),
+                                  argc == 4 ? argv[0] : 0, "embed_update",
+                                  &tab, &zErr);
+  if (rc) {
+    embed_result_error(ctx, rc, zErr);
+    return;
+  }
+  update(ctx, tab, argv[argc - 3], argv[argc - 2], argv[argc - 1]);
+}
+
+/* The same, bound by xFindFunction to the table whose column is argument 1. */
+static void fn_lookup_bound(sqlite3_context *ctx, int argc,
+                            sqlite3_value **argv) {
+  (void)argc;
+  lookup(ctx, (embed_vtab *)sqlite3_user_data(ctx), argv[0]);
+}
+
+static void fn_update_bound(sqlite3_context *ctx, int argc,
+                            sqlite3_value **argv) {
+  (void)argc;
+  update(ctx, (embed_vtab *)sqlite3_user_data(ctx), argv[0], argv[1],
+         argv[2]);
+}
+
+void (*embed_training_bound_function(const char *name, int nArg))(
+    sqlite3_context *, int, sqlite3_value **) {
+  if (nArg == 1 && sqlite3_stricmp(name, "embed_lookup") == 0)
+    return fn_lookup_bound;
+  if (nArg == 3 && sqlite3_stricmp(name, "embed_update") == 0)
+    return fn_update_bound;
+  return 0;
+}
+
+int embed_register_training(sqlite3 *db, embed_registry *registry) {
+  int rc = sqlite3_create_function_v2(db, "embed_lookup", 1, SQLITE_UTF8,
+                                      registry, fn_lookup, 0, 0, 0);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_create_function_v2(db, "embed_lookup", 2, SQLITE_UTF8,
+                                    registry, fn_lookup, 0, 0, 0);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_create_function_v2(db, "embed_update", 3,
+                                    SQLITE_UTF8 | SQLITE_DIRECTONLY, registry,
+                                    fn_update, 0, 0, 0);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_create_function_v2(db, "embed_update", 4,
+                                    SQLITE_UTF8 | SQLITE_DIRECTONLY, registry,
+                                    fn_update, 0, 0, 0);
+  return rc;
+}

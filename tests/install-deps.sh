@@ -1,0 +1,26 @@
+#!/bin/sh
+# Installs what the test suites need when it is missing, and says so.
+# Debian's python3 (/usr/bin/python3) is used: its sqlite3 module can load
+# extensions, and Debian's python3-torch is the numeric reference.
+set -e
+PY=/usr/bin/python3
+need=""
+command -v sqlite3 >/dev/null 2>&1 || need="$need sqlite3"
+[ -f /usr/include/sqlite3.h ] || need="$need libsqlite3-dev"
+[ -x "$PY" ] || need="$need python3"
+if [ -x "$PY" ]; then
+  "$PY" -c "import torch" 2>/dev/null || need="$need python3-torch"
+  "$PY" -c "import numpy" 2>/dev/null || need="$need python3-numpy"
+  "$PY" -c "import pytest" 2>/dev/null || need="$need python3-pytest"
+else
+  need="$need python3-torch python3-numpy python3-pytest"
+fi
+if [ -n "$need" ]; then
+  echo "make test: installing missing packages:$need"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q $need
+else
+  echo "make test: all test dependencies present (sqlite3, python3-torch, numpy, pytest)"
+fi
