@@ -174,11 +174,12 @@ static int read_grads(embed_vtab *tab, const char *who, sqlite3_value *v,
     if (!g.v)
       return fail_msg(pzErr, sqlite3_mprintf("%s: gradient is NULL", who));
     if (g.dim != dim) {
+      int64_t got = g.dim;
       embed_vec_free(&g);
       return fail_msg(pzErr, sqlite3_mprintf("%s: dimension mismatch "
                                              "(gradient %lld vs embedding "
                                              "%s %lld)",
-                                             who, (long long)g.dim, tab->name,
+                                             who, (long long)got, tab->name,
                                              (long long)dim));
     }
     *out = g.v;

@@ -1,0 +1,28 @@
+-- Invalid vectors (SPEC section 2): each is an error naming the function.
+SELECT 'ok', embed_dim('[1]');
+SELECT 'empty_blob', embed_dim(x'');
+SELECT 'blob_length', embed_dim(x'000000');
+SELECT 'empty_json', embed_dim('[]');
+SELECT 'json_not_array', embed_dim('{"a": 1}');
+SELECT 'json_trailing_comma', embed_dim('[1, 2,]');
+SELECT 'json_unclosed', embed_dim('[1, 2');
+SELECT 'json_garbage_after', embed_dim('[1, 2] x');
+SELECT 'json_string_element', embed_dim('[1, "2"]');
+SELECT 'json_nested', embed_dim('[[1, 2]]');
+SELECT 'json_leading_plus', embed_dim('[+1]');
+SELECT 'json_nan_word', embed_dim('[NaN]');
+SELECT 'json_overflow_is_inf', embed_dim('[1, 1e39]');
+SELECT 'blob_nan', embed_dim(x'0000c07f');
+SELECT 'blob_inf', embed_dim(x'0000803f0000807f');
+SELECT 'blob_neg_inf', embed_dim(x'000080ff');
+SELECT 'integer', embed_norm(42);
+SELECT 'real', embed_norm(4.2);
+SELECT 'dim_limit_ok', embed_dim(zeroblob(65536 * 4));
+SELECT 'dim_limit_blob', embed_dim(zeroblob(65537 * 4));
+SELECT 'dim_limit_json', embed_dim('[' || substr(replace(hex(zeroblob(65537)), '00', '0,'), 1, 65537 * 2 - 1) || ']');
+SELECT 'mismatch', embed_cosine('[1,2,3]', '[1,2,3,4]');
+SELECT 'mismatch_dot', embed_dot('[1]', '[1,2]');
+SELECT 'scale_not_number', embed_scale('[1]', 'x');
+SELECT 'scale_overflow', embed_scale('[3e38]', 10);
+SELECT 'add_overflow', embed_add('[3e38]', '[3e38]');
+SELECT 'second_arg_named', embed_l2('[1]', x'00');

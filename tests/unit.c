@@ -1,0 +1,286 @@
+/*
+** unit.c - C unit tests of the parts of embed that need no SQLite: the
+** vector codecs (vector.c), the math kernels (kernels.c), the initializer
+** (initializer.c) and the option parser (options.c).
+**
+**     make test-unit
+**
+** A tiny harness: CHECK(cond) records a failure with its line; the summary
+** line "unit: N passed, M failed" ends the run, and the exit code is 1 on
+** any failure.
+*/
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define EMBED_NO_SQLITE
+#include "embed_int.h"
+
+static int passed, failed;
+
+#define CHECK(cond)                                                  \
+  do {                                                               \
+    if (cond) {                                                      \
+      passed++;                                                      \
+    } else {                                                         \
+      failed++;                                                      \
+      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, \
+              #cond);                                                \
+    }                                                                \
+  } while (0)
+
+static uint64_t rng_state = 12345;
+static double rand_unit(void) { /* in [-1, 1) */
+  rng_state = embed_mix64(rng_state);
+  return (double)(rng_state >> 11) / 9007199254740992.0 * 2.0 - 1.0;
+}
+
+static int close_rel(double got, double want, double tol) {
+  double scale = fabs(want) > 1.0 ? fabs(want) : 1.0;
+  return fabs(got - want) <= tol * scale;
+}
+
+static void test_blob_codec(void) {
+  embed_error err;
+  float in[5] = {1.0f, -2.5f, 0.0f, 3e38f, 1e-45f}, out[5];
+  unsigned char blob[21];
+  CHECK(embed_blob_dim(20, &err) == 5);
+  CHECK(embed_blob_dim(0, &err) == -1 && err.code == EMBED_E_EMPTY);
+  CHECK(embed_blob_dim(7, &err) == -1 && err.code == EMBED_E_BLOB_LENGTH &&
+        err.a == 7);
+  CHECK(embed_blob_dim(4LL * (EMBED_MAX_DIM + 1), &err) == -1 &&
+        err.code == EMBED_E_TOO_LONG);
+  CHECK(embed_blob_dim(4LL * EMBED_MAX_DIM, &err) == EMBED_MAX_DIM);
+  /* little-endian layout, and decoding from an unaligned address */
+  embed_blob_encode(in, 5, blob + 1);
+  CHECK(blob[1] == 0x00 && blob[2] == 0x00 && blob[3] == 0x80 &&
+        blob[4] == 0x3f); /* 1.0f */
+  CHECK(embed_blob_decode(blob + 1, 5, out, &err) == EMBED_OK);
+  CHECK(memcmp(in, out, sizeof(in)) == 0);
+  {
+    float bad[3] = {1.0f, NAN, 2.0f};
+    embed_blob_encode(bad, 3, blob);
+    CHECK(embed_blob_decode(blob, 3, out, &err) == EMBED_E_NONFINITE &&
+          err.a == 1 && err.b == 0);
+    bad[1] = -INFINITY;
+    embed_blob_encode(bad, 3, blob);
+    CHECK(embed_blob_decode(blob, 3, out, &err) == EMBED_E_NONFINITE &&
+          err.b == -1);
+  }
+}
+
+static int parse(const char *s, float *out, int64_t cap, int64_t *dim,
+                 embed_error *err) {
+  int64_t rows;
+  return embed_json_parse_floats(s, (int64_t)strlen(s), 0, out, cap, &rows,
+                                 dim, err);
+}
+
+static void test_json_parse(void) {
+  float v[8];
+  int64_t dim = 0, rows = 0, cols = 0, ids[4], n = 0;
+  embed_error err;
+  CHECK(parse("[1, -2.5, 3e-2, 0]", v, 8, &dim, &err) == EMBED_OK &&
+        dim == 4 && v[0] == 1.0f && v[1] == -2.5f && v[2] == 3e-2f &&
+        v[3] == 0.0f);
+  CHECK(parse(" \t\n[ 1 ]\r\n", v, 8, &dim, &err) == EMBED_OK && dim == 1);
+  CHECK(parse("[]", v, 8, &dim, &err) == EMBED_E_EMPTY);
+  CHECK(parse("", v, 8, &dim, &err) == EMBED_E_JSON && err.a == 0);
+  CHECK(parse("[1,]", v, 8, &dim, &err) == EMBED_E_JSON && err.a == 3);
+  CHECK(parse("[01]", v, 8, &dim, &err) == EMBED_E_JSON);
+  CHECK(parse("[1.]", v, 8, &dim, &err) == EMBED_E_JSON);
+  CHECK(parse("[.5]", v, 8, &dim, &err) == EMBED_E_JSON);
+  CHECK(parse("[1e]", v, 8, &dim, &err) == EMBED_E_JSON);
+  CHECK(parse("[-]", v, 8, &dim, &err) == EMBED_E_JSON);
+  CHECK(parse("[1 2]", v, 8, &dim, &err) == EMBED_E_JSON && err.a == 3);
+  CHECK(parse("[1] [2]", v, 8, &dim, &err) == EMBED_E_JSON);
+  CHECK(parse("[true]", v, 8, &dim, &err) == EMBED_E_JSON);
+  CHECK(parse("[1e39]", v, 8, &dim, &err) == EMBED_E_NONFINITE);
+  CHECK(parse("[-1e39]", v, 8, &dim, &err) == EMBED_E_NONFINITE &&
+        err.b == -1);
+  CHECK(parse("[1, 2, 3]", v, 2, &dim, &err) == EMBED_E_TOO_LONG);
+  /* a long digit string still converts correctly (heap path) */
+  CHECK(parse("[0.1000000000000000000000000000000000000000000000000000000000"
+              "000000000000001]",
+              v, 8, &dim, &err) == EMBED_OK &&
+        v[0] == 0.1f);
+  CHECK(embed_json_capacity("[1,2,3]", 7) == 3);
+  CHECK(embed_json_parse_floats("[[1,2],[3,4],[5,6]]", 19, 1, v, 8, &rows,
+                                &cols, &err) == EMBED_OK &&
+        rows == 3 && cols == 2 && v[5] == 6.0f);
+  CHECK(embed_json_parse_floats("[[1,2],[3]]", 11, 1, v, 8, &rows, &cols,
+                                &err) == EMBED_E_RAGGED &&
+        err.a == 1 && err.b == 1 && err.c == 2);
+  CHECK(embed_json_parse_floats("[1,2]", 5, 1, v, 8, &rows, &cols, &err) ==
+        EMBED_E_JSON);
+  CHECK(embed_json_parse_ids("[3, -1, 9223372036854775807]", 28, ids, 4, &n,
+                             &err) == EMBED_OK &&
+        n == 3 && ids[0] == 3 && ids[1] == -1 && ids[2] == INT64_MAX);
+  CHECK(embed_json_parse_ids("[9223372036854775808]", 21, ids, 4, &n, &err) ==
+        EMBED_E_NOT_INTEGER);
+  CHECK(embed_json_parse_ids("[1.5]", 5, ids, 4, &n, &err) ==
+        EMBED_E_NOT_INTEGER);
+  CHECK(embed_json_parse_ids("[1e3]", 5, ids, 4, &n, &err) ==
+        EMBED_E_NOT_INTEGER);
+}
+
+static void test_json_format(void) {
+  char buf[256];
+  float v[4] = {0.1f, -2.0f, 1e-45f, 3.4028235e38f};
+  float back[4];
+  int64_t dim, i, k;
+  embed_error err;
+  embed_json_format(v, 4, buf);
+  CHECK(strcmp(buf, "[0.1,-2,1.4013e-45,3.4028235e+38]") == 0);
+  /* random floats of every magnitude read back bit-exact */
+  for (k = 0; k < 2000; k++) {
+    float r[4];
+    char *text = (char *)malloc((size_t)embed_json_format_size(4));
+    for (i = 0; i < 4; i++) {
+      uint32_t bits = (uint32_t)(embed_mix64((uint64_t)(k * 4 + i)) >> 32);
+      memcpy(&r[i], &bits, 4);
+      if (!isfinite(r[i])) r[i] = 1.0f;
+    }
+    embed_json_format(r, 4, text);
+    CHECK(parse(text, back, 4, &dim, &err) == EMBED_OK && dim == 4 &&
+          memcmp(r, back, sizeof(r)) == 0);
+    free(text);
+  }
+}
+
+static void test_kernels(void) {
+  enum { N = 385 };
+  float a[N], b[N], out[N];
+  double dot = 0, na = 0, nb = 0, l2 = 0;
+  int64_t i;
+  for (i = 0; i < N; i++) {
+    a[i] = (float)rand_unit();
+    b[i] = (float)rand_unit();
+    dot += (double)a[i] * b[i];
+    na += (double)a[i] * a[i];
+    nb += (double)b[i] * b[i];
+    l2 += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+  }
+  CHECK(close_rel(embed_dot(a, b, N), dot, 1e-12));
+  CHECK(close_rel(embed_norm2(a, N), sqrt(na), 1e-12));
+  CHECK(close_rel(embed_cosine_similarity(a, b, N), dot / sqrt(na * nb),
+                  1e-12));
+  CHECK(close_rel(embed_l2_distance(a, b, N), sqrt(l2), 1e-12));
+  CHECK(embed_cosine_similarity(a, a, N) <= 1.0);
+  {
+    float z[3] = {0, 0, 0}, o[3] = {1, 2, 3};
+    CHECK(embed_cosine_similarity(z, o, 3) == 0.0);
+    embed_normalize(z, 3, out);
+    CHECK(out[0] == 0 && out[1] == 0 && out[2] == 0);
+  }
+  {
+    double l1 = 0;
+    for (i = 0; i < N; i++) l1 += fabs((double)a[i]);
+    CHECK(close_rel(embed_norm_p(a, N, 1.0), l1, 1e-12));
+  }
+  {
+    float v[3] = {3, -4, 0};
+    CHECK(embed_norm_p(v, 3, 1.0) == 7.0);
+    CHECK(embed_norm_p(v, 3, INFINITY) == 4.0);
+    CHECK(close_rel(embed_norm_p(v, 3, 3.0), pow(27.0 + 64.0, 1.0 / 3.0),
+                    1e-12));
+    CHECK(embed_renorm(v, 3, 1.0, 2.0) == 1);
+    CHECK(fabs(v[0] - 0.6f) < 1e-6 && fabs(v[1] + 0.8f) < 1e-6);
+    CHECK(fabs(embed_norm2(v, 3) - 1.0) < 1e-6); /* float32 rounding aside */
+  }
+  embed_add(a, b, N, out);
+  CHECK(out[7] == a[7] + b[7]);
+  embed_sub(a, b, N, out);
+  CHECK(out[383] == a[383] - b[383]);
+  embed_scale(a, 0.5f, N, out);
+  CHECK(out[0] == a[0] * 0.5f);
+  {
+    float inf_row[2] = {1, INFINITY};
+    CHECK(embed_first_nonfinite(inf_row, 2) == 1);
+    CHECK(embed_first_nonfinite(a, N) == -1);
+  }
+}
+
+static void test_initializer(void) {
+  enum { D = 1001 };
+  static float x[D], y[D];
+  double sum = 0, sq = 0;
+  int64_t i, id, n = 0;
+  /* SplitMix64's first output for state 0 */
+  CHECK(embed_mix64(0) == 0xE220A8397B1DCDAFULL);
+  embed_initial_row(EMBED_INIT_NORMAL, 42, 7, x, D);
+  embed_initial_row(EMBED_INIT_NORMAL, 42, 7, y, D);
+  CHECK(memcmp(x, y, sizeof(x)) == 0);
+  embed_initial_row(EMBED_INIT_NORMAL, 43, 7, y, D);
+  CHECK(memcmp(x, y, sizeof(x)) != 0);
+  embed_initial_row(EMBED_INIT_NORMAL, 42, 8, y, D);
+  CHECK(memcmp(x, y, sizeof(x)) != 0);
+  /* a prefix of a longer row is the shorter row (counter-based) */
+  embed_initial_row(EMBED_INIT_NORMAL, 42, 7, y, 10);
+  CHECK(memcmp(x, y, 10 * sizeof(float)) == 0);
+  for (id = 0; id < 200; id++) {
+    embed_initial_row(EMBED_INIT_NORMAL, 1, id, x, D);
+    for (i = 0; i < D; i++) {
+      sum += x[i];
+      sq += (double)x[i] * x[i];
+      n++;
+    }
+  }
+  CHECK(fabs(sum / n) < 0.01);
+  CHECK(fabs(sqrt(sq / n - (sum / n) * (sum / n)) - 1.0) < 0.01);
+  embed_initial_row(EMBED_INIT_UNIFORM, 3, -5, x, D);
+  sum = 0;
+  for (i = 0; i < D; i++) {
+    CHECK(x[i] >= -1.0f && x[i] < 1.0f);
+    sum += x[i];
+  }
+  CHECK(fabs(sum / D) < 0.1);
+  embed_initial_row(EMBED_INIT_ZEROS, 3, 5, x, D);
+  CHECK(x[0] == 0 && x[D - 1] == 0);
+}
+
+static void test_options(void) {
+  embed_config c;
+  char err[300], value[64];
+  int i;
+  embed_config_defaults(&c);
+  CHECK(embed_config_apply_arg(&c, " dim = 50 ", err, sizeof(err)) == 0 &&
+        c.dim == 50);
+  CHECK(embed_config_apply_arg(&c, "metric='l2'", err, sizeof(err)) == 0 &&
+        c.metric == EMBED_METRIC_L2);
+  CHECK(embed_config_apply_arg(&c, "MAX_NORM=2.5", err, sizeof(err)) == 0 &&
+        c.max_norm == 2.5);
+  CHECK(embed_config_apply_arg(&c, "dim=3", err, sizeof(err)) != 0 &&
+        strcmp(err, "option 'dim' given twice") == 0);
+  CHECK(embed_config_apply_arg(&c, "nope=1", err, sizeof(err)) != 0 &&
+        strcmp(err, "unknown option 'nope'") == 0);
+  CHECK(embed_config_apply_arg(&c, "seed", err, sizeof(err)) != 0);
+  CHECK(embed_config_finish(&c, err, sizeof(err)) == 0);
+  /* the stored form replays to the same configuration */
+  {
+    embed_config d;
+    embed_config_defaults(&d);
+    for (i = 0; i < embed_config_count(); i++) {
+      embed_config_value(&c, i, value, sizeof(value));
+      CHECK(embed_config_apply(&d, embed_config_key(i), value, err,
+                               sizeof(err)) == 0);
+    }
+    CHECK(d.dim == c.dim && d.metric == c.metric && d.max_norm == c.max_norm &&
+          d.has_padding_idx == c.has_padding_idx && d.seed == c.seed);
+  }
+  embed_config_defaults(&c);
+  CHECK(embed_config_finish(&c, err, sizeof(err)) != 0 &&
+        strcmp(err, "missing required option 'dim'") == 0);
+}
+
+int main(void) {
+  test_blob_codec();
+  test_json_parse();
+  test_json_format();
+  test_kernels();
+  test_initializer();
+  test_options();
+  printf("unit: %d passed, %d failed\n", passed, failed);
+  return failed ? 1 : 0;
+}
