@@ -29,7 +29,7 @@ PURE_SRC = ext/vector.c ext/kernels.c ext/initializer.c ext/options.c
 BUILD = build
 
 .PHONY: all demo test bench install uninstall clean test-deps test-sql \
-        test-unit test-python test-asan format
+        test-unit test-python test-asan test-static format
 
 all: embed.so
 
@@ -58,6 +58,14 @@ $(BUILD)/unit: tests/unit.c $(PURE_SRC) $(HDR)
 $(BUILD)/unit-asan: tests/unit.c $(PURE_SRC) $(HDR)
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 $(WARN) $(SAN_FLAGS) -Iext -o $@ tests/unit.c $(PURE_SRC) $(LDLIBS)
+
+# A C app linking the static library (here against the system SQLite).
+$(BUILD)/static_app: tests/static_app.c libembed.a
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 $(WARN) -O1 -Iext -o $@ tests/static_app.c libembed.a -lsqlite3 $(LDLIBS)
+
+test-static: $(BUILD)/static_app
+	$(BUILD)/static_app
 
 demo: embed.so
 	$(SQLITE3) :memory: < examples/quickstart.sql
@@ -89,6 +97,7 @@ test-asan: $(BUILD)/asan/embed.so $(BUILD)/unit-asan
 test: test-deps
 	$(MAKE) embed.so
 	$(MAKE) test-unit
+	$(MAKE) test-static
 	$(MAKE) test-sql
 	$(MAKE) test-python
 	$(MAKE) test-asan
@@ -97,14 +106,27 @@ test: test-deps
 bench: embed.so
 	$(PYTHON) bench/bench.py
 
-install: embed.so
+# `.load embed` (no path) makes SQLite dlopen("embed.so"), which searches only
+# LD_LIBRARY_PATH and the loader's system folders; ldconfig does not cache
+# files not named lib*.so, so $(PREFIX)/lib alone is not enough. install
+# therefore also links embed.so into the loader's folder (LOADER_DIR; set
+# LOADER_DIR= to skip the link).
+LOADER_DIR ?= $(firstword $(wildcard /usr/lib/$(shell $(CC) -print-multiarch 2>/dev/null)) /usr/lib)
+
+install: embed.so libembed.a
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR)
-	install -m 0644 embed.so $(DESTDIR)$(LIBDIR)/embed.so
+	install -m 0755 embed.so $(DESTDIR)$(LIBDIR)/embed.so
+	install -m 0644 libembed.a $(DESTDIR)$(LIBDIR)/libembed.a
 	install -m 0644 ext/embed.h $(DESTDIR)$(INCLUDEDIR)/embed.h
-	-ldconfig 2>/dev/null
+	if [ -n "$(LOADER_DIR)" ] && [ "$(LOADER_DIR)" != "$(LIBDIR)" ]; then \
+	  install -d $(DESTDIR)$(LOADER_DIR) && \
+	  ln -sf $(LIBDIR)/embed.so $(DESTDIR)$(LOADER_DIR)/embed.so; fi
 
 uninstall:
-	rm -f $(DESTDIR)$(LIBDIR)/embed.so $(DESTDIR)$(INCLUDEDIR)/embed.h
+	rm -f $(DESTDIR)$(LIBDIR)/embed.so $(DESTDIR)$(LIBDIR)/libembed.a \
+	      $(DESTDIR)$(INCLUDEDIR)/embed.h
+	if [ -n "$(LOADER_DIR)" ] && [ -L $(DESTDIR)$(LOADER_DIR)/embed.so ]; then \
+	  rm -f $(DESTDIR)$(LOADER_DIR)/embed.so; fi
 
 format:
 	clang-format -i ext/*.c ext/*.h tests/*.c

@@ -88,6 +88,7 @@ typedef struct embed_cursor {
   int is_knn;
   int eof;
   int64_t *ids;             /* PLAN_EQ/IN: sorted ids to look up */
+  int64_t one_id;           /* PLAN_EQ: ids points here (not allocated) */
   int64_t n_ids, pos;
   embed_hit *hits;          /* PLAN_KNN results */
   int64_t k;
@@ -169,14 +170,21 @@ int embed_table_read(embed_vtab *tab, int64_t id, float *out, char **pzErr) {
   return rc;
 }
 
-/* Bind v as a float32 BLOB (little-endian) to parameter i of stmt. */
+/* Bind v as a float32 BLOB (little-endian) to parameter i of stmt. On a
+** little-endian host the floats are the BLOB, bound without a copy: callers
+** step and reset the statement before v goes away. */
 static int bind_vector(sqlite3_stmt *stmt, int i, const float *v,
                        int64_t dim) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
   void *blob = sqlite3_malloc64((sqlite3_uint64)dim * 4);
   if (!blob) return SQLITE_NOMEM;
   embed_blob_encode(v, dim, blob);
   return sqlite3_bind_blob64(stmt, i, blob, (sqlite3_uint64)dim * 4,
                              sqlite3_free);
+#else
+  return sqlite3_bind_blob64(stmt, i, v, (sqlite3_uint64)dim * 4,
+                             SQLITE_STATIC);
+#endif
 }
 
 static int step_done(sqlite3_stmt *stmt) {
@@ -576,7 +584,7 @@ static void cursor_reset(embed_cursor *cur) {
   if (cur->point_stmt) sqlite3_reset(cur->point_stmt);
   for (i = 0; i < 2; i++)
     if (cur->scan_stmt[i]) sqlite3_reset(cur->scan_stmt[i]);
-  sqlite3_free(cur->ids);
+  if (cur->ids != &cur->one_id) sqlite3_free(cur->ids);
   sqlite3_free(cur->hits);
   cur->ids = 0;
   cur->hits = 0;
@@ -662,28 +670,30 @@ static int collect_ids(embed_cursor *cur, sqlite3_value *arg, int is_in) {
   int64_t cap = 16, n = 0, id;
   int rc = SQLITE_OK;
   sqlite3_value *v = 0;
-  int64_t *ids = (int64_t *)sqlite3_malloc64((sqlite3_uint64)cap * 8);
-  if (!ids) return SQLITE_NOMEM;
-  if (!is_in) {
-    if (value_as_id(arg, &id)) ids[n++] = id;
-  } else {
-    for (rc = sqlite3_vtab_in_first(arg, &v); rc == SQLITE_OK && v;
-         rc = sqlite3_vtab_in_next(arg, &v)) {
-      if (!value_as_id(v, &id)) continue;
-      if (n == cap) {
-        int64_t *grown =
-            (int64_t *)sqlite3_realloc64(ids, (sqlite3_uint64)cap * 2 * 8);
-        if (!grown) {
-          rc = SQLITE_NOMEM;
-          break;
-        }
-        ids = grown;
-        cap *= 2;
-      }
-      ids[n++] = id;
-    }
-    if (rc == SQLITE_DONE) rc = SQLITE_OK;
+  int64_t *ids;
+  if (!is_in) { /* the point lookup of every join step: no allocation */
+    cur->ids = &cur->one_id;
+    cur->n_ids = value_as_id(arg, &cur->one_id);
+    return SQLITE_OK;
   }
+  ids = (int64_t *)sqlite3_malloc64((sqlite3_uint64)cap * 8);
+  if (!ids) return SQLITE_NOMEM;
+  for (rc = sqlite3_vtab_in_first(arg, &v); rc == SQLITE_OK && v;
+       rc = sqlite3_vtab_in_next(arg, &v)) {
+    if (!value_as_id(v, &id)) continue;
+    if (n == cap) {
+      int64_t *grown =
+          (int64_t *)sqlite3_realloc64(ids, (sqlite3_uint64)cap * 2 * 8);
+      if (!grown) {
+        rc = SQLITE_NOMEM;
+        break;
+      }
+      ids = grown;
+      cap *= 2;
+    }
+    ids[n++] = id;
+  }
+  if (rc == SQLITE_DONE) rc = SQLITE_OK;
   if (rc) {
     sqlite3_free(ids);
     return rc;
