@@ -250,13 +250,47 @@ static int is_padding(embed_vtab *tab, int64_t id) {
   return tab->cfg.has_padding_idx && id == tab->cfg.padding_idx;
 }
 
+/* Is a statement that writes running on db? Then our writes are already
+** inside its (statement) transaction. */
+static int writer_running(sqlite3 *db) {
+  sqlite3_stmt *stmt = 0;
+  while ((stmt = sqlite3_next_stmt(db, stmt)) != 0)
+    if (sqlite3_stmt_busy(stmt) && !sqlite3_stmt_readonly(stmt)) return 1;
+  return 0;
+}
+
+/* Write the n computed rows. Several rows written from a read-only statement
+** in autocommit mode would each commit on their own; a savepoint makes the
+** batch one transaction that commits (or rolls back) as a whole. */
+static int write_rows(embed_vtab *tab, const id_pos *order, const float *rows,
+                      int64_t n, char **pzErr) {
+  sqlite3 *db = tab->db;
+  int64_t i;
+  int rc = SQLITE_OK;
+  int own = n > 1 && sqlite3_get_autocommit(db) && !writer_running(db);
+  if (own) rc = sqlite3_exec(db, "SAVEPOINT embed_update", 0, 0, 0);
+  for (i = 0; rc == SQLITE_OK && i < n; i++)
+    rc = embed_table_write(tab, order[i].id, rows + i * tab->cfg.dim, pzErr);
+  if (own) {
+    if (rc == SQLITE_OK) rc = sqlite3_exec(db, "RELEASE embed_update", 0, 0, 0);
+    if (rc != SQLITE_OK) {
+      if (!*pzErr)
+        *pzErr = sqlite3_mprintf("embed_update: %s; nothing was changed",
+                                 sqlite3_errmsg(db));
+      /* the transaction is ours alone (autocommit was on): end it */
+      sqlite3_exec(db, "ROLLBACK", 0, 0, 0);
+    }
+  }
+  return rc;
+}
+
 static void update(sqlite3_context *ctx, embed_vtab *tab, sqlite3_value *idv,
                    sqlite3_value *gradv, sqlite3_value *lrv) {
   static const char who[] = "embed_update";
   id_arg ids;
   float *grads = 0, *rows = 0;
   id_pos *order = 0;
-  int64_t dim = tab->cfg.dim, i, j, n_unique = 0, changed = 0;
+  int64_t dim = tab->cfg.dim, i, j, n_unique = 0;
   double lr = 0;
   char *zErr = 0;
   int rc = read_ids(idv, who, &ids, &zErr);
@@ -312,11 +346,8 @@ static void update(sqlite3_context *ctx, embed_vtab *tab, sqlite3_value *idv,
     order[n_unique].id = id; /* compact: n_unique-th changed row is id */
     n_unique++;
   }
-  for (i = 0; rc == SQLITE_OK && i < n_unique; i++) {
-    rc = embed_table_write(tab, order[i].id, rows + i * dim, &zErr);
-    if (rc == SQLITE_OK) changed++;
-  }
-  if (rc == SQLITE_OK) sqlite3_result_int64(ctx, changed);
+  if (rc == SQLITE_OK) rc = write_rows(tab, order, rows, n_unique, &zErr);
+  if (rc == SQLITE_OK) sqlite3_result_int64(ctx, n_unique);
 done:
   if (rc) {
     if (!zErr) zErr = sqlite3_mprintf("%s: %s", who, sqlite3_errmsg(tab->db));

@@ -1,0 +1,58 @@
+"""A batch embed_update is one transaction: from a read-only statement in
+autocommit mode it commits as a whole, and when the commit cannot happen
+(another connection holds the lock) nothing changes and no transaction is
+left open."""
+import os
+import sqlite3
+
+
+def open_db(path):
+    conn = sqlite3.connect(path, isolation_level=None, timeout=0)
+    conn.enable_load_extension(True)
+    conn.load_extension(os.environ.get("EMBED_EXT", "./embed"))
+    return conn
+
+
+def rows(conn):
+    return conn.execute("SELECT id, embed_json(vector) FROM t").fetchall()
+
+
+def test_batch_commits_once_and_is_visible(tmp_path):
+    a = open_db(str(tmp_path / "db"))
+    a.execute("CREATE VIRTUAL TABLE t USING embedding(dim=2, num_embeddings=3, init=zeros)")
+    assert a.execute("SELECT embed_update('t', '[0, 2, 0]', "
+                     "'[[1, 1], [2, 2], [1, 1]]', 1)").fetchone() == (2,)
+    assert not a.in_transaction
+    b = open_db(str(tmp_path / "db"))
+    assert rows(b) == [(0, "[-2,-2]"), (1, "[0,0]"), (2, "[-2,-2]")]
+
+
+def test_batch_that_cannot_commit_changes_nothing(tmp_path):
+    a = open_db(str(tmp_path / "db"))
+    a.execute("CREATE VIRTUAL TABLE t USING embedding(dim=2, num_embeddings=3, init=zeros)")
+    b = open_db(str(tmp_path / "db"))
+    b.execute("BEGIN")
+    b.execute("SELECT count(*) FROM t").fetchone()  # b holds a read lock
+    try:
+        a.execute("SELECT embed_update('t', '[0, 1]', '[[1, 1], [1, 1]]', 1)").fetchone()
+        raised = None
+    except sqlite3.OperationalError as e:
+        raised = str(e)
+    assert raised == "embed_update: database is locked; nothing was changed"
+    assert not a.in_transaction
+    b.execute("COMMIT")
+    assert rows(a) == [(0, "[0,0]"), (1, "[0,0]"), (2, "[0,0]")]
+    assert rows(b) == rows(a)
+
+
+def test_batch_inside_a_writing_statement_rolls_back_with_it(tmp_path):
+    a = open_db(str(tmp_path / "db"))
+    a.execute("CREATE VIRTUAL TABLE t USING embedding(dim=2, num_embeddings=2, init=zeros)")
+    a.execute("CREATE TABLE log(x INTEGER CHECK (x < 0))")
+    try:
+        a.execute("INSERT INTO log SELECT embed_update('t', '[0, 1]', '[[1, 1], [1, 1]]', 1)")
+    except sqlite3.IntegrityError:
+        pass
+    else:
+        raise AssertionError("the CHECK constraint should have failed")
+    assert rows(a) == [(0, "[0,0]"), (1, "[0,0]")]
