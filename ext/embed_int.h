@@ -206,6 +206,7 @@ struct embed_vtab {
   sqlite3_stmt *delete_stmt;
   sqlite3_stmt *move_stmt;   /* UPDATE SET id=?2, vector=?3 WHERE id=?1 */
   sqlite3_stmt *maxid_stmt;
+  sqlite3_stmt *version_stmt; /* PRAGMA schema_version (registry cache) */
 };
 
 int embed_register_vtab(sqlite3 *db, embed_registry *registry);

@@ -24,6 +24,8 @@
 struct embed_registry {
   sqlite3 *db;
   embed_vtab *head;
+  embed_vtab *only;       /* cached answer of the unnamed form... */
+  int64_t only_version;   /* ...valid while main's schema_version is this */
 };
 
 embed_registry *embed_registry_new(sqlite3 *db) {
@@ -31,6 +33,8 @@ embed_registry *embed_registry_new(sqlite3 *db) {
   if (reg) {
     reg->db = db;
     reg->head = 0;
+    reg->only = 0;
+    reg->only_version = 0;
   }
   return reg;
 }
@@ -44,6 +48,7 @@ void embed_registry_add(embed_registry *reg, embed_vtab *tab) {
 
 void embed_registry_remove(embed_registry *reg, embed_vtab *tab) {
   embed_vtab **p;
+  if (reg->only == tab) reg->only = 0;
   for (p = &reg->head; *p; p = &(*p)->next) {
     if (*p == tab) {
       *p = tab->next;
@@ -134,6 +139,21 @@ static int uses_embedding_module(const char *sql) {
   return 0;
 }
 
+/* main's schema_version, read through a statement the table owns (a
+** statement the registry owned would keep sqlite3_close from closing). */
+static int schema_version(embed_vtab *tab, int64_t *version) {
+  int rc = embed_table_prepare(tab, &tab->version_stmt,
+                               "PRAGMA main.schema_version /* %w %w */");
+  if (rc) return rc;
+  rc = sqlite3_step(tab->version_stmt);
+  if (rc == SQLITE_ROW) {
+    *version = sqlite3_column_int64(tab->version_stmt, 0);
+    rc = SQLITE_OK;
+  }
+  sqlite3_reset(tab->version_stmt);
+  return rc;
+}
+
 static int error_out(char **pzErr, char *zMsg) {
   *pzErr = zMsg;
   return zMsg ? SQLITE_ERROR : SQLITE_NOMEM;
@@ -185,6 +205,15 @@ int embed_registry_resolve(embed_registry *reg, sqlite3_value *namev,
   const char *name, *dot;
   int rc = SQLITE_OK;
   *out = 0;
+  if (namev == 0 && reg->only) { /* the unnamed form, asked again */
+    int64_t version = -1;
+    if (schema_version(reg->only, &version) == SQLITE_OK &&
+        version == reg->only_version) {
+      *out = reg->only;
+      return SQLITE_OK;
+    }
+    reg->only = 0;
+  }
   if (namev == 0) {
     rc = only_table(reg, who, &owned, pzErr);
     if (rc) return rc;
@@ -216,6 +245,9 @@ int embed_registry_resolve(embed_registry *reg, sqlite3_value *namev,
   if (!*out && rc == SQLITE_OK)
     rc = error_out(pzErr, sqlite3_mprintf("%s: no embedding table named '%s'",
                                           who, name));
+  if (*out && namev == 0 &&
+      schema_version(*out, &reg->only_version) == SQLITE_OK)
+    reg->only = *out;
   sqlite3_free(owned);
   return rc;
 }

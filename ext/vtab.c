@@ -128,6 +128,8 @@ static void finalize_statements(embed_vtab *tab) {
   sqlite3_finalize(tab->delete_stmt);
   sqlite3_finalize(tab->move_stmt);
   sqlite3_finalize(tab->maxid_stmt);
+  sqlite3_finalize(tab->version_stmt);
+  tab->version_stmt = 0;
   tab->read_stmt = tab->write_stmt = tab->delete_stmt = 0;
   tab->move_stmt = tab->maxid_stmt = 0;
   for (i = 0; i < 3; i++) tab->insert_stmt[i] = 0;
