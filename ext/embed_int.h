@@ -136,6 +136,7 @@ typedef struct embed_config {
   int scale_grad_by_freq;
   embed_optimizer optimizer;
   embed_metric metric;
+  int search_cache; /* keep an in-memory snapshot for similarity search */
   unsigned seen; /* bit per option given, to catch duplicates */
 } embed_config;
 
@@ -191,6 +192,7 @@ int embed_register_functions(sqlite3 *db);
 /* vtab.c ---------------------------------------------------------------- */
 typedef struct embed_registry embed_registry;
 typedef struct embed_vtab embed_vtab;
+typedef struct embed_snapshot embed_snapshot;
 
 struct embed_vtab {
   sqlite3_vtab base;
@@ -207,6 +209,8 @@ struct embed_vtab {
   sqlite3_stmt *move_stmt;   /* UPDATE SET id=?2, vector=?3 WHERE id=?1 */
   sqlite3_stmt *maxid_stmt;
   sqlite3_stmt *version_stmt; /* PRAGMA schema_version (registry cache) */
+  sqlite3_stmt *data_version_stmt; /* PRAGMA data_version (snapshot) */
+  embed_snapshot *snapshot;  /* search.c; NULL until the first search */
 };
 
 int embed_register_vtab(sqlite3 *db, embed_registry *registry);
@@ -226,9 +230,10 @@ typedef struct embed_hit {
   int64_t id;
   double distance;
 } embed_hit;
-/* Distance between q and v under the metric. */
-double embed_distance(embed_metric metric, const float *q, const float *v,
-                      int64_t dim);
+/* Distance between q and v under the metric; qnorm and vnorm are their L2
+** norms (used by cosine only). The same function ranks every search path. */
+double embed_distance(embed_metric metric, const float *q, double qnorm,
+                      const float *v, double vnorm, int64_t dim);
 /* A bounded max-heap keeping the k smallest (distance, id). */
 typedef struct embed_topk {
   embed_hit *heap;
@@ -239,6 +244,26 @@ void embed_topk_push(embed_topk *t, int64_t id, double distance);
 /* Sort the kept hits ascending (distance, then id); returns the count. */
 int64_t embed_topk_finish(embed_topk *t);
 void embed_topk_free(embed_topk *t);
+
+/* An in-memory copy of a table's committed vectors, for fast search. */
+struct embed_snapshot {
+  int64_t n, dim;
+  int64_t *ids;     /* ascending */
+  float *vectors;   /* n x dim, row i is ids[i] */
+  double *norms;    /* L2 norm of each row */
+  int64_t data_version, total_changes; /* what it was built from */
+};
+/* The table's snapshot, rebuilt if stale; *out is NULL when the connection
+** has an open write transaction (its uncommitted rows must be seen, so the
+** caller scans the table instead). */
+int embed_snapshot_get(embed_vtab *tab, embed_snapshot **out, char **pzErr);
+void embed_snapshot_free(embed_snapshot *snap);
+/* Rank the snapshot's rows allowed by the id filter (ids: sorted list, or
+** NULL for the range [lo, hi]) into t. */
+void embed_snapshot_search(const embed_snapshot *snap, embed_metric metric,
+                           const float *q, double qnorm, const int64_t *ids,
+                           int64_t n_ids, int64_t lo, int64_t hi,
+                           embed_topk *t);
 
 /* registry.c ------------------------------------------------------------ */
 embed_registry *embed_registry_new(sqlite3 *db);

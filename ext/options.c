@@ -6,7 +6,8 @@
 **     CREATE VIRTUAL TABLE tok USING embedding(dim=50);
 **     CREATE VIRTUAL TABLE tok USING embedding(num_embeddings=10, dim=50,
 **         init=uniform, seed=42, padding_idx=0, max_norm=1.0, norm_type=2,
-**         scale_grad_by_freq=true, optimizer=sgd, metric=cosine);
+**         scale_grad_by_freq=true, optimizer=sgd, metric=cosine,
+**         search_cache=true);
 **
 ** Design:
 **  - One table of options (name, parser, printer) drives parsing, validation
@@ -215,6 +216,16 @@ static void get_metric(const embed_config *c, char *o, size_t n) {
   snprintf(o, n, "%s", metric_names[c->metric]);
 }
 
+static int set_cache(embed_config *c, const char *v, char *err,
+                     size_t nerr) {
+  if (parse_bool(v, &c->search_cache))
+    BAD("search_cache must be true, false, 1 or 0, got '%s'", v);
+  return 0;
+}
+static void get_cache(const embed_config *c, char *o, size_t n) {
+  snprintf(o, n, "%d", c->search_cache);
+}
+
 static const struct option_def {
   const char *key;
   const char *alias;
@@ -231,6 +242,7 @@ static const struct option_def {
     {"scale_grad_by_freq", 0, set_sgbf, get_sgbf},
     {"optimizer", 0, set_optimizer, get_optimizer},
     {"metric", 0, set_metric, get_metric},
+    {"search_cache", 0, set_cache, get_cache},
 };
 #define N_OPTIONS ((int)(sizeof(options) / sizeof(options[0])))
 
@@ -240,6 +252,7 @@ void embed_config_defaults(embed_config *cfg) {
   cfg->norm_type = 2.0;
   cfg->optimizer = EMBED_OPTIMIZER_SGD;
   cfg->metric = EMBED_METRIC_COSINE;
+  cfg->search_cache = 1;
 }
 
 int embed_config_apply(embed_config *cfg, const char *key, const char *value,

@@ -129,7 +129,8 @@ static void finalize_statements(embed_vtab *tab) {
   sqlite3_finalize(tab->move_stmt);
   sqlite3_finalize(tab->maxid_stmt);
   sqlite3_finalize(tab->version_stmt);
-  tab->version_stmt = 0;
+  sqlite3_finalize(tab->data_version_stmt);
+  tab->version_stmt = tab->data_version_stmt = 0;
   tab->read_stmt = tab->write_stmt = tab->delete_stmt = 0;
   tab->move_stmt = tab->maxid_stmt = 0;
   for (i = 0; i < 3; i++) tab->insert_stmt[i] = 0;
@@ -227,7 +228,7 @@ static int exec_sql(sqlite3 *db, char *zSql) {
 static int load_config(embed_vtab *tab, char **pzErr) {
   sqlite3_stmt *stmt = 0;
   char err[300];
-  int rc, n = 0;
+  int rc;
   char *zSql = sqlite3_mprintf("SELECT key, value FROM \"%w\".\"%w_config\"",
                                tab->schema, tab->name);
   if (!zSql) return SQLITE_NOMEM;
@@ -250,14 +251,15 @@ static int load_config(embed_vtab *tab, char **pzErr) {
       sqlite3_finalize(stmt);
       return SQLITE_CORRUPT_VTAB;
     }
-    n++;
   }
   sqlite3_finalize(stmt);
   if (rc != SQLITE_DONE) return rc;
-  if (n != embed_config_count() || !tab->cfg.has_seed) {
-    *pzErr = sqlite3_mprintf("embedding %s: corrupt %s_config: %d of %d "
-                             "options present",
-                             tab->name, tab->name, n, embed_config_count());
+  /* dim and seed are required; an option added in a later version takes
+  ** its default when an older table lacks it */
+  if (!(tab->cfg.seen & 1u) || !tab->cfg.has_seed) {
+    *pzErr = sqlite3_mprintf("embedding %s: corrupt %s_config: %s missing",
+                             tab->name, tab->name,
+                             tab->cfg.has_seed ? "dim" : "seed");
     return SQLITE_CORRUPT_VTAB;
   }
   return SQLITE_OK;
@@ -391,6 +393,7 @@ static int embedDisconnect(sqlite3_vtab *pVtab) {
   embed_vtab *tab = (embed_vtab *)pVtab;
   embed_registry_remove(tab->registry, tab);
   finalize_statements(tab);
+  embed_snapshot_free(tab->snapshot);
   sqlite3_free(tab->schema);
   sqlite3_free(tab->name);
   sqlite3_free(tab);
@@ -801,38 +804,14 @@ static int knn_k(embed_vtab *tab, int plan, sqlite3_value *kv,
   return SQLITE_OK;
 }
 
-/* Run an exact k-nearest search over the rows the id filters allow. */
-static int run_knn(embed_cursor *cur, sqlite3_value *query, int64_t k,
-                   int has_list, int64_t lo, int64_t hi) {
+/* Rank the rows the id filters allow by reading the table itself. */
+static int scan_knn(embed_cursor *cur, const embed_vec *q, double qnorm,
+                    int has_list, int64_t lo, int64_t hi, embed_topk *topk) {
   embed_vtab *tab = (embed_vtab *)cur->base.pVtab;
-  embed_vec q = {0, 0};
-  embed_topk topk;
-  float *row = 0;
-  char *zErr = 0, *label = embed_table_label(tab);
+  char *zErr = 0;
   int rc;
-  if (!label) return SQLITE_NOMEM;
-  rc = embed_vec_from_value(query, label, &q, &zErr);
-  sqlite3_free(label);
-  if (rc) return vtab_error(tab, rc, zErr);
-  if (!q.v) return vtab_error(tab, SQLITE_ERROR,
-                              sqlite3_mprintf("embedding %s: the MATCH query "
-                                              "vector is NULL",
-                                              tab->name));
-  if (q.dim != tab->cfg.dim) {
-    rc = vtab_error(tab, SQLITE_ERROR,
-                    sqlite3_mprintf("embedding %s: dimension mismatch "
-                                    "(%lld vs %lld)",
-                                    tab->name, (long long)q.dim,
-                                    (long long)tab->cfg.dim));
-    embed_vec_free(&q);
-    return rc;
-  }
-  rc = embed_topk_init(&topk, k);
-  row = (float *)sqlite3_malloc64((sqlite3_uint64)tab->cfg.dim * 4);
-  if (rc || !row) {
-    rc = SQLITE_NOMEM;
-    goto done;
-  }
+  float *row = (float *)sqlite3_malloc64((sqlite3_uint64)tab->cfg.dim * 4);
+  if (!row) return SQLITE_NOMEM;
   if (has_list) {
     rc = list_seek(cur);
   } else {
@@ -856,8 +835,12 @@ static int run_knn(embed_cursor *cur, sqlite3_value *query, int64_t k,
                                       (long long)err.a));
       break;
     }
-    embed_topk_push(&topk, cur->id,
-                    embed_distance(tab->cfg.metric, q.v, row, tab->cfg.dim));
+    embed_topk_push(topk, cur->id,
+                    embed_distance(tab->cfg.metric, q->v, qnorm, row,
+                                   tab->cfg.metric == EMBED_METRIC_COSINE
+                                       ? embed_norm2(row, tab->cfg.dim)
+                                       : 0,
+                                   tab->cfg.dim));
     if (has_list) {
       cur->pos++;
       rc = list_seek(cur);
@@ -865,6 +848,49 @@ static int run_knn(embed_cursor *cur, sqlite3_value *query, int64_t k,
       rc = scan_step(cur);
     }
   }
+  sqlite3_free(row);
+  return rc;
+}
+
+/* Run an exact k-nearest search over the rows the id filters allow: on the
+** in-memory snapshot when it is usable (search.c), else on the table. */
+static int run_knn(embed_cursor *cur, sqlite3_value *query, int64_t k,
+                   int has_list, int64_t lo, int64_t hi) {
+  embed_vtab *tab = (embed_vtab *)cur->base.pVtab;
+  embed_vec q = {0, 0};
+  embed_topk topk = {0, 0, 0};
+  embed_snapshot *snap = 0;
+  char *zErr = 0, *label = embed_table_label(tab);
+  double qnorm;
+  int rc;
+  if (!label) return SQLITE_NOMEM;
+  rc = embed_vec_from_value(query, label, &q, &zErr);
+  sqlite3_free(label);
+  if (rc) return vtab_error(tab, rc, zErr);
+  if (!q.v) return vtab_error(tab, SQLITE_ERROR,
+                              sqlite3_mprintf("embedding %s: the MATCH query "
+                                              "vector is NULL",
+                                              tab->name));
+  if (q.dim != tab->cfg.dim) {
+    rc = vtab_error(tab, SQLITE_ERROR,
+                    sqlite3_mprintf("embedding %s: dimension mismatch "
+                                    "(%lld vs %lld)",
+                                    tab->name, (long long)q.dim,
+                                    (long long)tab->cfg.dim));
+    embed_vec_free(&q);
+    return rc;
+  }
+  qnorm = embed_norm2(q.v, q.dim);
+  rc = embed_topk_init(&topk, k);
+  if (rc == SQLITE_OK) {
+    rc = embed_snapshot_get(tab, &snap, &zErr);
+    if (rc) vtab_error(tab, rc, zErr);
+  }
+  if (rc == SQLITE_OK && snap)
+    embed_snapshot_search(snap, tab->cfg.metric, q.v, qnorm,
+                          has_list ? cur->ids : 0, cur->n_ids, lo, hi, &topk);
+  else if (rc == SQLITE_OK)
+    rc = scan_knn(cur, &q, qnorm, has_list, lo, hi, &topk);
   if (rc == SQLITE_OK) {
     cur->n_ids = embed_topk_finish(&topk);
     cur->hits = topk.heap;
@@ -876,9 +902,7 @@ static int run_knn(embed_cursor *cur, sqlite3_value *query, int64_t k,
     if (!cur->eof) cur->id = cur->hits[0].id;
     cur->row = 0;
   }
-done:
   embed_topk_free(&topk);
-  sqlite3_free(row);
   embed_vec_free(&q);
   return rc;
 }

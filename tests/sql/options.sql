@@ -3,7 +3,7 @@ CREATE VIRTUAL TABLE a USING embedding(dim=3);
 SELECT 'defaults', group_concat(key || '=' || value, ' ') FROM (SELECT key, value FROM a_config WHERE key <> 'seed' ORDER BY key);
 SELECT 'seed_recorded', typeof(CAST(value AS INTEGER)), value <> '' FROM a_config WHERE key = 'seed';
 SELECT 'no_rows', count(*) FROM a;
-CREATE VIRTUAL TABLE b USING embedding(embedding_dim = 2, num_embeddings = 3, init = 'uniform', seed = -7, padding_idx = -1, max_norm = 1.5, norm_type = inf, scale_grad_by_freq = true, optimizer = sgd, metric = l2);
+CREATE VIRTUAL TABLE b USING embedding(embedding_dim = 2, num_embeddings = 3, init = 'uniform', seed = -7, padding_idx = -1, max_norm = 1.5, norm_type = inf, scale_grad_by_freq = true, optimizer = sgd, metric = l2, search_cache = false);
 SELECT 'all_options', group_concat(key || '=' || value, ' ') FROM (SELECT key, value FROM b_config ORDER BY key);
 SELECT 'negative_padding_idx_counts_from_end', embed_json(vector) FROM b WHERE id = 2;
 SELECT 'uniform_range', count(*) FROM b, json_each(embed_json(b.vector)) WHERE b.id < 2 AND json_each.value >= -1 AND json_each.value < 1;
