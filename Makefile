@@ -21,10 +21,12 @@ ALL_CFLAGS = -std=gnu11 -fPIC $(WARN) $(CFLAGS) -Iext
 LDLIBS  = -lm
 
 SRC = ext/embed.c ext/vector.c ext/kernels.c ext/initializer.c ext/options.c \
+      ext/optimizer.c \
       ext/sqlvalue.c ext/functions.c ext/vtab.c ext/search.c ext/registry.c \
       ext/training.c
 HDR = ext/embed.h ext/embed_int.h
-PURE_SRC = ext/vector.c ext/kernels.c ext/initializer.c ext/options.c
+PURE_SRC = ext/vector.c ext/kernels.c ext/initializer.c ext/options.c \
+           ext/optimizer.c
 
 BUILD = build
 

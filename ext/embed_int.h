@@ -7,6 +7,7 @@
 **   kernels.c      vector math: dot, norms, distances        (no SQLite)
 **   initializer.c  the seeded initial value of each row      (no SQLite)
 **   options.c      CREATE VIRTUAL TABLE options              (no SQLite)
+**   optimizer.c    SGD / Adagrad / SparseAdam row steps      (no SQLite)
 **   sqlvalue.c     sqlite3_value <-> vector, error messages
 **   functions.c    pure scalar functions and aggregates
 **   vtab.c         the `embedding` virtual table and its storage
@@ -98,6 +99,26 @@ int64_t embed_first_nonfinite(const float *v, int64_t n);
 ** exceeds it. Returns 1 when v was rescaled. */
 int embed_renorm(float *v, int64_t n, double max_norm, double norm_type);
 
+/* The implementation of the reductions above (dot, norm2, cosine, l2) is
+** chosen once for the CPU; a level can be forced, for tests and benchmarks. */
+typedef enum embed_kernels_level {
+  EMBED_KERNELS_AUTO = -1,  /* the best the CPU supports (the default) */
+  EMBED_KERNELS_SCALAR = 0, /* portable C: the reference */
+  EMBED_KERNELS_SSE2,       /* x86-64 baseline */
+  EMBED_KERNELS_AVX2,       /* x86-64 with AVX2 and FMA */
+  EMBED_KERNELS_AVX512,     /* x86-64 with AVX-512F */
+  EMBED_KERNELS_NEON,       /* aarch64 Advanced SIMD */
+  EMBED_KERNELS_COUNT
+} embed_kernels_level;
+/* 1 when the level is compiled in and this CPU runs it. */
+int embed_kernels_supported(int level);
+/* Use level from now on (AUTO: the best). -1, changing nothing, when
+** the level is not supported. */
+int embed_kernels_force(int level);
+int embed_kernels_active(void);       /* the level in use */
+const char *embed_kernels_name(void); /* its name: "avx512", "scalar", ... */
+const char *embed_kernels_level_name(int level);
+
 /* ------------------------------------------------------------------------
 ** initializer.c: the initial vector of row `id` is a pure function of
 ** (init, seed, id); see the README for the algorithm.
@@ -121,7 +142,11 @@ typedef enum embed_metric {
   EMBED_METRIC_DOT
 } embed_metric;
 
-typedef enum embed_optimizer { EMBED_OPTIMIZER_SGD = 0 } embed_optimizer;
+typedef enum embed_optimizer {
+  EMBED_OPTIMIZER_SGD = 0,
+  EMBED_OPTIMIZER_ADAGRAD,
+  EMBED_OPTIMIZER_ADAM /* torch.optim.SparseAdam */
+} embed_optimizer;
 
 typedef struct embed_config {
   int64_t dim;
@@ -135,6 +160,12 @@ typedef struct embed_config {
   double norm_type;
   int scale_grad_by_freq;
   embed_optimizer optimizer;
+  double momentum, dampening, weight_decay; /* sgd */
+  int nesterov;                             /* sgd */
+  double lr_decay, initial_accumulator_value; /* adagrad */
+  double eps;                               /* adagrad, adam */
+  double beta1, beta2;                      /* adam: betas=(beta1, beta2) */
+  int maximize;                             /* every optimizer */
   embed_metric metric;
   int search_cache; /* keep an in-memory snapshot for similarity search */
   unsigned seen; /* bit per option given, to catch duplicates */
@@ -151,10 +182,22 @@ int embed_config_apply(embed_config *cfg, const char *key, const char *value,
 int embed_config_finish(embed_config *cfg, char *err, size_t nerr);
 /* The stored form: option i's key and value text, i in [0, count). */
 int embed_config_count(void);
+/* Does option i mean anything for this configuration's optimizer? */
+int embed_config_applies(const embed_config *cfg, int i);
 const char *embed_config_key(int i);
 void embed_config_value(const embed_config *cfg, int i, char *out,
                         size_t nout);
 const char *embed_metric_name(embed_metric m);
+
+/* ------------------------------------------------------------------------
+** optimizer.c: one optimizer step on one row (torch's sparse formulas).
+*/
+int64_t embed_optimizer_state_size(const embed_config *cfg, int64_t dim);
+void embed_optimizer_state_init(const embed_config *cfg, float *state,
+                                int64_t dim);
+void embed_optimizer_step(const embed_config *cfg, float *w, float *g,
+                          float *state, int had_state, double lr,
+                          int64_t step, int64_t dim);
 
 #ifndef EMBED_NO_SQLITE
 /* ========================================================================
@@ -194,6 +237,27 @@ typedef struct embed_registry embed_registry;
 typedef struct embed_vtab embed_vtab;
 typedef struct embed_snapshot embed_snapshot;
 
+/* The statements a table caches (vtab.c holds their SQL). */
+typedef enum embed_stmt {
+  STMT_READ,           /* SELECT vector WHERE id = ?1 */
+  STMT_WRITE,          /* UPDATE SET vector = ?2 WHERE id = ?1 */
+  STMT_INSERT,         /* INSERT (id, vector) VALUES (?1, ?2) */
+  STMT_INSERT_REPLACE, /* INSERT OR REPLACE ... */
+  STMT_INSERT_IGNORE,  /* INSERT OR IGNORE ... */
+  STMT_DELETE,         /* DELETE WHERE id = ?1 */
+  STMT_MOVE,           /* UPDATE SET id = ?2 WHERE id = ?1 */
+  STMT_STATE_DELETE,   /* the same two on the optimizer state */
+  STMT_STATE_MOVE,
+  STMT_MAXID,          /* SELECT max(id) */
+  STMT_SCHEMA_VERSION, /* PRAGMA main.schema_version (registry.c) */
+  STMT_DATA_VERSION,   /* PRAGMA data_version (search.c) */
+  STMT_STATE_READ,     /* SELECT state WHERE id = ?1 (training.c) */
+  STMT_STATE_WRITE,    /* INSERT OR REPLACE state (?1, ?2) */
+  STMT_STEP_READ,      /* the optimizer step count */
+  STMT_STEP_WRITE,
+  EMBED_N_STMT
+} embed_stmt;
+
 struct embed_vtab {
   sqlite3_vtab base;
   sqlite3 *db;
@@ -201,16 +265,9 @@ struct embed_vtab {
   char *name;
   embed_config cfg;
   embed_registry *registry;
-  embed_vtab *next; /* in registry */
-  sqlite3_stmt *read_stmt;   /* SELECT vector WHERE id=?1 */
-  sqlite3_stmt *write_stmt;  /* UPDATE SET vector=?2 WHERE id=?1 */
-  sqlite3_stmt *insert_stmt[3]; /* INSERT, OR REPLACE, OR IGNORE */
-  sqlite3_stmt *delete_stmt;
-  sqlite3_stmt *move_stmt;   /* UPDATE SET id=?2, vector=?3 WHERE id=?1 */
-  sqlite3_stmt *maxid_stmt;
-  sqlite3_stmt *version_stmt; /* PRAGMA schema_version (registry cache) */
-  sqlite3_stmt *data_version_stmt; /* PRAGMA data_version (snapshot) */
-  embed_snapshot *snapshot;  /* search.c; NULL until the first search */
+  embed_vtab *next;                  /* in registry */
+  sqlite3_stmt *stmt[EMBED_N_STMT];  /* prepared on first use, persistent */
+  embed_snapshot *snapshot;          /* search.c; NULL until a search */
 };
 
 int embed_register_vtab(sqlite3 *db, embed_registry *registry);
@@ -219,9 +276,8 @@ int embed_register_vtab(sqlite3 *db, embed_registry *registry);
 int embed_table_read(embed_vtab *tab, int64_t id, float *out, char **pzErr);
 int embed_table_write(embed_vtab *tab, int64_t id, const float *v,
                       char **pzErr);
-/* Prepare (once, persistent) a statement of the table's shadow SQL. */
-int embed_table_prepare(embed_vtab *tab, sqlite3_stmt **slot,
-                        const char *zFormat);
+/* The table's cached statement `which`, prepared on first use. */
+int embed_table_stmt(embed_vtab *tab, embed_stmt which, sqlite3_stmt **out);
 /* "embedding \"name\"" for error messages */
 char *embed_table_label(embed_vtab *tab);
 

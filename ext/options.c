@@ -39,6 +39,11 @@ static int same_word(const char *a, const char *b) {
   return *a == 0 && *b == 0;
 }
 
+static int is_space_char(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' ||
+         c == '\v';
+}
+
 static int parse_int(const char *s, int64_t *out) {
   char *end;
   long long v;
@@ -69,6 +74,16 @@ static int parse_bool(const char *s, int *out) {
     return -1;
   }
   return 0;
+}
+
+/* A double in the fewest digits (up to 17) that read back exactly. */
+static void format_real(double x, char *out, size_t n) {
+  int digits;
+  for (digits = 6; digits < 17; digits++) {
+    snprintf(out, n, "%.*g", digits, x);
+    if (strtod(out, 0) == x) return;
+  }
+  snprintf(out, n, "%.17g", x);
 }
 
 typedef int (*option_parser)(embed_config *, const char *, char *, size_t);
@@ -154,7 +169,7 @@ static int set_max_norm(embed_config *c, const char *v, char *err,
 }
 static void get_max_norm(const embed_config *c, char *o, size_t n) {
   if (c->max_norm > 0)
-    snprintf(o, n, "%.17g", c->max_norm);
+    format_real(c->max_norm, o, n);
   else
     snprintf(o, n, "none");
 }
@@ -173,7 +188,7 @@ static void get_norm_type(const embed_config *c, char *o, size_t n) {
   if (isinf(c->norm_type))
     snprintf(o, n, "inf");
   else
-    snprintf(o, n, "%.17g", c->norm_type);
+    format_real(c->norm_type, o, n);
 }
 
 static int set_sgbf(embed_config *c, const char *v, char *err, size_t nerr) {
@@ -185,19 +200,95 @@ static void get_sgbf(const embed_config *c, char *o, size_t n) {
   snprintf(o, n, "%d", c->scale_grad_by_freq);
 }
 
+static const char *const optimizer_names[] = {"sgd", "adagrad", "adam"};
 static int set_optimizer(embed_config *c, const char *v, char *err,
                          size_t nerr) {
-  if (same_word(v, "sgd")) {
-    c->optimizer = EMBED_OPTIMIZER_SGD;
-    return 0;
-  }
-  if (same_word(v, "adagrad") || same_word(v, "adam"))
-    BAD("optimizer '%s' is not supported yet (only sgd)", v);
+  int i;
+  for (i = 0; i < 3; i++)
+    if (same_word(v, optimizer_names[i])) {
+      c->optimizer = (embed_optimizer)i;
+      return 0;
+    }
   BAD("optimizer must be sgd, adagrad or adam, got '%s'", v);
 }
 static void get_optimizer(const embed_config *c, char *o, size_t n) {
-  (void)c;
-  snprintf(o, n, "sgd");
+  snprintf(o, n, "%s", optimizer_names[c->optimizer]);
+}
+
+/* A real-valued hyperparameter: finite, >= 0 (or > 0 when positive). */
+static int set_hyper(double *field, const char *name, int positive,
+                     const char *v, char *err, size_t nerr) {
+  if (parse_real(v, field) || *field < 0 || (positive && *field == 0))
+    BAD("%s must be a %s number, got '%s'", name,
+        positive ? "positive" : "non-negative", v);
+  return 0;
+}
+#define HYPER(fn, field, name, positive)                                  \
+  static int set_##fn(embed_config *c, const char *v, char *err,          \
+                      size_t nerr) {                                      \
+    return set_hyper(&c->field, name, positive, v, err, nerr);            \
+  }                                                                       \
+  static void get_##fn(const embed_config *c, char *o, size_t n) {        \
+    format_real(c->field, o, n);                                          \
+  }
+HYPER(momentum, momentum, "momentum", 0)
+HYPER(weight_decay, weight_decay, "weight_decay", 0)
+HYPER(lr_decay, lr_decay, "lr_decay", 0)
+HYPER(init_acc, initial_accumulator_value, "initial_accumulator_value", 0)
+HYPER(eps, eps, "eps", 1)
+
+static int set_dampening(embed_config *c, const char *v, char *err,
+                         size_t nerr) {
+  if (parse_real(v, &c->dampening))
+    BAD("dampening must be a number, got '%s'", v);
+  return 0;
+}
+static void get_dampening(const embed_config *c, char *o, size_t n) {
+  format_real(c->dampening, o, n);
+}
+
+#define FLAG(fn, field, name)                                             \
+  static int set_##fn(embed_config *c, const char *v, char *err,          \
+                      size_t nerr) {                                      \
+    if (parse_bool(v, &c->field))                                         \
+      BAD("%s must be true, false, 1 or 0, got '%s'", name, v);           \
+    return 0;                                                             \
+  }                                                                       \
+  static void get_##fn(const embed_config *c, char *o, size_t n) {        \
+    snprintf(o, n, "%d", c->field);                                       \
+  }
+FLAG(nesterov, nesterov, "nesterov")
+FLAG(maximize, maximize, "maximize")
+
+/* betas=(0.9, 0.999), as torch.optim.SparseAdam's betas tuple */
+static int set_betas(embed_config *c, const char *v, char *err, size_t nerr) {
+  char buf[128], *comma, *a, *b, *end;
+  size_t len = strlen(v);
+  if (len < 2 || len >= sizeof(buf) || v[0] != '(' || v[len - 1] != ')')
+    BAD("betas must be (beta1, beta2), got '%s'", v);
+  memcpy(buf, v + 1, len - 2);
+  buf[len - 2] = 0;
+  comma = strchr(buf, ',');
+  if (!comma) BAD("betas must be (beta1, beta2), got '%s'", v);
+  *comma = 0;
+  a = buf;
+  b = comma + 1;
+  while (is_space_char(*a)) a++;
+  while (is_space_char(*b)) b++;
+  end = a + strlen(a);
+  while (end > a && is_space_char(end[-1])) *--end = 0;
+  end = b + strlen(b);
+  while (end > b && is_space_char(end[-1])) *--end = 0;
+  if (parse_real(a, &c->beta1) || parse_real(b, &c->beta2) || c->beta1 < 0 ||
+      c->beta1 >= 1 || c->beta2 < 0 || c->beta2 >= 1)
+    BAD("betas must be two numbers in [0, 1), got '%s'", v);
+  return 0;
+}
+static void get_betas(const embed_config *c, char *o, size_t n) {
+  char b1[32], b2[32];
+  format_real(c->beta1, b1, sizeof(b1));
+  format_real(c->beta2, b2, sizeof(b2));
+  snprintf(o, n, "(%s, %s)", b1, b2);
 }
 
 static const char *const metric_names[] = {"cosine", "l2", "dot"};
@@ -226,23 +317,38 @@ static void get_cache(const embed_config *c, char *o, size_t n) {
   snprintf(o, n, "%d", c->search_cache);
 }
 
+/* Which optimizers an option belongs to (0: not an optimizer option). */
+#define SGD (1u << EMBED_OPTIMIZER_SGD)
+#define ADAGRAD (1u << EMBED_OPTIMIZER_ADAGRAD)
+#define ADAM (1u << EMBED_OPTIMIZER_ADAM)
+
 static const struct option_def {
   const char *key;
   const char *alias;
   option_parser parse;
   option_printer print;
+  unsigned optimizers;
 } options[] = {
-    {"dim", "embedding_dim", set_dim, get_dim},
-    {"num_embeddings", 0, set_num, get_num},
-    {"init", 0, set_init, get_init},
-    {"seed", 0, set_seed, get_seed},
-    {"padding_idx", 0, set_padding, get_padding},
-    {"max_norm", 0, set_max_norm, get_max_norm},
-    {"norm_type", 0, set_norm_type, get_norm_type},
-    {"scale_grad_by_freq", 0, set_sgbf, get_sgbf},
-    {"optimizer", 0, set_optimizer, get_optimizer},
-    {"metric", 0, set_metric, get_metric},
-    {"search_cache", 0, set_cache, get_cache},
+    {"dim", "embedding_dim", set_dim, get_dim, 0},
+    {"num_embeddings", 0, set_num, get_num, 0},
+    {"init", 0, set_init, get_init, 0},
+    {"seed", 0, set_seed, get_seed, 0},
+    {"padding_idx", 0, set_padding, get_padding, 0},
+    {"max_norm", 0, set_max_norm, get_max_norm, 0},
+    {"norm_type", 0, set_norm_type, get_norm_type, 0},
+    {"scale_grad_by_freq", 0, set_sgbf, get_sgbf, 0},
+    {"optimizer", 0, set_optimizer, get_optimizer, 0},
+    {"metric", 0, set_metric, get_metric, 0},
+    {"search_cache", 0, set_cache, get_cache, 0},
+    {"momentum", 0, set_momentum, get_momentum, SGD},
+    {"dampening", 0, set_dampening, get_dampening, SGD},
+    {"nesterov", 0, set_nesterov, get_nesterov, SGD},
+    {"weight_decay", 0, set_weight_decay, get_weight_decay, SGD},
+    {"lr_decay", 0, set_lr_decay, get_lr_decay, ADAGRAD},
+    {"initial_accumulator_value", 0, set_init_acc, get_init_acc, ADAGRAD},
+    {"eps", 0, set_eps, get_eps, ADAGRAD | ADAM},
+    {"betas", 0, set_betas, get_betas, ADAM},
+    {"maximize", 0, set_maximize, get_maximize, SGD | ADAGRAD | ADAM},
 };
 #define N_OPTIONS ((int)(sizeof(options) / sizeof(options[0])))
 
@@ -253,6 +359,9 @@ void embed_config_defaults(embed_config *cfg) {
   cfg->optimizer = EMBED_OPTIMIZER_SGD;
   cfg->metric = EMBED_METRIC_COSINE;
   cfg->search_cache = 1;
+  cfg->eps = 1e-10; /* Adagrad's; Adam's 1e-8 is set by finish */
+  cfg->beta1 = 0.9;
+  cfg->beta2 = 0.999;
 }
 
 int embed_config_apply(embed_config *cfg, const char *key, const char *value,
@@ -269,17 +378,13 @@ int embed_config_apply(embed_config *cfg, const char *key, const char *value,
   BAD("unknown option '%s'", key);
 }
 
-static int is_space(char c) {
-  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' ||
-         c == '\v';
-}
 
 /* Copy [s, e) trimmed into out; strip one level of '...' or "..." quotes,
 ** undoubling the quote character inside. Returns -1 if it does not fit. */
 static int copy_token(const char *s, const char *e, char *out, size_t nout) {
   size_t k = 0;
-  while (s < e && is_space(*s)) s++;
-  while (e > s && is_space(e[-1])) e--;
+  while (s < e && is_space_char(*s)) s++;
+  while (e > s && is_space_char(e[-1])) e--;
   if (e - s >= 2 && (*s == '\'' || *s == '"') && e[-1] == *s) {
     char q = *s++;
     e--;
@@ -310,8 +415,27 @@ int embed_config_apply_arg(embed_config *cfg, const char *arg, char *err,
   return embed_config_apply(cfg, key, value, err, nerr);
 }
 
+static int option_index(const char *key) {
+  int i;
+  for (i = 0; i < N_OPTIONS; i++)
+    if (same_word(key, options[i].key)) return i;
+  return -1;
+}
+
 int embed_config_finish(embed_config *cfg, char *err, size_t nerr) {
+  int i;
   if (!(cfg->seen & 1u)) BAD("missing required option 'dim'");
+  for (i = 0; i < N_OPTIONS; i++) {
+    unsigned mask = options[i].optimizers;
+    if ((cfg->seen & (1u << i)) && mask && !(mask & (1u << cfg->optimizer)))
+      BAD("option '%s' does not apply to optimizer=%s", options[i].key,
+          optimizer_names[cfg->optimizer]);
+  }
+  if (cfg->optimizer == EMBED_OPTIMIZER_ADAM &&
+      !(cfg->seen & (1u << option_index("eps"))))
+    cfg->eps = 1e-8; /* torch.optim.SparseAdam's default */
+  if (cfg->nesterov && (cfg->momentum <= 0 || cfg->dampening != 0))
+    BAD("nesterov momentum requires a momentum and zero dampening");
   if (cfg->num_embeddings > 0 &&
       cfg->num_embeddings > (((int64_t)1) << 36) / cfg->dim)
     BAD("num_embeddings=%lld x dim=%lld is over the limit of 2^36 floats",
@@ -328,6 +452,10 @@ int embed_config_finish(embed_config *cfg, char *err, size_t nerr) {
 }
 
 int embed_config_count(void) { return N_OPTIONS; }
+int embed_config_applies(const embed_config *cfg, int i) {
+  return options[i].optimizers == 0 ||
+         (options[i].optimizers & (1u << cfg->optimizer)) != 0;
+}
 const char *embed_config_key(int i) { return options[i].key; }
 void embed_config_value(const embed_config *cfg, int i, char *out,
                         size_t nout) {

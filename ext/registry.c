@@ -142,15 +142,15 @@ static int uses_embedding_module(const char *sql) {
 /* main's schema_version, read through a statement the table owns (a
 ** statement the registry owned would keep sqlite3_close from closing). */
 static int schema_version(embed_vtab *tab, int64_t *version) {
-  int rc = embed_table_prepare(tab, &tab->version_stmt,
-                               "PRAGMA main.schema_version /* %w %w */");
+  sqlite3_stmt *stmt;
+  int rc = embed_table_stmt(tab, STMT_SCHEMA_VERSION, &stmt);
   if (rc) return rc;
-  rc = sqlite3_step(tab->version_stmt);
+  rc = sqlite3_step(stmt);
   if (rc == SQLITE_ROW) {
-    *version = sqlite3_column_int64(tab->version_stmt, 0);
+    *version = sqlite3_column_int64(stmt, 0);
     rc = SQLITE_OK;
   }
-  sqlite3_reset(tab->version_stmt);
+  sqlite3_reset(stmt);
   return rc;
 }
 

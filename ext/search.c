@@ -137,15 +137,15 @@ void embed_snapshot_free(embed_snapshot *snap) {
 }
 
 static int data_version(embed_vtab *tab, int64_t *version) {
-  int rc = embed_table_prepare(tab, &tab->data_version_stmt,
-                               "PRAGMA \"%w\".data_version /* %w */");
+  sqlite3_stmt *stmt;
+  int rc = embed_table_stmt(tab, STMT_DATA_VERSION, &stmt);
   if (rc) return rc;
-  rc = sqlite3_step(tab->data_version_stmt);
+  rc = sqlite3_step(stmt);
   if (rc == SQLITE_ROW) {
-    *version = sqlite3_column_int64(tab->data_version_stmt, 0);
+    *version = sqlite3_column_int64(stmt, 0);
     rc = SQLITE_OK;
   }
-  sqlite3_reset(tab->data_version_stmt);
+  sqlite3_reset(stmt);
   return rc;
 }
 

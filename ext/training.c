@@ -231,21 +231,6 @@ static int read_grads(embed_vtab *tab, const char *who, sqlite3_value *v,
                                          who, embed_type_name(type)));
 }
 
-/* w <- w + (-lr) * g in float32; fails if a result is not finite. */
-static int sgd_step(embed_vtab *tab, const char *who, int64_t id, float *w,
-                    const float *g, double lr, char **pzErr) {
-  const float alpha = (float)-lr;
-  int64_t i, dim = tab->cfg.dim;
-  for (i = 0; i < dim; i++) w[i] = w[i] + alpha * g[i];
-  i = embed_first_nonfinite(w, dim);
-  if (i >= 0)
-    return fail_msg(pzErr, sqlite3_mprintf("%s: the step makes element %lld "
-                                           "of id %lld not finite; nothing "
-                                           "was changed",
-                                           who, (long long)i, (long long)id));
-  return SQLITE_OK;
-}
-
 static int is_padding(embed_vtab *tab, int64_t id) {
   return tab->cfg.has_padding_idx && id == tab->cfg.padding_idx;
 }
@@ -259,18 +244,125 @@ static int writer_running(sqlite3 *db) {
   return 0;
 }
 
-/* Write the n computed rows. Several rows written from a read-only statement
-** in autocommit mode would each commit on their own; a savepoint makes the
-** batch one transaction that commits (or rolls back) as a whole. */
-static int write_rows(embed_vtab *tab, const id_pos *order, const float *rows,
-                      int64_t n, char **pzErr) {
+/* The rows one embed_update call changes, computed before any is written. */
+typedef struct step_batch {
+  int64_t dim, state_size;
+  int64_t n;       /* rows computed so far */
+  int64_t *ids;    /* [n] */
+  float *rows;     /* [n x dim] new weights */
+  float *states;   /* [n x state_size] new optimizer states */
+  int64_t step;    /* the table's step count after this call; 0: unused */
+} step_batch;
+
+/* The table's optimizer step count (adagrad and adam). */
+static int read_step(embed_vtab *tab, int64_t *step, char **pzErr) {
+  sqlite3_stmt *stmt;
+  int rc = embed_table_stmt(tab, STMT_STEP_READ, &stmt);
+  if (rc) return rc;
+  rc = sqlite3_step(stmt);
+  if (rc == SQLITE_ROW && sqlite3_column_type(stmt, 0) != SQLITE_NULL) {
+    *step = sqlite3_column_int64(stmt, 0);
+    rc = *step >= 0 ? SQLITE_OK : SQLITE_CORRUPT_VTAB;
+  } else if (rc == SQLITE_ROW || rc == SQLITE_DONE) {
+    rc = SQLITE_CORRUPT_VTAB;
+  }
+  sqlite3_reset(stmt);
+  if (rc == SQLITE_CORRUPT_VTAB)
+    *pzErr = sqlite3_mprintf("embedding %s: corrupt %s_config: bad step "
+                             "count",
+                             tab->name, tab->name);
+  return rc;
+}
+
+/* Row id's optimizer state into st; *had = 0 (and st initialized) when the
+** row has not been stepped before. */
+static int read_state(embed_vtab *tab, int64_t id, float *st, int64_t n,
+                      int *had, char **pzErr) {
+  sqlite3_stmt *stmt;
+  int rc = embed_table_stmt(tab, STMT_STATE_READ, &stmt);
+  if (rc) return rc;
+  sqlite3_bind_int64(stmt, 1, id);
+  rc = sqlite3_step(stmt);
+  *had = rc == SQLITE_ROW;
+  if (rc == SQLITE_ROW) {
+    embed_error err;
+    if (sqlite3_column_bytes(stmt, 0) != n * 4 ||
+        embed_blob_decode(sqlite3_column_blob(stmt, 0), n, st, &err)) {
+      *pzErr = sqlite3_mprintf("embedding %s: corrupt optimizer state for "
+                               "id %lld (%d bytes, expected %lld finite "
+                               "floats)",
+                               tab->name, (long long)id,
+                               sqlite3_column_bytes(stmt, 0), (long long)n);
+      rc = *pzErr ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
+    } else {
+      rc = SQLITE_OK;
+    }
+  } else if (rc == SQLITE_DONE) {
+    embed_optimizer_state_init(&tab->cfg, st, tab->cfg.dim);
+    rc = SQLITE_OK;
+  }
+  sqlite3_reset(stmt);
+  return rc;
+}
+
+/* One optimizer step on row id (already read into the batch's next slot)
+** with the coalesced gradient g; fails if a result is not finite. */
+static int step_row(embed_vtab *tab, const char *who, step_batch *b,
+                    int64_t id, float *g, double lr, char **pzErr) {
+  float *w = b->rows + b->n * b->dim;
+  float *st = b->states ? b->states + b->n * b->state_size : 0;
+  int had = 0;
+  int64_t bad;
+  int rc = st ? read_state(tab, id, st, b->state_size, &had, pzErr) : 0;
+  if (rc) return rc;
+  embed_optimizer_step(&tab->cfg, w, g, st, had, lr, b->step, b->dim);
+  bad = embed_first_nonfinite(w, b->dim);
+  if (bad >= 0)
+    return fail_msg(pzErr, sqlite3_mprintf("%s: the step makes element %lld "
+                                           "of id %lld not finite; nothing "
+                                           "was changed",
+                                           who, (long long)bad, (long long)id));
+  if (st && embed_first_nonfinite(st, b->state_size) >= 0)
+    return fail_msg(pzErr, sqlite3_mprintf("%s: the step makes the optimizer "
+                                           "state of id %lld not finite; "
+                                           "nothing was changed",
+                                           who, (long long)id));
+  b->ids[b->n++] = id;
+  return SQLITE_OK;
+}
+
+/* Write the batch: rows, optimizer states, step count. Several writes from
+** a read-only statement in autocommit mode would each commit on their own;
+** a savepoint makes the call one transaction that commits (or rolls back)
+** as a whole. */
+static int write_batch(embed_vtab *tab, const step_batch *b, char **pzErr) {
   sqlite3 *db = tab->db;
+  sqlite3_stmt *stmt;
   int64_t i;
   int rc = SQLITE_OK;
-  int own = n > 1 && sqlite3_get_autocommit(db) && !writer_running(db);
+  int writes = (int)(b->n + (b->states ? b->n : 0) + (b->step ? 1 : 0));
+  int own = writes > 1 && sqlite3_get_autocommit(db) && !writer_running(db);
   if (own) rc = sqlite3_exec(db, "SAVEPOINT embed_update", 0, 0, 0);
-  for (i = 0; rc == SQLITE_OK && i < n; i++)
-    rc = embed_table_write(tab, order[i].id, rows + i * tab->cfg.dim, pzErr);
+  for (i = 0; rc == SQLITE_OK && i < b->n; i++)
+    rc = embed_table_write(tab, b->ids[i], b->rows + i * b->dim, pzErr);
+  for (i = 0; rc == SQLITE_OK && b->states && i < b->n; i++) {
+    rc = embed_table_stmt(tab, STMT_STATE_WRITE, &stmt);
+    if (rc) break;
+    sqlite3_bind_int64(stmt, 1, b->ids[i]);
+    sqlite3_bind_blob64(stmt, 2, b->states + i * b->state_size,
+                        (sqlite3_uint64)b->state_size * 4, SQLITE_STATIC);
+    rc = sqlite3_step(stmt) == SQLITE_DONE ? SQLITE_OK : sqlite3_reset(stmt);
+    sqlite3_reset(stmt);
+    sqlite3_clear_bindings(stmt);
+  }
+  if (rc == SQLITE_OK && b->step) {
+    rc = embed_table_stmt(tab, STMT_STEP_WRITE, &stmt);
+    if (rc == SQLITE_OK) {
+      sqlite3_bind_int64(stmt, 1, b->step);
+      rc = sqlite3_step(stmt) == SQLITE_DONE ? SQLITE_OK : sqlite3_reset(stmt);
+      sqlite3_reset(stmt);
+    }
+  }
   if (own) {
     if (rc == SQLITE_OK) rc = sqlite3_exec(db, "RELEASE embed_update", 0, 0, 0);
     if (rc != SQLITE_OK) {
@@ -284,16 +376,36 @@ static int write_rows(embed_vtab *tab, const id_pos *order, const float *rows,
   return rc;
 }
 
+/* Sum the gradients of the group order[i..j) (one id) into the slot of
+** the group's first occurrence, divided by the count with
+** scale_grad_by_freq (each gradient divided, then summed, as torch). */
+static float *coalesce(embed_vtab *tab, float *grads, const id_pos *order,
+                       int64_t i, int64_t j) {
+  int64_t dim = tab->cfg.dim, count = j - i, k, e;
+  float *gsum = grads + order[i].pos * dim;
+  int scale = tab->cfg.scale_grad_by_freq && count > 1;
+  if (scale)
+    for (e = 0; e < dim; e++) gsum[e] /= (float)count;
+  for (k = i + 1; k < j; k++) {
+    const float *g = grads + order[k].pos * dim;
+    for (e = 0; e < dim; e++) gsum[e] += scale ? g[e] / (float)count : g[e];
+  }
+  return gsum;
+}
+
 static void update(sqlite3_context *ctx, embed_vtab *tab, sqlite3_value *idv,
                    sqlite3_value *gradv, sqlite3_value *lrv) {
   static const char who[] = "embed_update";
   id_arg ids;
-  float *grads = 0, *rows = 0;
+  float *grads = 0;
   id_pos *order = 0;
-  int64_t dim = tab->cfg.dim, i, j, n_unique = 0;
+  step_batch b;
+  int64_t dim = tab->cfg.dim, i, j;
   double lr = 0;
   char *zErr = 0;
-  int rc = read_ids(idv, who, &ids, &zErr);
+  int rc;
+  memset(&b, 0, sizeof(b));
+  rc = read_ids(idv, who, &ids, &zErr);
   if (rc) goto done;
   if (ids.is_null) {
     rc = fail_msg(&zErr, sqlite3_mprintf("%s: id is NULL", who));
@@ -307,56 +419,84 @@ static void update(sqlite3_context *ctx, embed_vtab *tab, sqlite3_value *idv,
     rc = read_grads(tab, who, gradv, ids.n, ids.is_batch, &grads, &zErr);
   if (rc) goto done;
 
-  /* Coalesce: order[] groups equal ids, keeping the call's order inside. */
+  b.dim = dim;
+  b.state_size = embed_optimizer_state_size(&tab->cfg, dim);
+  if (tab->cfg.optimizer != EMBED_OPTIMIZER_SGD) {
+    rc = read_step(tab, &b.step, &zErr);
+    if (rc) goto done;
+    b.step++;
+  }
   order = (id_pos *)sqlite3_malloc64((sqlite3_uint64)ids.n * sizeof(id_pos));
-  rows = (float *)sqlite3_malloc64((sqlite3_uint64)ids.n * dim * 4);
-  if (!order || !rows) {
+  b.ids = (int64_t *)sqlite3_malloc64((sqlite3_uint64)ids.n * 8);
+  b.rows = (float *)sqlite3_malloc64((sqlite3_uint64)ids.n * dim * 4);
+  if (b.state_size)
+    b.states = (float *)sqlite3_malloc64((sqlite3_uint64)ids.n * b.state_size *
+                                         4);
+  if (!order || !b.ids || !b.rows || (b.state_size && !b.states)) {
     rc = SQLITE_NOMEM;
     goto done;
   }
+  /* Coalesce: order[] groups equal ids, keeping the call's order inside. */
   for (i = 0; i < ids.n; i++) {
     order[i].id = ids.is_batch ? ids.many[i] : ids.one;
     order[i].pos = i;
   }
   qsort(order, (size_t)ids.n, sizeof(id_pos), compare_id_pos);
 
-  /* Compute every new row before writing any. */
+  /* Compute every new row (and state) before writing any. */
   for (i = 0; rc == SQLITE_OK && i < ids.n; i = j) {
-    int64_t id = order[i].id, count, k;
-    float *w = rows + n_unique * dim;
-    float *gsum = 0;
+    int64_t id = order[i].id;
     for (j = i; j < ids.n && order[j].id == id; j++) {
     }
-    count = j - i;
-    rc = read_row(tab, who, id, w, &zErr);
-    if (rc || is_padding(tab, id)) continue;
-    /* the summed gradient goes in the slot of the group's first row */
-    gsum = grads + order[i].pos * dim;
-    if (tab->cfg.scale_grad_by_freq && count > 1)
-      for (k = 0; k < dim; k++) gsum[k] /= (float)count;
-    for (k = i + 1; k < j; k++) {
-      const float *g = grads + order[k].pos * dim;
-      int64_t e;
-      if (tab->cfg.scale_grad_by_freq)
-        for (e = 0; e < dim; e++) gsum[e] += g[e] / (float)count;
-      else
-        for (e = 0; e < dim; e++) gsum[e] += g[e];
-    }
-    rc = sgd_step(tab, who, id, w, gsum, lr, &zErr);
-    order[n_unique].id = id; /* compact: n_unique-th changed row is id */
-    n_unique++;
+    rc = read_row(tab, who, id, b.rows + b.n * dim, &zErr);
+    if (rc == SQLITE_OK && !is_padding(tab, id))
+      rc = step_row(tab, who, &b, id, coalesce(tab, grads, order, i, j), lr,
+                    &zErr);
   }
-  if (rc == SQLITE_OK) rc = write_rows(tab, order, rows, n_unique, &zErr);
-  if (rc == SQLITE_OK) sqlite3_result_int64(ctx, n_unique);
+  if (rc == SQLITE_OK) rc = write_batch(tab, &b, &zErr);
+  if (rc == SQLITE_OK) sqlite3_result_int64(ctx, b.n);
 done:
   if (rc) {
     if (!zErr) zErr = sqlite3_mprintf("%s: %s", who, sqlite3_errmsg(tab->db));
     embed_result_error(ctx, rc, zErr);
   }
   sqlite3_free(order);
-  sqlite3_free(rows);
+  sqlite3_free(b.ids);
+  sqlite3_free(b.rows);
+  sqlite3_free(b.states);
   sqlite3_free(grads);
   sqlite3_free(ids.many);
+}
+
+/* ------------------------------------------------------- optimizer reset */
+
+/* embed_optimizer_reset([table]): forget every row's optimizer state and
+** the step count, as creating a new torch optimizer would. */
+static void reset(sqlite3_context *ctx, embed_vtab *tab) {
+  char *zSql = sqlite3_mprintf(
+      "SAVEPOINT embed_reset;"
+      "DELETE FROM \"%w\".\"%w_state\";"
+      "UPDATE \"%w\".\"%w_config\" SET value = 0 WHERE key = 'step';"
+      "RELEASE embed_reset;",
+      tab->schema, tab->name, tab->schema, tab->name);
+  int rc;
+  sqlite3_int64 before = sqlite3_total_changes64(tab->db);
+  if (!zSql) {
+    sqlite3_result_error_nomem(ctx);
+    return;
+  }
+  rc = sqlite3_exec(tab->db, zSql, 0, 0, 0);
+  sqlite3_free(zSql);
+  if (rc) {
+    char *zErr = sqlite3_mprintf("embed_optimizer_reset: %s",
+                                 sqlite3_errmsg(tab->db));
+    sqlite3_exec(tab->db, "ROLLBACK TO embed_reset; RELEASE embed_reset", 0, 0,
+                 0);
+    embed_result_error(ctx, rc, zErr);
+    return;
+  }
+  /* rows of state deleted (the step row's update counts one) */
+  sqlite3_result_int64(ctx, sqlite3_total_changes64(tab->db) - before - 1);
 }
 
 /* ------------------------------------------------------- SQL entry points */
@@ -389,6 +529,20 @@ static void fn_update(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   update(ctx, tab, argv[argc - 3], argv[argc - 2], argv[argc - 1]);
 }
 
+/* embed_optimizer_reset() / embed_optimizer_reset(table) */
+static void fn_reset(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  embed_vtab *tab = 0;
+  char *zErr = 0;
+  int rc = embed_registry_resolve((embed_registry *)sqlite3_user_data(ctx),
+                                  argc == 1 ? argv[0] : 0,
+                                  "embed_optimizer_reset", &tab, &zErr);
+  if (rc) {
+    embed_result_error(ctx, rc, zErr);
+    return;
+  }
+  reset(ctx, tab);
+}
+
 /* The same, bound by xFindFunction to the table whose column is argument 1. */
 static void fn_lookup_bound(sqlite3_context *ctx, int argc,
                             sqlite3_value **argv) {
@@ -413,18 +567,23 @@ void (*embed_training_bound_function(const char *name, int nArg))(
 }
 
 int embed_register_training(sqlite3 *db, embed_registry *registry) {
-  int rc = sqlite3_create_function_v2(db, "embed_lookup", 1, SQLITE_UTF8,
-                                      registry, fn_lookup, 0, 0, 0);
-  if (rc == SQLITE_OK)
-    rc = sqlite3_create_function_v2(db, "embed_lookup", 2, SQLITE_UTF8,
-                                    registry, fn_lookup, 0, 0, 0);
-  if (rc == SQLITE_OK)
-    rc = sqlite3_create_function_v2(db, "embed_update", 3,
-                                    SQLITE_UTF8 | SQLITE_DIRECTONLY, registry,
-                                    fn_update, 0, 0, 0);
-  if (rc == SQLITE_OK)
-    rc = sqlite3_create_function_v2(db, "embed_update", 4,
-                                    SQLITE_UTF8 | SQLITE_DIRECTONLY, registry,
-                                    fn_update, 0, 0, 0);
+  static const struct {
+    const char *name;
+    int nArg, flags;
+    void (*fn)(sqlite3_context *, int, sqlite3_value **);
+  } fns[] = {
+      {"embed_lookup", 1, 0, fn_lookup},
+      {"embed_lookup", 2, 0, fn_lookup},
+      {"embed_update", 3, SQLITE_DIRECTONLY, fn_update},
+      {"embed_update", 4, SQLITE_DIRECTONLY, fn_update},
+      {"embed_optimizer_reset", 0, SQLITE_DIRECTONLY, fn_reset},
+      {"embed_optimizer_reset", 1, SQLITE_DIRECTONLY, fn_reset},
+  };
+  size_t i;
+  int rc = SQLITE_OK;
+  for (i = 0; rc == SQLITE_OK && i < sizeof(fns) / sizeof(fns[0]); i++)
+    rc = sqlite3_create_function_v2(db, fns[i].name, fns[i].nArg,
+                                    SQLITE_UTF8 | fns[i].flags, registry,
+                                    fns[i].fn, 0, 0, 0);
   return rc;
 }

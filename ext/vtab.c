@@ -20,8 +20,12 @@
 **     CREATE TABLE "S"."T_config"(key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 **     CREATE TABLE "S"."T_vectors"(id INTEGER PRIMARY KEY,
 **                                  vector BLOB NOT NULL);
+**     CREATE TABLE "S"."T_state"(id INTEGER PRIMARY KEY, state BLOB NOT NULL);
 **
-** T_config holds one row per option (options.c writes and re-reads them);
+** T_config holds one row per option (options.c writes and re-reads them)
+** and the row ('step', n): the optimizer's step count (training.c);
+** T_state holds each trained row's optimizer state (optimizer.c), created
+** on the row's first step and deleted and moved with the row;
 ** T_vectors is a rowid table keyed by the token id, so a lookup is one
 ** b-tree descent, an update rewrites one record in place, and a scan reads
 ** the leaves in id order. Every shadow write is a nested statement on the
@@ -107,8 +111,10 @@ static int vtab_error(embed_vtab *tab, int rc, char *zMsg) {
   return zMsg ? rc : SQLITE_NOMEM;
 }
 
-int embed_table_prepare(embed_vtab *tab, sqlite3_stmt **slot,
-                        const char *zFormat) {
+/* Prepare a statement on the shadow tables: zFormat takes the schema and
+** the table name (both as %w). Persistent: it is kept until disconnect. */
+static int prepare_shadow(embed_vtab *tab, sqlite3_stmt **slot,
+                          const char *zFormat) {
   char *zSql;
   int rc;
   if (*slot) return SQLITE_OK;
@@ -120,20 +126,57 @@ int embed_table_prepare(embed_vtab *tab, sqlite3_stmt **slot,
   return rc;
 }
 
+/* The SQL of each cached statement, indexed by embed_stmt. */
+static const char *const stmt_sql[EMBED_N_STMT] = {
+    [STMT_READ] =
+    "SELECT vector FROM \"%w\".\"%w_vectors\" WHERE id = ?1",
+    [STMT_WRITE] =
+    "UPDATE \"%w\".\"%w_vectors\" SET vector = ?2 WHERE id = ?1",
+    [STMT_INSERT] =
+    "INSERT INTO \"%w\".\"%w_vectors\"(id, vector) VALUES (?1, ?2)",
+    [STMT_INSERT_REPLACE] =
+    "INSERT OR REPLACE INTO \"%w\".\"%w_vectors\"(id, vector) "
+    "VALUES (?1, ?2)",
+    [STMT_INSERT_IGNORE] =
+    "INSERT OR IGNORE INTO \"%w\".\"%w_vectors\"(id, vector) "
+    "VALUES (?1, ?2)",
+    [STMT_DELETE] =
+    "DELETE FROM \"%w\".\"%w_vectors\" WHERE id = ?1",
+    [STMT_MOVE] =
+    "UPDATE \"%w\".\"%w_vectors\" SET id = ?2 WHERE id = ?1",
+    [STMT_STATE_DELETE] =
+    "DELETE FROM \"%w\".\"%w_state\" WHERE id = ?1",
+    [STMT_STATE_MOVE] =
+    "UPDATE \"%w\".\"%w_state\" SET id = ?2 WHERE id = ?1",
+    [STMT_MAXID] =
+    "SELECT max(id) FROM \"%w\".\"%w_vectors\"",
+    [STMT_SCHEMA_VERSION] =
+    "PRAGMA main.schema_version /* %w %w */",
+    [STMT_DATA_VERSION] =
+    "PRAGMA \"%w\".data_version /* %w */",
+    [STMT_STATE_READ] =
+    "SELECT state FROM \"%w\".\"%w_state\" WHERE id = ?1",
+    [STMT_STATE_WRITE] =
+    "INSERT OR REPLACE INTO \"%w\".\"%w_state\"(id, state) VALUES (?1, ?2)",
+    [STMT_STEP_READ] =
+    "SELECT value FROM \"%w\".\"%w_config\" WHERE key = 'step'",
+    [STMT_STEP_WRITE] =
+    "INSERT OR REPLACE INTO \"%w\".\"%w_config\"(key, value) "
+    "VALUES ('step', ?1)",
+};
+
+int embed_table_stmt(embed_vtab *tab, embed_stmt which, sqlite3_stmt **out) {
+  int rc = prepare_shadow(tab, &tab->stmt[which], stmt_sql[which]);
+  *out = tab->stmt[which];
+  return rc;
+}
+
 static void finalize_statements(embed_vtab *tab) {
   int i;
-  sqlite3_finalize(tab->read_stmt);
-  sqlite3_finalize(tab->write_stmt);
-  for (i = 0; i < 3; i++) sqlite3_finalize(tab->insert_stmt[i]);
-  sqlite3_finalize(tab->delete_stmt);
-  sqlite3_finalize(tab->move_stmt);
-  sqlite3_finalize(tab->maxid_stmt);
-  sqlite3_finalize(tab->version_stmt);
-  sqlite3_finalize(tab->data_version_stmt);
-  tab->version_stmt = tab->data_version_stmt = 0;
-  tab->read_stmt = tab->write_stmt = tab->delete_stmt = 0;
-  tab->move_stmt = tab->maxid_stmt = 0;
-  for (i = 0; i < 3; i++) tab->insert_stmt[i] = 0;
+  for (i = 0; i < EMBED_N_STMT; i++) {
+    sqlite3_finalize(tab->stmt[i]);
+    tab->stmt[i] = 0;
+  }
 }
 
 /* Check a stored vector's length; the error names the table and id. */
@@ -148,15 +191,14 @@ static int check_stored(embed_vtab *tab, int64_t id, int nbytes,
 }
 
 int embed_table_read(embed_vtab *tab, int64_t id, float *out, char **pzErr) {
-  int rc = embed_table_prepare(
-      tab, &tab->read_stmt,
-      "SELECT vector FROM \"%w\".\"%w_vectors\" WHERE id = ?1");
+  sqlite3_stmt *stmt;
+  int rc = embed_table_stmt(tab, STMT_READ, &stmt);
   if (rc) return rc;
-  sqlite3_bind_int64(tab->read_stmt, 1, id);
-  rc = sqlite3_step(tab->read_stmt);
+  sqlite3_bind_int64(stmt, 1, id);
+  rc = sqlite3_step(stmt);
   if (rc == SQLITE_ROW) {
-    const void *blob = sqlite3_column_blob(tab->read_stmt, 0);
-    int nbytes = sqlite3_column_bytes(tab->read_stmt, 0);
+    const void *blob = sqlite3_column_blob(stmt, 0);
+    int nbytes = sqlite3_column_bytes(stmt, 0);
     embed_error err;
     rc = check_stored(tab, id, nbytes, pzErr);
     if (rc == SQLITE_OK &&
@@ -169,7 +211,7 @@ int embed_table_read(embed_vtab *tab, int64_t id, float *out, char **pzErr) {
   } else if (rc == SQLITE_DONE) {
     rc = SQLITE_NOTFOUND;
   }
-  sqlite3_reset(tab->read_stmt);
+  sqlite3_reset(stmt);
   return rc;
 }
 
@@ -200,18 +242,17 @@ static int step_done(sqlite3_stmt *stmt) {
 
 int embed_table_write(embed_vtab *tab, int64_t id, const float *v,
                       char **pzErr) {
-  int rc = embed_table_prepare(
-      tab, &tab->write_stmt,
-      "UPDATE \"%w\".\"%w_vectors\" SET vector = ?2 WHERE id = ?1");
+  sqlite3_stmt *stmt;
+  int rc = embed_table_stmt(tab, STMT_WRITE, &stmt);
   (void)pzErr;
   if (rc) return rc;
-  sqlite3_bind_int64(tab->write_stmt, 1, id);
-  rc = bind_vector(tab->write_stmt, 2, v, tab->cfg.dim);
+  sqlite3_bind_int64(stmt, 1, id);
+  rc = bind_vector(stmt, 2, v, tab->cfg.dim);
   if (rc) {
-    sqlite3_clear_bindings(tab->write_stmt);
+    sqlite3_clear_bindings(stmt);
     return rc;
   }
-  return step_done(tab->write_stmt);
+  return step_done(stmt);
 }
 
 /* ------------------------------------------------------- create / connect */
@@ -243,6 +284,7 @@ static int load_config(embed_vtab *tab, char **pzErr) {
   while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
     const char *key = (const char *)sqlite3_column_text(stmt, 0);
     const char *value = (const char *)sqlite3_column_text(stmt, 1);
+    if (key && sqlite3_stricmp(key, "step") == 0) continue; /* training.c */
     if (!key || !value ||
         embed_config_apply(&tab->cfg, key, value, err, sizeof(err))) {
       if (!key || !value) snprintf(err, sizeof(err), "NULL key or value");
@@ -275,9 +317,11 @@ static int create_storage(embed_vtab *tab) {
                 sqlite3_mprintf("CREATE TABLE \"%w\".\"%w_config\"(key TEXT "
                                 "PRIMARY KEY, value) WITHOUT ROWID;"
                                 "CREATE TABLE \"%w\".\"%w_vectors\"(id INTEGER "
-                                "PRIMARY KEY, vector BLOB NOT NULL);",
+                                "PRIMARY KEY, vector BLOB NOT NULL);"
+                                "CREATE TABLE \"%w\".\"%w_state\"(id INTEGER "
+                                "PRIMARY KEY, state BLOB NOT NULL);",
                                 tab->schema, tab->name, tab->schema,
-                                tab->name));
+                                tab->name, tab->schema, tab->name));
   if (rc) return rc;
   {
     char *zSql = sqlite3_mprintf(
@@ -288,19 +332,22 @@ static int create_storage(embed_vtab *tab) {
     sqlite3_free(zSql);
     if (rc) return rc;
   }
-  for (i = 0; rc == SQLITE_OK && i < embed_config_count(); i++) {
-    char value[64];
-    embed_config_value(&tab->cfg, i, value, sizeof(value));
-    sqlite3_bind_text(stmt, 1, embed_config_key(i), -1, SQLITE_STATIC);
+  for (i = 0; rc == SQLITE_OK && i <= embed_config_count(); i++) {
+    char value[64] = "0"; /* the row after the options: step = 0 */
+    if (i < embed_config_count() && !embed_config_applies(&tab->cfg, i))
+      continue; /* another optimizer's hyperparameter */
+    if (i < embed_config_count())
+      embed_config_value(&tab->cfg, i, value, sizeof(value));
+    sqlite3_bind_text(stmt, 1,
+                      i < embed_config_count() ? embed_config_key(i) : "step",
+                      -1, SQLITE_STATIC);
     sqlite3_bind_text(stmt, 2, value, -1, SQLITE_TRANSIENT);
     rc = step_done(stmt);
   }
   sqlite3_finalize(stmt);
   if (rc || tab->cfg.num_embeddings == 0) return rc;
 
-  rc = embed_table_prepare(
-      tab, &tab->insert_stmt[0],
-      "INSERT INTO \"%w\".\"%w_vectors\"(id, vector) VALUES (?1, ?2)");
+  rc = embed_table_stmt(tab, STMT_INSERT, &stmt);
   if (rc) return rc;
   row = (float *)sqlite3_malloc64((sqlite3_uint64)tab->cfg.dim * sizeof(float));
   if (!row) return SQLITE_NOMEM;
@@ -310,9 +357,9 @@ static int create_storage(embed_vtab *tab) {
     else
       embed_initial_row(tab->cfg.init, (uint64_t)tab->cfg.seed, id, row,
                         tab->cfg.dim);
-    sqlite3_bind_int64(tab->insert_stmt[0], 1, id);
-    rc = bind_vector(tab->insert_stmt[0], 2, row, tab->cfg.dim);
-    if (rc == SQLITE_OK) rc = step_done(tab->insert_stmt[0]);
+    sqlite3_bind_int64(stmt, 1, id);
+    rc = bind_vector(stmt, 2, row, tab->cfg.dim);
+    if (rc == SQLITE_OK) rc = step_done(stmt);
   }
   sqlite3_free(row);
   return rc;
@@ -406,9 +453,10 @@ static int embedDestroy(sqlite3_vtab *pVtab) {
   finalize_statements(tab);
   rc = exec_sql(tab->db,
                 sqlite3_mprintf("DROP TABLE IF EXISTS \"%w\".\"%w_config\";"
-                                "DROP TABLE IF EXISTS \"%w\".\"%w_vectors\";",
+                                "DROP TABLE IF EXISTS \"%w\".\"%w_vectors\";"
+                                "DROP TABLE IF EXISTS \"%w\".\"%w_state\";",
                                 tab->schema, tab->name, tab->schema,
-                                tab->name));
+                                tab->name, tab->schema, tab->name));
   if (rc) return rc;
   return embedDisconnect(pVtab);
 }
@@ -422,9 +470,11 @@ static int embedRename(sqlite3_vtab *pVtab, const char *zNew) {
       tab->db,
       sqlite3_mprintf("ALTER TABLE \"%w\".\"%w_config\" RENAME TO \"%w_config\";"
                       "ALTER TABLE \"%w\".\"%w_vectors\" RENAME TO "
-                      "\"%w_vectors\";",
+                      "\"%w_vectors\";"
+                      "ALTER TABLE \"%w\".\"%w_state\" RENAME TO "
+                      "\"%w_state\";",
                       tab->schema, tab->name, zNew, tab->schema, tab->name,
-                      zNew));
+                      zNew, tab->schema, tab->name, zNew));
   if (rc) return rc;
   name = sqlite3_mprintf("%s", zNew);
   if (!name) return SQLITE_NOMEM;
@@ -435,7 +485,8 @@ static int embedRename(sqlite3_vtab *pVtab, const char *zNew) {
 
 static int embedShadowName(const char *zName) {
   return sqlite3_stricmp(zName, "config") == 0 ||
-         sqlite3_stricmp(zName, "vectors") == 0;
+         sqlite3_stricmp(zName, "vectors") == 0 ||
+         sqlite3_stricmp(zName, "state") == 0;
 }
 
 static int embedFindFunction(sqlite3_vtab *pVtab, int nArg, const char *zName,
@@ -717,7 +768,7 @@ static int collect_ids(embed_cursor *cur, sqlite3_value *arg, int is_in) {
 
 static int prepare_cursor_stmt(embed_vtab *tab, sqlite3_stmt **slot,
                                const char *zFormat) {
-  return embed_table_prepare(tab, slot, zFormat);
+  return prepare_shadow(tab, slot, zFormat);
 }
 
 /* Position a list cursor on the first existing id at or after pos. */
@@ -1093,24 +1144,24 @@ static int written_vector(embed_vtab *tab, sqlite3_value *val,
 }
 
 static int next_free_id(embed_vtab *tab, int64_t *id) {
-  int rc = embed_table_prepare(tab, &tab->maxid_stmt,
-                               "SELECT max(id) FROM \"%w\".\"%w_vectors\"");
+  sqlite3_stmt *stmt;
+  int rc = embed_table_stmt(tab, STMT_MAXID, &stmt);
   if (rc) return rc;
-  rc = sqlite3_step(tab->maxid_stmt);
+  rc = sqlite3_step(stmt);
   if (rc == SQLITE_ROW) {
-    if (sqlite3_column_type(tab->maxid_stmt, 0) == SQLITE_NULL) {
+    if (sqlite3_column_type(stmt, 0) == SQLITE_NULL) {
       *id = 0;
       rc = SQLITE_OK;
-    } else if (sqlite3_column_int64(tab->maxid_stmt, 0) == INT64_MAX) {
+    } else if (sqlite3_column_int64(stmt, 0) == INT64_MAX) {
       rc = vtab_error(tab, SQLITE_FULL,
                       sqlite3_mprintf("embedding %s: no id left after %lld",
                                       tab->name, (long long)INT64_MAX));
     } else {
-      *id = sqlite3_column_int64(tab->maxid_stmt, 0) + 1;
+      *id = sqlite3_column_int64(stmt, 0) + 1;
       rc = SQLITE_OK;
     }
   }
-  sqlite3_reset(tab->maxid_stmt);
+  sqlite3_reset(stmt);
   return rc;
 }
 
@@ -1121,30 +1172,36 @@ static int unique_failed(embed_vtab *tab) {
 }
 
 static int insert_row(embed_vtab *tab, int64_t id, const float *v) {
-  static const char *const forms[3] = {
-      "INSERT INTO \"%w\".\"%w_vectors\"(id, vector) VALUES (?1, ?2)",
-      "INSERT OR REPLACE INTO \"%w\".\"%w_vectors\"(id, vector) "
-      "VALUES (?1, ?2)",
-      "INSERT OR IGNORE INTO \"%w\".\"%w_vectors\"(id, vector) "
-      "VALUES (?1, ?2)"};
   int mode = sqlite3_vtab_on_conflict(tab->db);
-  int form = mode == SQLITE_REPLACE ? 1 : (mode == SQLITE_IGNORE ? 2 : 0);
-  int rc = embed_table_prepare(tab, &tab->insert_stmt[form], forms[form]);
+  sqlite3_stmt *stmt;
+  int rc = embed_table_stmt(tab,
+                            mode == SQLITE_REPLACE  ? STMT_INSERT_REPLACE
+                            : mode == SQLITE_IGNORE ? STMT_INSERT_IGNORE
+                                                    : STMT_INSERT,
+                            &stmt);
   if (rc) return rc;
-  sqlite3_bind_int64(tab->insert_stmt[form], 1, id);
-  rc = bind_vector(tab->insert_stmt[form], 2, v, tab->cfg.dim);
-  if (rc == SQLITE_OK) rc = step_done(tab->insert_stmt[form]);
+  sqlite3_bind_int64(stmt, 1, id);
+  rc = bind_vector(stmt, 2, v, tab->cfg.dim);
+  if (rc == SQLITE_OK) rc = step_done(stmt);
   if ((rc & 0xff) == SQLITE_CONSTRAINT) return unique_failed(tab);
   return rc;
 }
 
-static int delete_row(embed_vtab *tab, int64_t id) {
-  int rc = embed_table_prepare(
-      tab, &tab->delete_stmt,
-      "DELETE FROM \"%w\".\"%w_vectors\" WHERE id = ?1");
+/* Run a cached statement taking ids ?1 (and ?2) to completion. */
+static int run_ids(embed_vtab *tab, embed_stmt which, int64_t a, int64_t b) {
+  sqlite3_stmt *stmt;
+  int rc = embed_table_stmt(tab, which, &stmt);
   if (rc) return rc;
-  sqlite3_bind_int64(tab->delete_stmt, 1, id);
-  return step_done(tab->delete_stmt);
+  sqlite3_bind_int64(stmt, 1, a);
+  if (sqlite3_bind_parameter_count(stmt) > 1) sqlite3_bind_int64(stmt, 2, b);
+  return step_done(stmt);
+}
+
+/* Delete row id and its optimizer state. */
+static int delete_row(embed_vtab *tab, int64_t id) {
+  int rc = run_ids(tab, STMT_DELETE, id, 0);
+  if (rc == SQLITE_OK) rc = run_ids(tab, STMT_STATE_DELETE, id, 0);
+  return rc;
 }
 
 /* UPDATE ... SET id = new: move the row, honouring the conflict mode. */
@@ -1163,13 +1220,9 @@ static int move_row(embed_vtab *tab, int64_t old_id, int64_t new_id) {
   } else if (rc != SQLITE_NOTFOUND) {
     return rc;
   }
-  rc = embed_table_prepare(
-      tab, &tab->move_stmt,
-      "UPDATE \"%w\".\"%w_vectors\" SET id = ?2 WHERE id = ?1");
-  if (rc) return rc;
-  sqlite3_bind_int64(tab->move_stmt, 1, old_id);
-  sqlite3_bind_int64(tab->move_stmt, 2, new_id);
-  return step_done(tab->move_stmt);
+  rc = run_ids(tab, STMT_MOVE, old_id, new_id);
+  if (rc == SQLITE_OK) rc = run_ids(tab, STMT_STATE_MOVE, old_id, new_id);
+  return rc;
 }
 
 static int embedUpdate(sqlite3_vtab *pVtab, int argc, sqlite3_value **argv,

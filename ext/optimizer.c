@@ -1,0 +1,126 @@
+/*
+** optimizer.c - one optimizer step on one row, as PyTorch's sparse-gradient
+** optimizers compute it (no SQLite here; training.c reads and writes rows).
+**
+** Usage:
+**
+**     int64_t n = embed_optimizer_state_size(&cfg, dim);  // floats of state
+**     if (!had_state) embed_optimizer_state_init(&cfg, state, dim);
+**     embed_optimizer_step(&cfg, w, g, state, had_state, lr, step, dim);
+**
+** g is the row's coalesced gradient (modified in place); step is the table's
+** step count including this step (1 on the first embed_update call).
+**
+** The formulas, element-wise in float32 in torch's order of operations
+** (torch/optim/{sgd,adagrad,sparse_adam}.py, torch 1.13):
+**
+**   sgd      d = maximize ? -g : g;  d = d + weight_decay * w;
+**            momentum: buf = had_state ? momentum * buf + (1 - dampening) * d
+**                                      : d;
+**                      d = nesterov ? d + momentum * buf : buf;
+**            w = w + (-lr) * d
+**   adagrad  g = maximize ? -g : g;  clr = lr / (1 + (step - 1) * lr_decay);
+**            sum = sum + g * g  (sum starts at initial_accumulator_value);
+**            w = w + (-clr) * (g / (sqrt(sum) + eps))
+**   adam     (SparseAdam) g = maximize ? -g : g;
+**            dm = (g - m) * (1 - beta1);      dv = (g * g - v) * (1 - beta2);
+**            m = m + dm;  v = v + dv;
+**            size = lr * sqrt(1 - beta2^step) / (1 - beta1^step);
+**            w = w + (-size) * ((dm + m_old) / (sqrt(dv + v_old) + eps))
+**
+** State per row: sgd with momentum D floats (the buffer), adagrad D floats
+** (the sum), adam 2 D floats (m then v); sgd without momentum none. As in
+** torch's sparse path, rows not in a step keep their state unchanged.
+*/
+#include <math.h>
+
+#define EMBED_NO_SQLITE
+#include "embed_int.h"
+
+int64_t embed_optimizer_state_size(const embed_config *cfg, int64_t dim) {
+  switch (cfg->optimizer) {
+    case EMBED_OPTIMIZER_SGD:
+      return cfg->momentum != 0 ? dim : 0;
+    case EMBED_OPTIMIZER_ADAGRAD:
+      return dim;
+    case EMBED_OPTIMIZER_ADAM:
+      return 2 * dim;
+  }
+  return 0;
+}
+
+void embed_optimizer_state_init(const embed_config *cfg, float *state,
+                                int64_t dim) {
+  int64_t i, n = embed_optimizer_state_size(cfg, dim);
+  float init = cfg->optimizer == EMBED_OPTIMIZER_ADAGRAD
+                   ? (float)cfg->initial_accumulator_value
+                   : 0.0f;
+  for (i = 0; i < n; i++) state[i] = init;
+}
+
+static void sgd(const embed_config *cfg, float *w, float *d, float *buf,
+                int had_state, double lr, int64_t dim) {
+  const float wd = (float)cfg->weight_decay, mom = (float)cfg->momentum;
+  const float keep = (float)(1.0 - cfg->dampening), alpha = (float)-lr;
+  int64_t i;
+  for (i = 0; i < dim; i++) {
+    float x = cfg->maximize ? -d[i] : d[i];
+    if (cfg->weight_decay != 0) x = x + wd * w[i];
+    if (cfg->momentum != 0) {
+      float b = had_state ? buf[i] * mom + keep * x : x;
+      buf[i] = b;
+      x = cfg->nesterov ? x + mom * b : b;
+    }
+    w[i] = w[i] + alpha * x;
+  }
+}
+
+static void adagrad(const embed_config *cfg, float *w, const float *g,
+                    float *sum, double lr, int64_t step, int64_t dim) {
+  const double clr = lr / (1.0 + (double)(step - 1) * cfg->lr_decay);
+  const float alpha = (float)-clr, eps = (float)cfg->eps;
+  int64_t i;
+  for (i = 0; i < dim; i++) {
+    float x = cfg->maximize ? -g[i] : g[i];
+    float sq = x * x;
+    sum[i] = sum[i] + sq;
+    w[i] = w[i] + alpha * (x / (sqrtf(sum[i]) + eps));
+  }
+}
+
+static void adam(const embed_config *cfg, float *w, const float *g,
+                 float *state, double lr, int64_t step, int64_t dim) {
+  float *m = state, *v = state + dim;
+  const float one_b1 = (float)(1.0 - cfg->beta1);
+  const float one_b2 = (float)(1.0 - cfg->beta2);
+  const float eps = (float)cfg->eps;
+  const double bias1 = 1.0 - pow(cfg->beta1, (double)step);
+  const double bias2 = 1.0 - pow(cfg->beta2, (double)step);
+  const float neg_size = (float)(-(lr * sqrt(bias2) / bias1));
+  int64_t i;
+  for (i = 0; i < dim; i++) {
+    float x = cfg->maximize ? -g[i] : g[i];
+    float m_old = m[i], v_old = v[i];
+    float dm = (x - m_old) * one_b1;
+    float dv = (x * x - v_old) * one_b2;
+    m[i] = m_old + dm;
+    v[i] = v_old + dv;
+    w[i] = w[i] + neg_size * ((dm + m_old) / (sqrtf(dv + v_old) + eps));
+  }
+}
+
+void embed_optimizer_step(const embed_config *cfg, float *w, float *g,
+                          float *state, int had_state, double lr,
+                          int64_t step, int64_t dim) {
+  switch (cfg->optimizer) {
+    case EMBED_OPTIMIZER_SGD:
+      sgd(cfg, w, g, state, had_state, lr, dim);
+      break;
+    case EMBED_OPTIMIZER_ADAGRAD:
+      adagrad(cfg, w, g, state, lr, step, dim);
+      break;
+    case EMBED_OPTIMIZER_ADAM:
+      adam(cfg, w, g, state, lr, step, dim);
+      break;
+  }
+}
