@@ -201,6 +201,8 @@ static void bag_step(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     return;
   }
   rc = embed_vec_from_value(argv[0], fn->name, &v, &zErr);
+  if (rc == SQLITE_OK && argc > 1 && sqlite3_value_type(argv[1]) == SQLITE_NULL)
+    goto done; /* a NULL weight skips the row, as a NULL vector does */
   if (rc == SQLITE_OK && v.v && argc > 1)
     rc = embed_number_from_value(argv[1], fn->name, "the weight", &weight,
                                  &zErr);

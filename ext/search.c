@@ -149,12 +149,6 @@ static int data_version(embed_vtab *tab, int64_t *version) {
   return rc;
 }
 
-static int corrupt(embed_vtab *tab, int64_t id, const char *what,
-                   char **pzErr) {
-  *pzErr = sqlite3_mprintf("embedding %s: corrupt vector for id %lld (%s)",
-                           tab->name, (long long)id, what);
-  return *pzErr ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
-}
 
 /* Copy every row of the table into a new snapshot. */
 static int build(embed_vtab *tab, embed_snapshot **out, char **pzErr) {
@@ -198,9 +192,16 @@ static int build(embed_vtab *tab, embed_snapshot **out, char **pzErr) {
     embed_error err;
     if (n >= cap) break; /* rows appeared since count(*): cannot happen */
     if (nbytes != dim * 4) {
-      rc = corrupt(tab, id, "wrong length", pzErr);
+      *pzErr = sqlite3_mprintf("embedding %s: corrupt vector for id %lld "
+                               "(%lld bytes, expected %lld)",
+                               tab->name, (long long)id, (long long)nbytes,
+                               (long long)dim * 4);
+      rc = *pzErr ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
     } else if (embed_blob_decode(blob, dim, row, &err) != EMBED_OK) {
-      rc = corrupt(tab, id, "element not finite", pzErr);
+      *pzErr = sqlite3_mprintf("embedding %s: corrupt vector for id %lld "
+                               "(element %lld is not finite)",
+                               tab->name, (long long)id, (long long)err.a);
+      rc = *pzErr ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
     } else {
       snap->ids[n] = id;
       snap->norms[n] = embed_norm2(row, dim);

@@ -516,7 +516,11 @@ static int embedBestIndex(sqlite3_vtab *pVtab, sqlite3_index_info *info) {
         match_unusable = 1;
       continue;
     }
-    if (col == COL_ID || col == -1) {
+    if (c->op == SQLITE_INDEX_CONSTRAINT_LIMIT) { /* iColumn is meaningless */
+      limit = i;
+    } else if (c->op == SQLITE_INDEX_CONSTRAINT_OFFSET) {
+      offset = i;
+    } else if (col == COL_ID || col == -1) {
       switch (c->op) {
         case SQLITE_INDEX_CONSTRAINT_EQ:
           if (eq < 0) eq = i;
@@ -536,10 +540,6 @@ static int embedBestIndex(sqlite3_vtab *pVtab, sqlite3_index_info *info) {
       if (match < 0) match = i;
     } else if (col == COL_K && c->op == SQLITE_INDEX_CONSTRAINT_EQ) {
       if (kc < 0) kc = i;
-    } else if (c->op == SQLITE_INDEX_CONSTRAINT_LIMIT) {
-      limit = i;
-    } else if (c->op == SQLITE_INDEX_CONSTRAINT_OFFSET) {
-      offset = i;
     }
   }
 
@@ -1310,6 +1310,9 @@ static sqlite3_module embed_module = {
     0,                 /* xRelease */
     0,                 /* xRollbackTo */
     embedShadowName,   /* xShadowName */
+#if SQLITE_VERSION_NUMBER >= 3044000
+    0, /* xIntegrity */
+#endif
 };
 
 int embed_register_vtab(sqlite3 *db, embed_registry *registry) {
