@@ -12,6 +12,8 @@
 **            embed_normalize(v);
 **     SELECT bag, embed_sum(vector), embed_mean(vector), embed_max(vector),
 **            embed_sum(vector, weight) FROM ... GROUP BY bag;
+**     SELECT embed_stack(g) FROM grads;    -- n x D BLOB for a batch update
+**     SELECT embed_sigmoid(x), embed_log_sigmoid(x);  -- skip-gram pieces
 **
 ** Design: every function is DETERMINISTIC | INNOCUOUS and takes vectors as
 ** BLOB or JSON (sqlvalue.c). One implementation serves each family (reductions
@@ -41,7 +43,10 @@ typedef enum fn_op {
   OP_SCALE,
   OP_SUM,
   OP_MEAN,
-  OP_MAX
+  OP_MAX,
+  OP_STACK,
+  OP_SIGMOID,
+  OP_LOG_SIGMOID
 } fn_op;
 
 typedef struct fn_def {
@@ -180,6 +185,29 @@ done:
   embed_vec_free(&b);
 }
 
+/* embed_sigmoid(x), embed_log_sigmoid(x): torch.sigmoid and
+** F.logsigmoid on a number, computed without overflow for any x; the
+** pieces of a skip-gram (word2vec) gradient in SQL. */
+static void fn_real(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  const fn_def *fn = FN_OF(ctx);
+  double x, r;
+  char *zErr = 0;
+  int rc;
+  (void)argc;
+  if (sqlite3_value_type(argv[0]) == SQLITE_NULL) return;
+  rc = embed_number_from_value(argv[0], fn->name, "x", &x, &zErr);
+  if (rc) {
+    fail(ctx, rc, zErr);
+    return;
+  }
+  if (fn->op == OP_SIGMOID) {
+    r = x >= 0 ? 1.0 / (1.0 + exp(-x)) : exp(x) / (1.0 + exp(x));
+  } else { /* log sigmoid(x) = min(x, 0) - log1p(exp(-|x|)) */
+    r = (x < 0 ? x : 0.0) - log1p(exp(-fabs(x)));
+  }
+  sqlite3_result_double(ctx, r);
+}
+
 /* ------------------------------------------------------------ aggregates */
 
 typedef struct bag_state {
@@ -256,6 +284,68 @@ static void bag_final(sqlite3_context *ctx) {
   st->acc = 0;
 }
 
+/* embed_stack(v): the group's vectors end to end, one n x D BLOB (the
+** input order; torch.stack), as embed_update and embed_lookup take. */
+typedef struct stack_state {
+  int64_t dim, n, cap; /* cap: rows allocated */
+  float *rows;
+} stack_state;
+
+static void stack_step(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  const fn_def *fn = FN_OF(ctx);
+  stack_state *st = (stack_state *)sqlite3_aggregate_context(ctx, sizeof(*st));
+  embed_vec v = {0, 0};
+  char *zErr = 0;
+  int rc;
+  (void)argc;
+  if (!st) {
+    sqlite3_result_error_nomem(ctx);
+    return;
+  }
+  rc = embed_vec_from_value(argv[0], fn->name, &v, &zErr);
+  if (rc == SQLITE_OK && !v.v) {
+    zErr = sqlite3_mprintf("%s: row %lld is NULL", fn->name, (long long)st->n);
+    rc = zErr ? SQLITE_ERROR : SQLITE_NOMEM;
+  } else if (rc == SQLITE_OK && st->n && v.dim != st->dim) {
+    zErr = sqlite3_mprintf("%s: dimension mismatch (%lld vs %lld)", fn->name,
+                           (long long)st->dim, (long long)v.dim);
+    rc = zErr ? SQLITE_ERROR : SQLITE_NOMEM;
+  } else if (rc == SQLITE_OK && (st->n + 1) * v.dim * 4 >
+                                    sqlite3_limit(sqlite3_context_db_handle(ctx),
+                                                  SQLITE_LIMIT_LENGTH, -1)) {
+    zErr = sqlite3_mprintf("%s: result exceeds SQLite's length limit",
+                           fn->name);
+    rc = zErr ? SQLITE_TOOBIG : SQLITE_NOMEM;
+  }
+  if (rc == SQLITE_OK && st->n == st->cap) {
+    int64_t cap = st->cap ? 2 * st->cap : 16;
+    float *grown = (float *)sqlite3_realloc64(
+        st->rows, (sqlite3_uint64)cap * (sqlite3_uint64)v.dim * 4);
+    if (!grown) {
+      rc = SQLITE_NOMEM;
+    } else {
+      st->rows = grown;
+      st->cap = cap;
+    }
+  }
+  if (rc) {
+    fail(ctx, rc, zErr);
+  } else {
+    memcpy(st->rows + st->n * v.dim, v.v, (size_t)v.dim * 4);
+    st->dim = v.dim;
+    st->n++;
+  }
+  embed_vec_free(&v);
+}
+
+static void stack_final(sqlite3_context *ctx) {
+  stack_state *st = (stack_state *)sqlite3_aggregate_context(ctx, 0);
+  if (!st || !st->rows) return; /* empty group: NULL */
+  if (st->n) embed_result_vector(ctx, st->rows, st->n * st->dim);
+  sqlite3_free(st->rows);
+  st->rows = 0;
+}
+
 static const fn_def scalar_functions[] = {
     {"embed_version", 0, OP_VERSION}, {"embed_vector", 1, OP_VECTOR},
     {"embed_json", 1, OP_JSON},       {"embed_dim", 1, OP_DIM},
@@ -263,6 +353,7 @@ static const fn_def scalar_functions[] = {
     {"embed_scale", 2, OP_SCALE},     {"embed_dot", 2, OP_DOT},
     {"embed_cosine", 2, OP_COSINE},   {"embed_l2", 2, OP_L2},
     {"embed_add", 2, OP_ADD},         {"embed_sub", 2, OP_SUB},
+    {"embed_sigmoid", 1, OP_SIGMOID}, {"embed_log_sigmoid", 1, OP_LOG_SIGMOID},
 };
 
 static const fn_def aggregate_functions[] = {
@@ -270,6 +361,7 @@ static const fn_def aggregate_functions[] = {
     {"embed_sum", 2, OP_SUM},
     {"embed_mean", 1, OP_MEAN},
     {"embed_max", 1, OP_MAX},
+    {"embed_stack", 1, OP_STACK},
 };
 
 int embed_register_functions(sqlite3 *db) {
@@ -281,9 +373,10 @@ int embed_register_functions(sqlite3 *db) {
        i++) {
     const fn_def *fn = &scalar_functions[i];
     void (*impl)(sqlite3_context *, int, sqlite3_value **) =
-        fn->op == OP_VERSION ? fn_version
-                             : (fn->nArg == 2 && fn->op != OP_SCALE ? fn_binary
-                                                                   : fn_unary);
+        fn->op == OP_VERSION                        ? fn_version
+        : fn->op == OP_SIGMOID || fn->op == OP_LOG_SIGMOID ? fn_real
+        : fn->nArg == 2 && fn->op != OP_SCALE       ? fn_binary
+                                                    : fn_unary;
     rc = sqlite3_create_function_v2(db, fn->name, fn->nArg, flags, (void *)fn,
                                     impl, 0, 0, 0);
   }
@@ -291,8 +384,10 @@ int embed_register_functions(sqlite3 *db) {
                                          sizeof(aggregate_functions[0]);
        i++) {
     const fn_def *fn = &aggregate_functions[i];
-    rc = sqlite3_create_function_v2(db, fn->name, fn->nArg, flags, (void *)fn,
-                                    0, bag_step, bag_final, 0);
+    rc = sqlite3_create_function_v2(
+        db, fn->name, fn->nArg, flags, (void *)fn, 0,
+        fn->op == OP_STACK ? stack_step : bag_step,
+        fn->op == OP_STACK ? stack_final : bag_final, 0);
   }
   return rc;
 }
