@@ -23,7 +23,7 @@ LDLIBS  = -lm
 SRC = ext/embed.c ext/vector.c ext/kernels.c ext/initializer.c ext/options.c \
       ext/optimizer.c \
       ext/sqlvalue.c ext/functions.c ext/vtab.c ext/search.c ext/registry.c \
-      ext/training.c
+      ext/training.c ext/blobrows.c
 HDR = ext/embed.h ext/embed_int.h
 PURE_SRC = ext/vector.c ext/kernels.c ext/initializer.c ext/options.c \
            ext/optimizer.c

@@ -11,6 +11,7 @@
 **   sqlvalue.c     sqlite3_value <-> vector, error messages
 **   functions.c    pure scalar functions and aggregates
 **   vtab.c         the `embedding` virtual table and its storage
+**   blobrows.c     many rows through one sqlite3_blob handle
 **   search.c       exact k-nearest-neighbour search
 **   registry.c     which embedding table a function call means
 **   training.c     embed_lookup and embed_update
@@ -281,6 +282,24 @@ int embed_table_stmt(embed_vtab *tab, embed_stmt which, sqlite3_stmt **out);
 /* "embedding \"name\"" for error messages */
 char *embed_table_label(embed_vtab *tab);
 
+/* blobrows.c ------------------------------------------------------------ */
+typedef struct embed_rows {
+  embed_vtab *tab;
+  sqlite3_blob *blob; /* on T_vectors.vector, or NULL */
+  int writable;
+  int64_t id;         /* the row sought last */
+} embed_rows;
+void embed_rows_init(embed_rows *r, embed_vtab *tab, int writable);
+/* Move to row id: SQLITE_OK, SQLITE_NOTFOUND, or an error. */
+int embed_rows_seek(embed_rows *r, int64_t id);
+/* The row's dim*4 bytes as stored (length checked), or decoded floats
+** (also checked finite); errors name the table and id. */
+int embed_rows_read_bytes(embed_rows *r, void *out, char **pzErr);
+int embed_rows_read(embed_rows *r, float *out, char **pzErr);
+/* Rewrite the row's vector in place (writable handles). */
+int embed_rows_write(embed_rows *r, const float *v);
+void embed_rows_close(embed_rows *r);
+
 /* search.c -------------------------------------------------------------- */
 typedef struct embed_hit {
   int64_t id;
@@ -307,7 +326,7 @@ struct embed_snapshot {
   int64_t *ids;     /* ascending */
   float *vectors;   /* n x dim, row i is ids[i] */
   double *norms;    /* L2 norm of each row */
-  int64_t data_version, total_changes; /* what it was built from */
+  int64_t data_version, total_changes, writes; /* what it was built from */
 };
 /* The table's snapshot, rebuilt if stale; *out is NULL when the connection
 ** has an open write transaction (its uncommitted rows must be seen, so the
@@ -326,6 +345,10 @@ embed_registry *embed_registry_new(sqlite3 *db);
 void embed_registry_free(void *registry);
 void embed_registry_add(embed_registry *reg, embed_vtab *tab);
 void embed_registry_remove(embed_registry *reg, embed_vtab *tab);
+/* Count this connection's writes of vectors (search snapshots compare it:
+** in-place blob writes do not move sqlite3_total_changes64). */
+void embed_registry_note_write(embed_registry *reg);
+int64_t embed_registry_writes(embed_registry *reg);
 /* The embedding table a call means: the named one, or (name == NULL) the
 ** only one in the main schema. Errors name `who` and list candidates. */
 int embed_registry_resolve(embed_registry *reg, sqlite3_value *name,

@@ -441,10 +441,11 @@ int embed_config_finish(embed_config *cfg, char *err, size_t nerr) {
     BAD("num_embeddings=%lld x dim=%lld is over the limit of 2^36 floats",
         (long long)cfg->num_embeddings, (long long)cfg->dim);
   if (cfg->has_padding_idx && cfg->num_embeddings > 0) {
+    int64_t given = cfg->padding_idx;
     if (cfg->padding_idx < 0) cfg->padding_idx += cfg->num_embeddings;
     if (cfg->padding_idx < 0 || cfg->padding_idx >= cfg->num_embeddings)
-      BAD("padding_idx must be within num_embeddings (%lld)",
-          (long long)cfg->num_embeddings);
+      BAD("padding_idx %lld must be within num_embeddings (%lld)",
+          (long long)given, (long long)cfg->num_embeddings);
   } else if (cfg->has_padding_idx && cfg->padding_idx < 0) {
     BAD("a negative padding_idx needs num_embeddings");
   }

@@ -24,6 +24,7 @@
 struct embed_registry {
   sqlite3 *db;
   embed_vtab *head;
+  int64_t writes;         /* vector writes made by this extension */
   embed_vtab *only;       /* cached answer of the unnamed form... */
   int64_t only_version;   /* ...valid while main's schema_version is this */
 };
@@ -35,11 +36,15 @@ embed_registry *embed_registry_new(sqlite3 *db) {
     reg->head = 0;
     reg->only = 0;
     reg->only_version = 0;
+    reg->writes = 0;
   }
   return reg;
 }
 
 void embed_registry_free(void *registry) { sqlite3_free(registry); }
+
+void embed_registry_note_write(embed_registry *reg) { reg->writes++; }
+int64_t embed_registry_writes(embed_registry *reg) { return reg->writes; }
 
 void embed_registry_add(embed_registry *reg, embed_vtab *tab) {
   tab->next = reg->head;

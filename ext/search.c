@@ -26,8 +26,10 @@
 **    (plus ids and norms), n * (4 D + 16) bytes, freed with the table's
 **    connection. It is used only while it is exact: it records PRAGMA
 **    data_version (which moves when another connection commits) and
-**    sqlite3_total_changes64() (which moves when this connection writes
-**    anything), and it is rebuilt by the next search when either moved.
+**    sqlite3_total_changes64() (which moves when this connection changes
+**    rows) and the extension's own count of vector writes (in-place blob
+**    writes move neither), and it is rebuilt by the next search when any
+**    of the three moved.
 **    While this connection has a write transaction open, searches scan the
 **    table itself, so uncommitted rows are seen and a ROLLBACK can never
 **    leave a stale copy. The table option search_cache=0 turns it off.
@@ -222,7 +224,7 @@ static int build(embed_vtab *tab, embed_snapshot **out, char **pzErr) {
 }
 
 int embed_snapshot_get(embed_vtab *tab, embed_snapshot **out, char **pzErr) {
-  int64_t version = 0, changes;
+  int64_t version = 0, changes, writes;
   int rc;
   *out = 0;
   if (!tab->cfg.search_cache ||
@@ -231,8 +233,10 @@ int embed_snapshot_get(embed_vtab *tab, embed_snapshot **out, char **pzErr) {
   rc = data_version(tab, &version);
   if (rc) return rc;
   changes = sqlite3_total_changes64(tab->db);
+  writes = embed_registry_writes(tab->registry);
   if (tab->snapshot && tab->snapshot->data_version == version &&
-      tab->snapshot->total_changes == changes) {
+      tab->snapshot->total_changes == changes &&
+      tab->snapshot->writes == writes) {
     *out = tab->snapshot;
     return SQLITE_OK;
   }
@@ -242,6 +246,7 @@ int embed_snapshot_get(embed_vtab *tab, embed_snapshot **out, char **pzErr) {
   if (rc) return rc;
   tab->snapshot->data_version = version;
   tab->snapshot->total_changes = changes;
+  tab->snapshot->writes = writes;
   *out = tab->snapshot;
   return SQLITE_OK;
 }

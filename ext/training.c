@@ -95,10 +95,13 @@ static int missing_id(embed_vtab *tab, const char *who, int64_t id,
                                          who, (long long)id, tab->name));
 }
 
-/* Read row id, apply max_norm; errors name who, the id and the table. */
+/* Read row id, apply max_norm; errors name who, the id and the table.
+** With `many` (a batch), rows are read through one blob handle. */
 static int read_row(embed_vtab *tab, const char *who, int64_t id, float *out,
-                    char **pzErr) {
-  int rc = embed_table_read(tab, id, out, pzErr);
+                    embed_rows *many, char **pzErr) {
+  int rc = many ? embed_rows_seek(many, id) : embed_table_read(tab, id, out,
+                                                              pzErr);
+  if (many && rc == SQLITE_OK) rc = embed_rows_read(many, out, pzErr);
   if (rc == SQLITE_NOTFOUND) return missing_id(tab, who, id, pzErr);
   if (rc) {
     if (!*pzErr) *pzErr = sqlite3_mprintf("%s: %s", who,
@@ -114,6 +117,7 @@ static int read_row(embed_vtab *tab, const char *who, int64_t id, float *out,
 
 static void lookup(sqlite3_context *ctx, embed_vtab *tab, sqlite3_value *idv) {
   static const char who[] = "embed_lookup";
+  embed_rows many;
   id_arg ids;
   char *zErr = 0;
   float *out = 0;
@@ -136,9 +140,11 @@ static void lookup(sqlite3_context *ctx, embed_vtab *tab, sqlite3_value *idv) {
     rc = SQLITE_NOMEM;
     goto done;
   }
+  embed_rows_init(&many, tab, 0);
   for (i = 0; rc == SQLITE_OK && i < ids.n; i++)
     rc = read_row(tab, who, ids.is_batch ? ids.many[i] : ids.one,
-                  out + i * dim, &zErr);
+                  out + i * dim, ids.n > 1 ? &many : 0, &zErr);
+  embed_rows_close(&many);
   if (rc == SQLITE_OK) embed_result_vector(ctx, out, ids.n * dim);
 done:
   if (rc) embed_result_error(ctx, rc, zErr);
@@ -343,8 +349,17 @@ static int write_batch(embed_vtab *tab, const step_batch *b, char **pzErr) {
   int writes = (int)(b->n + (b->states ? b->n : 0) + (b->step ? 1 : 0));
   int own = writes > 1 && sqlite3_get_autocommit(db) && !writer_running(db);
   if (own) rc = sqlite3_exec(db, "SAVEPOINT embed_update", 0, 0, 0);
-  for (i = 0; rc == SQLITE_OK && i < b->n; i++)
-    rc = embed_table_write(tab, b->ids[i], b->rows + i * b->dim, pzErr);
+  if (b->n > 1) { /* in place, through one blob handle */
+    embed_rows many;
+    embed_rows_init(&many, tab, 1);
+    for (i = 0; rc == SQLITE_OK && i < b->n; i++) {
+      rc = embed_rows_seek(&many, b->ids[i]);
+      if (rc == SQLITE_OK) rc = embed_rows_write(&many, b->rows + i * b->dim);
+    }
+    embed_rows_close(&many);
+  } else if (b->n == 1 && rc == SQLITE_OK) {
+    rc = embed_table_write(tab, b->ids[0], b->rows, pzErr);
+  }
   for (i = 0; rc == SQLITE_OK && b->states && i < b->n; i++) {
     rc = embed_table_stmt(tab, STMT_STATE_WRITE, &stmt);
     if (rc) break;
@@ -400,6 +415,7 @@ static void update(sqlite3_context *ctx, embed_vtab *tab, sqlite3_value *idv,
   float *grads = 0;
   id_pos *order = 0;
   step_batch b;
+  embed_rows many;
   int64_t dim = tab->cfg.dim, i, j;
   double lr = 0;
   char *zErr = 0;
@@ -444,15 +460,18 @@ static void update(sqlite3_context *ctx, embed_vtab *tab, sqlite3_value *idv,
   qsort(order, (size_t)ids.n, sizeof(id_pos), compare_id_pos);
 
   /* Compute every new row (and state) before writing any. */
+  embed_rows_init(&many, tab, 0);
   for (i = 0; rc == SQLITE_OK && i < ids.n; i = j) {
     int64_t id = order[i].id;
     for (j = i; j < ids.n && order[j].id == id; j++) {
     }
-    rc = read_row(tab, who, id, b.rows + b.n * dim, &zErr);
+    rc = read_row(tab, who, id, b.rows + b.n * dim, ids.n > 1 ? &many : 0,
+                  &zErr);
     if (rc == SQLITE_OK && !is_padding(tab, id))
       rc = step_row(tab, who, &b, id, coalesce(tab, grads, order, i, j), lr,
                     &zErr);
   }
+  embed_rows_close(&many);
   if (rc == SQLITE_OK) rc = write_batch(tab, &b, &zErr);
   if (rc == SQLITE_OK) sqlite3_result_int64(ctx, b.n);
 done:

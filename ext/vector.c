@@ -75,7 +75,7 @@ int embed_blob_decode(const void *blob, int64_t n, float *out,
                       embed_error *err) {
   const unsigned char *p = (const unsigned char *)blob;
   int64_t i;
-  memcpy(out, p, (size_t)n * sizeof(float));
+  if ((const void *)out != blob) memcpy(out, p, (size_t)n * sizeof(float));
   for (i = 0; i < n; i++) {
 #if EMBED_BIG_ENDIAN
     uint32_t u;

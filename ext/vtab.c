@@ -84,7 +84,10 @@ enum {
 
 typedef struct embed_cursor {
   sqlite3_vtab_cursor base;
-  sqlite3_stmt *point_stmt; /* SELECT vector WHERE id = ?1 */
+  embed_rows rows;          /* PLAN_EQ/IN: one blob handle over the rows */
+  void *vector;             /* PLAN_EQ/IN: the current row's bytes */
+  int have_vector;          /* vector holds row id's bytes */
+  sqlite3_stmt *point_stmt; /* SELECT vector WHERE id = ?1 (KNN rows) */
   sqlite3_stmt *scan_stmt[2]; /* SELECT id, vector in a range, asc/desc */
   sqlite3_stmt *row;        /* the statement positioned on the current row */
   int row_vector_col;       /* column of `vector` in row */
@@ -631,6 +634,7 @@ static int embedOpen(sqlite3_vtab *pVtab, sqlite3_vtab_cursor **ppCursor) {
   if (!cur) return SQLITE_NOMEM;
   memset(cur, 0, sizeof(*cur));
   cur->eof = 1;
+  embed_rows_init(&cur->rows, (embed_vtab *)pVtab, 0);
   *ppCursor = &cur->base;
   return SQLITE_OK;
 }
@@ -656,6 +660,8 @@ static int embedClose(sqlite3_vtab_cursor *pCursor) {
   cursor_reset(cur);
   sqlite3_finalize(cur->point_stmt);
   for (i = 0; i < 2; i++) sqlite3_finalize(cur->scan_stmt[i]);
+  embed_rows_close(&cur->rows);
+  sqlite3_free(cur->vector);
   sqlite3_free(cur);
   return SQLITE_OK;
 }
@@ -773,25 +779,36 @@ static int prepare_cursor_stmt(embed_vtab *tab, sqlite3_stmt **slot,
 
 /* Position a list cursor on the first existing id at or after pos. */
 static int list_seek(embed_cursor *cur) {
-  embed_vtab *tab = (embed_vtab *)cur->base.pVtab;
-  int rc = prepare_cursor_stmt(
-      tab, &cur->point_stmt,
-      "SELECT vector FROM \"%w\".\"%w_vectors\" WHERE id = ?1");
-  if (rc) return rc;
+  int rc;
+  cur->have_vector = 0;
   for (; cur->pos < cur->n_ids; cur->pos++) {
-    sqlite3_reset(cur->point_stmt);
-    sqlite3_bind_int64(cur->point_stmt, 1, cur->ids[cur->pos]);
-    rc = sqlite3_step(cur->point_stmt);
-    if (rc == SQLITE_ROW) {
+    rc = embed_rows_seek(&cur->rows, cur->ids[cur->pos]);
+    if (rc == SQLITE_OK) {
       cur->id = cur->ids[cur->pos];
-      cur->row = cur->point_stmt;
-      cur->row_vector_col = 0;
+      cur->row = 0;
       cur->eof = 0;
       return SQLITE_OK;
     }
-    if (rc != SQLITE_DONE) return rc;
+    if (rc != SQLITE_NOTFOUND) return rc;
   }
   cur->eof = 1;
+  return SQLITE_OK;
+}
+
+/* The current list row's stored bytes (read once per row). */
+static int list_vector(embed_cursor *cur, const void **out, char **pzErr) {
+  embed_vtab *tab = (embed_vtab *)cur->base.pVtab;
+  int rc;
+  if (!cur->vector) {
+    cur->vector = sqlite3_malloc64((sqlite3_uint64)tab->cfg.dim * 4);
+    if (!cur->vector) return SQLITE_NOMEM;
+  }
+  if (!cur->have_vector) {
+    rc = embed_rows_read_bytes(&cur->rows, cur->vector, pzErr);
+    if (rc) return rc;
+    cur->have_vector = 1;
+  }
+  *out = cur->vector;
   return SQLITE_OK;
 }
 
@@ -870,10 +887,16 @@ static int scan_knn(embed_cursor *cur, const embed_vec *q, double qnorm,
     if (rc == SQLITE_OK) rc = scan_step(cur);
   }
   while (rc == SQLITE_OK && !cur->eof) {
-    const void *blob = sqlite3_column_blob(cur->row, cur->row_vector_col);
-    int nbytes = sqlite3_column_bytes(cur->row, cur->row_vector_col);
+    const void *blob = 0;
+    int nbytes = (int)(tab->cfg.dim * 4);
     embed_error err;
-    rc = check_stored(tab, cur->id, nbytes, &zErr);
+    if (has_list) {
+      rc = list_vector(cur, &blob, &zErr);
+    } else {
+      blob = sqlite3_column_blob(cur->row, cur->row_vector_col);
+      nbytes = sqlite3_column_bytes(cur->row, cur->row_vector_col);
+      rc = check_stored(tab, cur->id, nbytes, &zErr);
+    }
     if (rc) {
       vtab_error(tab, rc, zErr);
       break;
@@ -1049,10 +1072,17 @@ static int embedColumn(sqlite3_vtab_cursor *pCursor, sqlite3_context *ctx,
       char *zErr = 0;
       if (sqlite3_vtab_nochange(ctx)) break; /* UPDATE not touching it */
       if (cur->is_knn) return knn_vector(cur, ctx);
-      blob = sqlite3_column_blob(cur->row, cur->row_vector_col);
-      nbytes = sqlite3_column_bytes(cur->row, cur->row_vector_col);
-      rc = check_stored(tab, cur->id, nbytes, &zErr);
-      if (rc) return vtab_error(tab, rc, zErr);
+      if (cur->is_list) {
+        rc = list_vector(cur, &blob, &zErr);
+        if (rc == SQLITE_NOTFOUND) break; /* deleted since the seek: NULL */
+        if (rc) return vtab_error(tab, rc, zErr);
+        nbytes = (int)(tab->cfg.dim * 4);
+      } else {
+        blob = sqlite3_column_blob(cur->row, cur->row_vector_col);
+        nbytes = sqlite3_column_bytes(cur->row, cur->row_vector_col);
+        rc = check_stored(tab, cur->id, nbytes, &zErr);
+        if (rc) return vtab_error(tab, rc, zErr);
+      }
       sqlite3_result_blob(ctx, blob, nbytes, SQLITE_TRANSIENT);
       break;
     }
