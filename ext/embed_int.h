@@ -197,8 +197,12 @@ int64_t embed_optimizer_state_size(const embed_config *cfg, int64_t dim);
 void embed_optimizer_state_init(const embed_config *cfg, float *state,
                                 int64_t dim);
 void embed_optimizer_step(const embed_config *cfg, float *w, float *g,
-                          float *state, int had_state, double lr,
-                          int64_t step, int64_t dim);
+                          float *state, double lr, int64_t step, int64_t dim);
+/* Does the optimizer keep a step count (adagrad, adam, sgd momentum)? */
+int embed_optimizer_counts_steps(const embed_config *cfg);
+/* Rows a step moves besides the batch's: 0 none, 1 rows with optimizer
+** state (sgd momentum), 2 every row (sgd weight_decay), as torch does. */
+int embed_optimizer_steps_untouched_rows(const embed_config *cfg);
 
 #ifndef EMBED_NO_SQLITE
 /* ========================================================================
@@ -312,7 +316,8 @@ double embed_distance(embed_metric metric, const float *q, double qnorm,
 /* A bounded max-heap keeping the k smallest (distance, id). */
 typedef struct embed_topk {
   embed_hit *heap;
-  int64_t k, n;
+  int64_t k, n, cap; /* k == 0: keep every hit */
+  int nomem;         /* a hit could not be kept (k == 0 only) */
 } embed_topk;
 int embed_topk_init(embed_topk *t, int64_t k);
 void embed_topk_push(embed_topk *t, int64_t id, double distance);

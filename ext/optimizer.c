@@ -5,8 +5,8 @@
 ** Usage:
 **
 **     int64_t n = embed_optimizer_state_size(&cfg, dim);  // floats of state
-**     if (!had_state) embed_optimizer_state_init(&cfg, state, dim);
-**     embed_optimizer_step(&cfg, w, g, state, had_state, lr, step, dim);
+**     if (row has no state yet) embed_optimizer_state_init(&cfg, state, dim);
+**     embed_optimizer_step(&cfg, w, g, state, lr, step, dim);
 **
 ** g is the row's coalesced gradient (modified in place); step is the table's
 ** step count including this step (1 on the first embed_update call).
@@ -15,8 +15,8 @@
 ** (torch/optim/{sgd,adagrad,sparse_adam}.py, torch 1.13):
 **
 **   sgd      d = maximize ? -g : g;  d = d + weight_decay * w;
-**            momentum: buf = had_state ? momentum * buf + (1 - dampening) * d
-**                                      : d;
+**            momentum: buf = step == 1 ? d
+**                                      : momentum * buf + (1 - dampening) * d;
 **                      d = nesterov ? d + momentum * buf : buf;
 **            w = w + (-lr) * d
 **   adagrad  g = maximize ? -g : g;  clr = lr / (1 + (step - 1) * lr_decay);
@@ -28,9 +28,13 @@
 **            size = lr * sqrt(1 - beta2^step) / (1 - beta1^step);
 **            w = w + (-size) * ((dm + m_old) / (sqrt(dv + v_old) + eps))
 **
-** State per row: sgd with momentum D floats (the buffer), adagrad D floats
-** (the sum), adam 2 D floats (m then v); sgd without momentum none. As in
-** torch's sparse path, rows not in a step keep their state unchanged.
+** State per row: sgd with momentum D floats (the buffer, zeros before the
+** row's first step), adagrad D floats (the sum), adam 2 D floats (m then v);
+** sgd without momentum none. torch's momentum buffer is one tensor for the
+** whole table, created at the optimizer's first step: hence `step == 1`
+** above, and training.c also steps (with g = 0) every row that has a buffer,
+** as torch's sparse buffer moves all its rows each step; weight_decay makes
+** torch's gradient dense, so then every row is stepped.
 */
 #include <math.h>
 
@@ -59,7 +63,7 @@ void embed_optimizer_state_init(const embed_config *cfg, float *state,
 }
 
 static void sgd(const embed_config *cfg, float *w, float *d, float *buf,
-                int had_state, double lr, int64_t dim) {
+                double lr, int64_t step, int64_t dim) {
   const float wd = (float)cfg->weight_decay, mom = (float)cfg->momentum;
   const float keep = (float)(1.0 - cfg->dampening), alpha = (float)-lr;
   int64_t i;
@@ -67,7 +71,7 @@ static void sgd(const embed_config *cfg, float *w, float *d, float *buf,
     float x = cfg->maximize ? -d[i] : d[i];
     if (cfg->weight_decay != 0) x = x + wd * w[i];
     if (cfg->momentum != 0) {
-      float b = had_state ? buf[i] * mom + keep * x : x;
+      float b = step == 1 ? x : buf[i] * mom + keep * x;
       buf[i] = b;
       x = cfg->nesterov ? x + mom * b : b;
     }
@@ -109,12 +113,22 @@ static void adam(const embed_config *cfg, float *w, const float *g,
   }
 }
 
+int embed_optimizer_counts_steps(const embed_config *cfg) {
+  return cfg->optimizer != EMBED_OPTIMIZER_SGD || cfg->momentum != 0;
+}
+
+int embed_optimizer_steps_untouched_rows(const embed_config *cfg) {
+  if (cfg->optimizer != EMBED_OPTIMIZER_SGD) return 0;
+  if (cfg->weight_decay != 0) return 2; /* every row */
+  return cfg->momentum != 0;            /* rows with a momentum buffer */
+}
+
 void embed_optimizer_step(const embed_config *cfg, float *w, float *g,
-                          float *state, int had_state, double lr,
-                          int64_t step, int64_t dim) {
+                          float *state, double lr, int64_t step,
+                          int64_t dim) {
   switch (cfg->optimizer) {
     case EMBED_OPTIMIZER_SGD:
-      sgd(cfg, w, g, state, had_state, lr, dim);
+      sgd(cfg, w, g, state, lr, step, dim);
       break;
     case EMBED_OPTIMIZER_ADAGRAD:
       adagrad(cfg, w, g, state, lr, step, dim);

@@ -70,8 +70,26 @@ static int worse(const embed_hit *a, const embed_hit *b) {
 int embed_topk_init(embed_topk *t, int64_t k) {
   t->k = k;
   t->n = 0;
-  t->heap = (embed_hit *)sqlite3_malloc64((sqlite3_uint64)k * sizeof(embed_hit));
+  t->cap = k > 0 ? k : 1024;
+  t->nomem = 0;
+  t->heap = (embed_hit *)sqlite3_malloc64((sqlite3_uint64)t->cap *
+                                          sizeof(embed_hit));
   return t->heap ? SQLITE_OK : SQLITE_NOMEM;
+}
+
+/* k == 0: keep every hit (ORDER BY distance without a bound). */
+static void keep_all(embed_topk *t, embed_hit hit) {
+  if (t->n == t->cap) {
+    embed_hit *grown = (embed_hit *)sqlite3_realloc64(
+        t->heap, (sqlite3_uint64)t->cap * 2 * sizeof(embed_hit));
+    if (!grown) {
+      t->nomem = 1;
+      return;
+    }
+    t->heap = grown;
+    t->cap *= 2;
+  }
+  t->heap[t->n++] = hit;
 }
 
 static void sift_down(embed_hit *h, int64_t n, int64_t i) {
@@ -92,7 +110,9 @@ void embed_topk_push(embed_topk *t, int64_t id, double distance) {
   embed_hit hit;
   hit.id = id;
   hit.distance = distance;
-  if (t->n < t->k) {
+  if (t->k == 0) {
+    keep_all(t, hit);
+  } else if (t->n < t->k) {
     int64_t i = t->n++;
     t->heap[i] = hit;
     while (i > 0) { /* sift up */

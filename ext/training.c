@@ -98,7 +98,7 @@ static int missing_id(embed_vtab *tab, const char *who, int64_t id,
 /* Read row id, apply max_norm; errors name who, the id and the table.
 ** With `many` (a batch), rows are read through one blob handle. */
 static int read_row(embed_vtab *tab, const char *who, int64_t id, float *out,
-                    embed_rows *many, char **pzErr) {
+                    embed_rows *many, int looked_up, char **pzErr) {
   int rc = many ? embed_rows_seek(many, id) : embed_table_read(tab, id, out,
                                                               pzErr);
   if (many && rc == SQLITE_OK) rc = embed_rows_read(many, out, pzErr);
@@ -108,7 +108,7 @@ static int read_row(embed_vtab *tab, const char *who, int64_t id, float *out,
                                           sqlite3_errmsg(tab->db));
     return rc;
   }
-  if (tab->cfg.max_norm > 0)
+  if (tab->cfg.max_norm > 0 && looked_up) /* the forward pass renorms */
     embed_renorm(out, tab->cfg.dim, tab->cfg.max_norm, tab->cfg.norm_type);
   return SQLITE_OK;
 }
@@ -143,7 +143,7 @@ static void lookup(sqlite3_context *ctx, embed_vtab *tab, sqlite3_value *idv) {
   embed_rows_init(&many, tab, 0);
   for (i = 0; rc == SQLITE_OK && i < ids.n; i++)
     rc = read_row(tab, who, ids.is_batch ? ids.many[i] : ids.one,
-                  out + i * dim, ids.n > 1 ? &many : 0, &zErr);
+                  out + i * dim, ids.n > 1 ? &many : 0, 1, &zErr);
   embed_rows_close(&many);
   if (rc == SQLITE_OK) embed_result_vector(ctx, out, ids.n * dim);
 done:
@@ -280,16 +280,15 @@ static int read_step(embed_vtab *tab, int64_t *step, char **pzErr) {
   return rc;
 }
 
-/* Row id's optimizer state into st; *had = 0 (and st initialized) when the
-** row has not been stepped before. */
+/* Row id's optimizer state into st (n floats); a row never stepped gets
+** the optimizer's initial state. */
 static int read_state(embed_vtab *tab, int64_t id, float *st, int64_t n,
-                      int *had, char **pzErr) {
+                      char **pzErr) {
   sqlite3_stmt *stmt;
   int rc = embed_table_stmt(tab, STMT_STATE_READ, &stmt);
   if (rc) return rc;
   sqlite3_bind_int64(stmt, 1, id);
   rc = sqlite3_step(stmt);
-  *had = rc == SQLITE_ROW;
   if (rc == SQLITE_ROW) {
     embed_error err;
     if (sqlite3_column_bytes(stmt, 0) != n * 4 ||
@@ -317,11 +316,10 @@ static int step_row(embed_vtab *tab, const char *who, step_batch *b,
                     int64_t id, float *g, double lr, char **pzErr) {
   float *w = b->rows + b->n * b->dim;
   float *st = b->states ? b->states + b->n * b->state_size : 0;
-  int had = 0;
   int64_t bad;
-  int rc = st ? read_state(tab, id, st, b->state_size, &had, pzErr) : 0;
+  int rc = st ? read_state(tab, id, st, b->state_size, pzErr) : 0;
   if (rc) return rc;
-  embed_optimizer_step(&tab->cfg, w, g, st, had, lr, b->step, b->dim);
+  embed_optimizer_step(&tab->cfg, w, g, st, lr, b->step, b->dim);
   bad = embed_first_nonfinite(w, b->dim);
   if (bad >= 0)
     return fail_msg(pzErr, sqlite3_mprintf("%s: the step makes element %lld "
@@ -408,6 +406,47 @@ static float *coalesce(embed_vtab *tab, float *grads, const id_pos *order,
   return gsum;
 }
 
+/* The ids (ascending) a step moves besides the batch's, as torch does:
+** rows with a momentum buffer, or every row under weight_decay. */
+static int untouched_rows(embed_vtab *tab, int64_t **out, int64_t *n) {
+  int which = embed_optimizer_steps_untouched_rows(&tab->cfg);
+  sqlite3_stmt *stmt = 0;
+  int64_t cap = 0, *ids = 0;
+  int rc;
+  char *zSql;
+  *out = 0;
+  *n = 0;
+  if (!which) return SQLITE_OK;
+  zSql = sqlite3_mprintf("SELECT id FROM \"%w\".\"%w_%s\" ORDER BY id",
+                         tab->schema, tab->name,
+                         which == 2 ? "vectors" : "state");
+  if (!zSql) return SQLITE_NOMEM;
+  rc = sqlite3_prepare_v2(tab->db, zSql, -1, &stmt, 0);
+  sqlite3_free(zSql);
+  while (rc == SQLITE_OK && sqlite3_step(stmt) == SQLITE_ROW) {
+    if (*n == cap) {
+      int64_t *grown;
+      cap = cap ? 2 * cap : 64;
+      grown = (int64_t *)sqlite3_realloc64(ids, (sqlite3_uint64)cap * 8);
+      if (!grown) {
+        rc = SQLITE_NOMEM;
+        break;
+      }
+      ids = grown;
+    }
+    ids[(*n)++] = sqlite3_column_int64(stmt, 0);
+  }
+  if (rc == SQLITE_OK) rc = sqlite3_finalize(stmt);
+  else sqlite3_finalize(stmt);
+  if (rc) {
+    sqlite3_free(ids);
+    *n = 0;
+    return rc;
+  }
+  *out = ids;
+  return SQLITE_OK;
+}
+
 static void update(sqlite3_context *ctx, embed_vtab *tab, sqlite3_value *idv,
                    sqlite3_value *gradv, sqlite3_value *lrv) {
   static const char who[] = "embed_update";
@@ -416,7 +455,7 @@ static void update(sqlite3_context *ctx, embed_vtab *tab, sqlite3_value *idv,
   id_pos *order = 0;
   step_batch b;
   embed_rows many;
-  int64_t dim = tab->cfg.dim, i, j;
+  int64_t dim = tab->cfg.dim, i, j, n_groups = 0, n_extra = 0, *extra = 0;
   double lr = 0;
   char *zErr = 0;
   int rc;
@@ -437,17 +476,20 @@ static void update(sqlite3_context *ctx, embed_vtab *tab, sqlite3_value *idv,
 
   b.dim = dim;
   b.state_size = embed_optimizer_state_size(&tab->cfg, dim);
-  if (tab->cfg.optimizer != EMBED_OPTIMIZER_SGD) {
+  if (embed_optimizer_counts_steps(&tab->cfg)) {
     rc = read_step(tab, &b.step, &zErr);
     if (rc) goto done;
     b.step++;
   }
+  rc = untouched_rows(tab, &extra, &n_extra);
+  if (rc) goto done;
   order = (id_pos *)sqlite3_malloc64((sqlite3_uint64)ids.n * sizeof(id_pos));
-  b.ids = (int64_t *)sqlite3_malloc64((sqlite3_uint64)ids.n * 8);
-  b.rows = (float *)sqlite3_malloc64((sqlite3_uint64)ids.n * dim * 4);
+  b.ids = (int64_t *)sqlite3_malloc64((sqlite3_uint64)(ids.n + n_extra) * 8);
+  b.rows = (float *)sqlite3_malloc64((sqlite3_uint64)(ids.n + n_extra) * dim *
+                                     4);
   if (b.state_size)
-    b.states = (float *)sqlite3_malloc64((sqlite3_uint64)ids.n * b.state_size *
-                                         4);
+    b.states = (float *)sqlite3_malloc64(
+        (sqlite3_uint64)(ids.n + n_extra) * b.state_size * 4);
   if (!order || !b.ids || !b.rows || (b.state_size && !b.states)) {
     rc = SQLITE_NOMEM;
     goto done;
@@ -466,10 +508,21 @@ static void update(sqlite3_context *ctx, embed_vtab *tab, sqlite3_value *idv,
     for (j = i; j < ids.n && order[j].id == id; j++) {
     }
     rc = read_row(tab, who, id, b.rows + b.n * dim, ids.n > 1 ? &many : 0,
-                  &zErr);
+                  1, &zErr);
     if (rc == SQLITE_OK && !is_padding(tab, id))
       rc = step_row(tab, who, &b, id, coalesce(tab, grads, order, i, j), lr,
                     &zErr);
+    order[n_groups++].id = id; /* compact: the batch's distinct ids */
+  }
+  /* Rows outside the batch that torch's step moves too, with g = 0. */
+  for (i = 0, j = 0; rc == SQLITE_OK && i < n_extra; i++) {
+    float *zero = grads; /* slot 0 is reused: zeroed below */
+    while (j < n_groups && order[j].id < extra[i]) j++;
+    if ((j < n_groups && order[j].id == extra[i]) || is_padding(tab, extra[i]))
+      continue;
+    memset(zero, 0, (size_t)dim * 4);
+    rc = read_row(tab, who, extra[i], b.rows + b.n * dim, &many, 0, &zErr);
+    if (rc == SQLITE_OK) rc = step_row(tab, who, &b, extra[i], zero, lr, &zErr);
   }
   embed_rows_close(&many);
   if (rc == SQLITE_OK) rc = write_batch(tab, &b, &zErr);
@@ -480,6 +533,7 @@ done:
     embed_result_error(ctx, rc, zErr);
   }
   sqlite3_free(order);
+  sqlite3_free(extra);
   sqlite3_free(b.ids);
   sqlite3_free(b.rows);
   sqlite3_free(b.states);

@@ -45,6 +45,9 @@
 **     PLAN_LIMIT   0x100  LIMIT ?           (KNN with ORDER BY distance)
 **     PLAN_OFFSET  0x200  OFFSET ?
 **     PLAN_DESC    0x400  scan in descending id order
+**     PLAN_ALL     0x800  KNN ranking every row: ORDER BY distance with no
+**                         k and no LIMIT offered (SQLite before 3.41 does
+**                         not offer LIMIT with MATCH); SQLite applies LIMIT
 **
 ** No constraint is a full scan in id order. Costs: EQ 1, IN 10 per value,
 ** ranges a fraction of a full scan, full scan EMBED_EST_ROWS; a KNN plan adds
@@ -79,7 +82,8 @@ enum {
   PLAN_K = 0x080,
   PLAN_LIMIT = 0x100,
   PLAN_OFFSET = 0x200,
-  PLAN_DESC = 0x400
+  PLAN_DESC = 0x400,
+  PLAN_ALL = 0x800 /* MATCH with ORDER BY distance but no k or LIMIT seen */
 };
 
 typedef struct embed_cursor {
@@ -601,7 +605,10 @@ static int embedBestIndex(sqlite3_vtab *pVtab, sqlite3_index_info *info) {
         info->aConstraintUsage[offset].argvIndex = ++argv_index;
       }
     }
-    if (order_ok && info->nOrderBy > 0) info->orderByConsumed = 1;
+    if (order_ok && info->nOrderBy > 0) {
+      info->orderByConsumed = 1;
+      if (kc < 0 && !(plan & PLAN_LIMIT)) plan |= PLAN_ALL;
+    }
     cost = rows * 10.0 + 100.0;
     rows = 10;
   } else {
@@ -848,11 +855,14 @@ static int knn_k(embed_vtab *tab, int plan, sqlite3_value *kv,
                       sqlite3_mprintf("embedding %s: give either k = N or "
                                       "LIMIT N, not both",
                                       tab->name));
+  if (!(plan & (PLAN_K | PLAN_LIMIT)) && (plan & PLAN_ALL)) {
+    *k = 0; /* rank every row; SQLite's own LIMIT cuts the result */
+    return SQLITE_OK;
+  }
   if (!(plan & (PLAN_K | PLAN_LIMIT)))
     return vtab_error(tab, SQLITE_ERROR,
                       sqlite3_mprintf("embedding %s: a MATCH search needs "
-                                      "k = N (or ORDER BY distance LIMIT N "
-                                      "on SQLite 3.41+)",
+                                      "k = N or ORDER BY distance",
                                       tab->name));
   if (sqlite3_value_numeric_type(v) != SQLITE_INTEGER ||
       sqlite3_value_int64(v) < 1 || sqlite3_value_int64(v) > EMBED_MAX_K)
@@ -932,7 +942,7 @@ static int run_knn(embed_cursor *cur, sqlite3_value *query, int64_t k,
                    int has_list, int64_t lo, int64_t hi) {
   embed_vtab *tab = (embed_vtab *)cur->base.pVtab;
   embed_vec q = {0, 0};
-  embed_topk topk = {0, 0, 0};
+  embed_topk topk;
   embed_snapshot *snap = 0;
   char *zErr = 0, *label = embed_table_label(tab);
   double qnorm;
@@ -955,6 +965,7 @@ static int run_knn(embed_cursor *cur, sqlite3_value *query, int64_t k,
     return rc;
   }
   qnorm = embed_norm2(q.v, q.dim);
+  memset(&topk, 0, sizeof(topk));
   rc = embed_topk_init(&topk, k);
   if (rc == SQLITE_OK) {
     rc = embed_snapshot_get(tab, &snap, &zErr);
@@ -965,6 +976,7 @@ static int run_knn(embed_cursor *cur, sqlite3_value *query, int64_t k,
                           has_list ? cur->ids : 0, cur->n_ids, lo, hi, &topk);
   else if (rc == SQLITE_OK)
     rc = scan_knn(cur, &q, qnorm, has_list, lo, hi, &topk);
+  if (rc == SQLITE_OK && topk.nomem) rc = SQLITE_NOMEM;
   if (rc == SQLITE_OK) {
     cur->n_ids = embed_topk_finish(&topk);
     cur->hits = topk.heap;

@@ -38,3 +38,7 @@ SELECT 'err_k_too_big', id FROM c WHERE vector MATCH '[1, 0]' AND k = 100001;
 SELECT 'err_null_query', id FROM c WHERE vector MATCH NULL AND k = 2;
 SELECT 'err_bad_query', id FROM c WHERE vector MATCH '[1, nope]' AND k = 2;
 SELECT 'no_match_means_no_distance', count(*), count(distance) FROM c;
+SELECT 'order_by_distance_limit', group_concat(id, ' ') FROM (SELECT id FROM l WHERE vector MATCH '[0, 0]' ORDER BY distance LIMIT 2);
+SELECT 'order_by_distance_all', group_concat(id, ' ') FROM (SELECT id FROM l WHERE vector MATCH '[0, 0]' ORDER BY distance);
+SELECT 'order_by_distance_offset', group_concat(id, ' ') FROM (SELECT id FROM l WHERE vector MATCH '[0, 0]' ORDER BY distance LIMIT 1 OFFSET 1);
+SELECT 'err_limit_without_order', id FROM l WHERE vector MATCH '[0, 0]' LIMIT 2;
