@@ -56,3 +56,22 @@ def test_batch_inside_a_writing_statement_rolls_back_with_it(tmp_path):
     else:
         raise AssertionError("the CHECK constraint should have failed")
     assert rows(a) == [(0, "[0,0]"), (1, "[0,0]")]
+
+
+def test_unnamed_form_never_picks_main_for_another_schemas_table(tmp_path):
+    # count(embed_update(id, ...)) is not bound to the queried table by SQLite
+    # (no xFindFunction inside aggregates): it must not update main's table
+    a = open_db(str(tmp_path / "main.db"))
+    a.execute(f"ATTACH '{tmp_path / 'aux.db'}' AS aux")
+    a.execute("CREATE VIRTUAL TABLE main.t USING embedding(dim=2, num_embeddings=2, init=zeros)")
+    a.execute("CREATE VIRTUAL TABLE aux.tok USING embedding(dim=2, num_embeddings=2, init=zeros)")
+    try:
+        a.execute("SELECT count(embed_update(id, '[1, 1]', 1)) FROM aux.tok").fetchone()
+        raised = None
+    except sqlite3.OperationalError as e:
+        raised = str(e)
+    assert raised == ("embed_update: embedding table aux.tok is in use outside the "
+                      "main schema; name the table as the first argument")
+    assert rows(a) == [(0, "[0,0]"), (1, "[0,0]")]
+    assert a.execute("SELECT count(embed_update('aux.tok', id, '[1, 1]', 1)) "
+                     "FROM aux.tok").fetchone() == (2,)
