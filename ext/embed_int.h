@@ -58,6 +58,8 @@ int64_t embed_blob_dim(int64_t nbytes, embed_error *err);
 /* Decode n floats from a (possibly unaligned) BLOB; rejects NaN/Inf. */
 int embed_blob_decode(const void *blob, int64_t n, float *out,
                       embed_error *err);
+/* Check, without copying, that a BLOB's n floats are all finite. */
+int embed_blob_check(const void *blob, int64_t n, embed_error *err);
 /* Encode n floats as a little-endian BLOB of 4*n bytes. */
 void embed_blob_encode(const float *v, int64_t n, void *out);
 /* Upper bound of the numbers in a JSON text: its commas plus one. */
@@ -101,9 +103,12 @@ int64_t embed_first_nonfinite(const float *v, int64_t n);
 int embed_renorm(float *v, int64_t n, double max_norm, double norm_type);
 
 /* The implementation of the reductions above (dot, norm2, cosine, l2) is
-** chosen once for the CPU; a level can be forced, for tests and benchmarks. */
+** chosen once for the CPU; a level can be forced, for tests and benchmarks.
+** Every level adds in the same order, so dot, norm2 and cosine results are
+** bit-identical whichever runs (l2 may differ in the last bit between the
+** FMA levels and scalar/sse2). */
 typedef enum embed_kernels_level {
-  EMBED_KERNELS_AUTO = -1,  /* the best the CPU supports (the default) */
+  EMBED_KERNELS_AUTO = -1,  /* the fastest the CPU supports (the default) */
   EMBED_KERNELS_SCALAR = 0, /* portable C: the reference */
   EMBED_KERNELS_SSE2,       /* x86-64 baseline */
   EMBED_KERNELS_AVX2,       /* x86-64 with AVX2 and FMA */
@@ -113,8 +118,8 @@ typedef enum embed_kernels_level {
 } embed_kernels_level;
 /* 1 when the level is compiled in and this CPU runs it. */
 int embed_kernels_supported(int level);
-/* Use level from now on (AUTO: the best). -1, changing nothing, when
-** the level is not supported. */
+/* Use level from now on (AUTO: the default choice). -1, changing nothing,
+** when the level is not supported. */
 int embed_kernels_force(int level);
 int embed_kernels_active(void);       /* the level in use */
 const char *embed_kernels_name(void); /* its name: "avx512", "scalar", ... */
@@ -268,6 +273,7 @@ struct embed_vtab {
   sqlite3 *db;
   char *schema;
   char *name;
+  char *label; /* "embedding NAME", the prefix of the table's errors */
   embed_config cfg;
   embed_registry *registry;
   embed_vtab *next;                  /* in registry */
@@ -283,8 +289,6 @@ int embed_table_write(embed_vtab *tab, int64_t id, const float *v,
                       char **pzErr);
 /* The table's cached statement `which`, prepared on first use. */
 int embed_table_stmt(embed_vtab *tab, embed_stmt which, sqlite3_stmt **out);
-/* "embedding \"name\"" for error messages */
-char *embed_table_label(embed_vtab *tab);
 
 /* blobrows.c ------------------------------------------------------------ */
 typedef struct embed_rows {

@@ -88,6 +88,24 @@ int embed_blob_decode(const void *blob, int64_t n, float *out,
   return EMBED_OK;
 }
 
+int embed_blob_check(const void *blob, int64_t n, embed_error *err) {
+  const unsigned char *p = (const unsigned char *)blob;
+  int64_t i;
+  for (i = 0; i < n; i++) {
+    uint32_t u;
+    memcpy(&u, p + 4 * i, 4);
+#if EMBED_BIG_ENDIAN
+    u = __builtin_bswap32(u);
+#endif
+    if ((u & 0x7f800000u) == 0x7f800000u) { /* exponent all ones: NaN/Inf */
+      float f;
+      memcpy(&f, &u, 4);
+      return check_finite(f, i, err);
+    }
+  }
+  return EMBED_OK;
+}
+
 void embed_blob_encode(const float *v, int64_t n, void *out) {
 #if EMBED_BIG_ENDIAN
   unsigned char *p = (unsigned char *)out;

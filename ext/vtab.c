@@ -108,9 +108,6 @@ typedef struct embed_cursor {
 
 /* ---------------------------------------------------------------- helpers */
 
-char *embed_table_label(embed_vtab *tab) {
-  return sqlite3_mprintf("embedding %s", tab->name);
-}
 
 static int vtab_error(embed_vtab *tab, int rc, char *zMsg) {
   sqlite3_free(tab->base.zErrMsg);
@@ -385,7 +382,8 @@ static int embedInit(sqlite3 *db, void *pAux, int argc,
   tab->registry = (embed_registry *)pAux;
   tab->schema = sqlite3_mprintf("%s", argv[1]);
   tab->name = sqlite3_mprintf("%s", argv[2]);
-  if (!tab->schema || !tab->name) {
+  tab->label = sqlite3_mprintf("embedding %s", argv[2]);
+  if (!tab->schema || !tab->name || !tab->label) {
     rc = SQLITE_NOMEM;
     goto fail;
   }
@@ -427,6 +425,7 @@ fail:
   finalize_statements(tab);
   sqlite3_free(tab->schema);
   sqlite3_free(tab->name);
+  sqlite3_free(tab->label);
   sqlite3_free(tab);
   return rc;
 }
@@ -450,6 +449,7 @@ static int embedDisconnect(sqlite3_vtab *pVtab) {
   embed_snapshot_free(tab->snapshot);
   sqlite3_free(tab->schema);
   sqlite3_free(tab->name);
+  sqlite3_free(tab->label);
   sqlite3_free(tab);
   return SQLITE_OK;
 }
@@ -470,7 +470,7 @@ static int embedDestroy(sqlite3_vtab *pVtab) {
 
 static int embedRename(sqlite3_vtab *pVtab, const char *zNew) {
   embed_vtab *tab = (embed_vtab *)pVtab;
-  char *name;
+  char *name, *label;
   int rc;
   finalize_statements(tab);
   rc = exec_sql(
@@ -484,9 +484,16 @@ static int embedRename(sqlite3_vtab *pVtab, const char *zNew) {
                       zNew, tab->schema, tab->name, zNew));
   if (rc) return rc;
   name = sqlite3_mprintf("%s", zNew);
-  if (!name) return SQLITE_NOMEM;
+  label = sqlite3_mprintf("embedding %s", zNew);
+  if (!name || !label) {
+    sqlite3_free(name);
+    sqlite3_free(label);
+    return SQLITE_NOMEM;
+  }
   sqlite3_free(tab->name);
+  sqlite3_free(tab->label);
   tab->name = name;
+  tab->label = label;
   return SQLITE_OK;
 }
 
@@ -944,12 +951,9 @@ static int run_knn(embed_cursor *cur, sqlite3_value *query, int64_t k,
   embed_vec q = {0, 0};
   embed_topk topk;
   embed_snapshot *snap = 0;
-  char *zErr = 0, *label = embed_table_label(tab);
+  char *zErr = 0;
   double qnorm;
-  int rc;
-  if (!label) return SQLITE_NOMEM;
-  rc = embed_vec_from_value(query, label, &q, &zErr);
-  sqlite3_free(label);
+  int rc = embed_vec_from_value(query, tab->label, &q, &zErr);
   if (rc) return vtab_error(tab, rc, zErr);
   if (!q.v) return vtab_error(tab, SQLITE_ERROR,
                               sqlite3_mprintf("embedding %s: the MATCH query "
@@ -1168,11 +1172,8 @@ static int written_id(embed_vtab *tab, sqlite3_value *old,
 /* Parse and check a vector written to the table. */
 static int written_vector(embed_vtab *tab, sqlite3_value *val,
                           embed_vec *out) {
-  char *zErr = 0, *label = embed_table_label(tab);
-  int rc;
-  if (!label) return SQLITE_NOMEM;
-  rc = embed_vec_from_value(val, label, out, &zErr);
-  sqlite3_free(label);
+  char *zErr = 0;
+  int rc = embed_vec_from_value(val, tab->label, out, &zErr);
   if (rc) return vtab_error(tab, rc, zErr);
   if (out->v && out->dim != tab->cfg.dim) {
     rc = vtab_error(tab, SQLITE_ERROR,
@@ -1213,7 +1214,10 @@ static int unique_failed(embed_vtab *tab) {
                                     tab->name));
 }
 
-static int insert_row(embed_vtab *tab, int64_t id, const float *v) {
+/* Insert row id with vector v (floats), or with raw, a valid stored-form
+** BLOB of the table's dimension, bound as it is (no copy). */
+static int insert_row(embed_vtab *tab, int64_t id, const float *v,
+                      const void *raw) {
   int mode = sqlite3_vtab_on_conflict(tab->db);
   sqlite3_stmt *stmt;
   int rc = embed_table_stmt(tab,
@@ -1223,7 +1227,10 @@ static int insert_row(embed_vtab *tab, int64_t id, const float *v) {
                             &stmt);
   if (rc) return rc;
   sqlite3_bind_int64(stmt, 1, id);
-  rc = bind_vector(stmt, 2, v, tab->cfg.dim);
+  rc = raw ? sqlite3_bind_blob64(stmt, 2, raw,
+                                 (sqlite3_uint64)tab->cfg.dim * 4,
+                                 SQLITE_STATIC)
+           : bind_vector(stmt, 2, v, tab->cfg.dim);
   if (rc == SQLITE_OK) rc = step_done(stmt);
   if ((rc & 0xff) == SQLITE_CONSTRAINT) return unique_failed(tab);
   return rc;
@@ -1288,10 +1295,20 @@ static int embedUpdate(sqlite3_vtab *pVtab, int argc, sqlite3_value **argv,
   if (rc) return rc;
 
   if (sqlite3_value_type(argv[0]) == SQLITE_NULL) { /* INSERT */
-    rc = written_vector(tab, argv[2 + COL_VECTOR], &vec);
-    if (rc) return rc;
+    sqlite3_value *given_vector = argv[2 + COL_VECTOR];
+    const void *raw = 0;
+    embed_error err;
+    if (sqlite3_value_type(given_vector) == SQLITE_BLOB &&
+        sqlite3_value_bytes(given_vector) == tab->cfg.dim * 4 &&
+        embed_blob_check(sqlite3_value_blob(given_vector), tab->cfg.dim,
+                         &err) == EMBED_OK) {
+      raw = sqlite3_value_blob(given_vector); /* stored as given */
+    } else {
+      rc = written_vector(tab, given_vector, &vec);
+      if (rc) return rc;
+    }
     if (!given) rc = next_free_id(tab, &id);
-    if (rc == SQLITE_OK && !vec.v) {
+    if (rc == SQLITE_OK && !vec.v && !raw) {
       vec.v = (float *)sqlite3_malloc64((sqlite3_uint64)tab->cfg.dim * 4);
       if (!vec.v) {
         rc = SQLITE_NOMEM;
@@ -1302,7 +1319,7 @@ static int embedUpdate(sqlite3_vtab *pVtab, int argc, sqlite3_value **argv,
                           tab->cfg.dim);
       }
     }
-    if (rc == SQLITE_OK) rc = insert_row(tab, id, vec.v);
+    if (rc == SQLITE_OK) rc = insert_row(tab, id, vec.v, raw);
     if (rc == SQLITE_OK) *pRowid = id;
   } else { /* UPDATE */
     int64_t old_id = sqlite3_value_int64(argv[0]);
