@@ -277,6 +277,7 @@ struct embed_vtab {
   embed_config cfg;
   embed_registry *registry;
   embed_vtab *next;                  /* in registry */
+  int open_cursors;                  /* statements reading it now */
   sqlite3_stmt *stmt[EMBED_N_STMT];  /* prepared on first use, persistent */
   embed_snapshot *snapshot;          /* search.c; NULL until a search */
 };

@@ -12,8 +12,8 @@
 ** SQLite does not call xFindFunction for a column inside an aggregate
 ** (count(embed_update(id, ...)) FROM aux.tok), so such a call arrives
 ** unbound: to never pick main's table for a query over another schema's,
-** the unnamed form is an error while an embedding table of another schema
-** is connected (in use) on this connection.
+** the unnamed form is an error while a statement reads an embedding table
+** of another schema (the table has open cursors).
 **
 ** Design: each connection has one registry (the module's client data) that
 ** lists the embedding tables connected on it; vtab.c adds and removes
@@ -53,7 +53,6 @@ void embed_registry_note_write(embed_registry *reg) { reg->writes++; }
 int64_t embed_registry_writes(embed_registry *reg) { return reg->writes; }
 
 void embed_registry_add(embed_registry *reg, embed_vtab *tab) {
-  reg->only = 0; /* a table in another schema may now be in use */
   tab->next = reg->head;
   reg->head = tab;
 }
@@ -217,6 +216,18 @@ int embed_registry_resolve(embed_registry *reg, sqlite3_value *namev,
   const char *name, *dot;
   int rc = SQLITE_OK;
   *out = 0;
+  if (namev == 0) { /* refuse to guess while a query reads another schema's */
+    embed_vtab *other;
+    for (other = reg->head; other; other = other->next) {
+      if (other->open_cursors > 0 &&
+          sqlite3_stricmp(other->schema, "main") != 0)
+        return error_out(pzErr,
+                         sqlite3_mprintf("%s: embedding table %s.%s is in use "
+                                         "outside the main schema; name the "
+                                         "table as the first argument",
+                                         who, other->schema, other->name));
+    }
+  }
   if (namev == 0 && reg->only) { /* the unnamed form, asked again */
     int64_t version = -1;
     if (schema_version(reg->only, &version) == SQLITE_OK &&
@@ -227,15 +238,6 @@ int embed_registry_resolve(embed_registry *reg, sqlite3_value *namev,
     reg->only = 0;
   }
   if (namev == 0) {
-    embed_vtab *other;
-    for (other = reg->head; other; other = other->next) {
-      if (sqlite3_stricmp(other->schema, "main") != 0)
-        return error_out(pzErr,
-                         sqlite3_mprintf("%s: embedding table %s.%s is in use "
-                                         "outside the main schema; name the "
-                                         "table as the first argument",
-                                         who, other->schema, other->name));
-    }
     rc = only_table(reg, who, &owned, pzErr);
     if (rc) return rc;
     name = owned;

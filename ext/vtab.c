@@ -649,6 +649,7 @@ static int embedOpen(sqlite3_vtab *pVtab, sqlite3_vtab_cursor **ppCursor) {
   memset(cur, 0, sizeof(*cur));
   cur->eof = 1;
   embed_rows_init(&cur->rows, (embed_vtab *)pVtab, 0);
+  ((embed_vtab *)pVtab)->open_cursors++;
   *ppCursor = &cur->base;
   return SQLITE_OK;
 }
@@ -675,6 +676,7 @@ static int embedClose(sqlite3_vtab_cursor *pCursor) {
   sqlite3_finalize(cur->point_stmt);
   for (i = 0; i < 2; i++) sqlite3_finalize(cur->scan_stmt[i]);
   embed_rows_close(&cur->rows);
+  ((embed_vtab *)pCursor->pVtab)->open_cursors--;
   sqlite3_free(cur->vector);
   sqlite3_free(cur);
   return SQLITE_OK;
