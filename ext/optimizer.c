@@ -12,7 +12,8 @@
 ** step count including this step (1 on the first embed_update call).
 **
 ** The formulas, element-wise in float32 in torch's order of operations
-** (torch/optim/{sgd,adagrad,sparse_adam}.py, torch 1.13):
+** (torch/optim/{sgd,adagrad,sparse_adam}.py, torch 1.13); torch's
+** `a.add_(b, alpha=c)` rounds once, so those steps use fmaf(c, b, a):
 **
 **   sgd      d = maximize ? -g : g;  d = d + weight_decay * w;
 **            momentum: buf = step == 1 ? d
@@ -69,13 +70,13 @@ static void sgd(const embed_config *cfg, float *w, float *d, float *buf,
   int64_t i;
   for (i = 0; i < dim; i++) {
     float x = cfg->maximize ? -d[i] : d[i];
-    if (cfg->weight_decay != 0) x = x + wd * w[i];
+    if (cfg->weight_decay != 0) x = fmaf(wd, w[i], x);
     if (cfg->momentum != 0) {
-      float b = step == 1 ? x : buf[i] * mom + keep * x;
+      float b = step == 1 ? x : fmaf(keep, x, buf[i] * mom);
       buf[i] = b;
-      x = cfg->nesterov ? x + mom * b : b;
+      x = cfg->nesterov ? fmaf(mom, b, x) : b;
     }
-    w[i] = w[i] + alpha * x;
+    w[i] = fmaf(alpha, x, w[i]);
   }
 }
 
@@ -88,7 +89,7 @@ static void adagrad(const embed_config *cfg, float *w, const float *g,
     float x = cfg->maximize ? -g[i] : g[i];
     float sq = x * x;
     sum[i] = sum[i] + sq;
-    w[i] = w[i] + alpha * (x / (sqrtf(sum[i]) + eps));
+    w[i] = fmaf(alpha, x / (sqrtf(sum[i]) + eps), w[i]);
   }
 }
 

@@ -1,0 +1,211 @@
+#!/usr/bin/python3
+"""bench_train.py - training steps per second: embed_update in SQLite
+against torch's sparse nn.Embedding + optimizer, per optimizer.
+
+Run from the repository root after `make`:
+
+    /usr/bin/python3 bench/bench_train.py [--steps 25] [--reps 3]
+                                          [--torch-threads 1]
+
+What it measures, in one run (about 15 s on 2 cores):
+
+  data     for each optimizer (sgd, adagrad, adam = SparseAdam) a fresh
+           table embedding(num_embeddings=100000, dim=128, optimizer=...) in
+           one file database, bench/.data/train.db (git-ignored, re-created
+           every run); torch starts from the same weights (read back from
+           the table) in nn.Embedding.from_pretrained(W, freeze=False,
+           sparse=True) with torch.optim.SGD / Adagrad / SparseAdam.
+  batches  2 warm-up + reps * steps batches, each 1,024 ids drawn uniformly
+           from 0..99,999 (numpy default_rng(0); a few repeats per batch) and
+           a 1,024 x 128 float32 gradient; the same batches, in the same
+           order, on both sides; lr 0.01.
+  embed    one repetition = BEGIN; `steps` x
+           SELECT embed_update('t', :ids_json, :grads_blob, 0.01); COMMIT
+           (the COMMIT is timed: WAL, synchronous=FULL, so one fsync per
+           repetition). The ids JSON and gradient BLOB are prepared before
+           timing, as a caller holding numpy arrays would.
+  torch    one repetition = `steps` x (zero_grad; (emb(ids) * G).sum()
+           .backward(); opt.step()), with ids and G already tensors, on
+           --torch-threads threads (default 1: SQLite runs on one thread,
+           and torch's own default here is 1 too; with 2 threads on this
+           2-core machine, shared with other work, OpenMP's threads wait on
+           each other and torch got 10-80x slower, so a multi-threaded figure
+           says more about the machine's load than about torch).
+
+Every figure is the median of `reps` repetitions (embed and torch
+alternate, so drift hits both alike), after two warm-up steps each. The
+share of embed's time spent in COMMIT (writing the dirty pages, 1,024 rows
+of 512 bytes per step plus the optimizer state, to the WAL) is printed per
+optimizer. Both
+wall-clock and process CPU time are measured; the table prints steps/s and
+rows/s (1,024 x steps per second) by wall clock and the ratio embed/torch
+of throughputs (< 1: embed is slower) by wall clock and, in brackets, by
+CPU time (the machine may be shared: when the two ratios disagree, the CPU
+one is the better estimate). SQLite's page cache holds the whole table
+(cache_size=-400000, 400 MB), so the figures are CPU cost, not I/O.
+
+At the end, the rows of the last batch are compared between the table and
+torch (they took the same 2 + reps * steps steps): the max relative
+difference is printed and must be below 1e-5 (float32 roundings of repeated
+ids' gradient sums; tests/test_oracle.py checks the math to 1e-6).
+"""
+import argparse
+import json
+import os
+import platform
+import sqlite3
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA_DIR = os.path.join(ROOT, "bench", ".data")
+DB_PATH = os.path.join(DATA_DIR, "train.db")
+EXT = os.environ.get("EMBED_EXT") or os.path.join(ROOT, "embed")
+
+N_ROWS, DIM, BATCH, LR = 100_000, 128, 1024, 0.01
+OPTIMIZERS = [
+    ("sgd", "optimizer=sgd", torch.optim.SGD),
+    ("adagrad", "optimizer=adagrad", torch.optim.Adagrad),
+    ("adam", "optimizer=adam", torch.optim.SparseAdam),
+]
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def fresh_db():
+    os.makedirs(DATA_DIR, exist_ok=True)
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        try:
+            os.remove(DB_PATH + suffix)
+        except FileNotFoundError:
+            pass
+    conn = sqlite3.connect(DB_PATH, isolation_level=None)
+    conn.enable_load_extension(True)
+    conn.load_extension(EXT)
+    assert conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal"
+    conn.execute("PRAGMA cache_size=-400000")
+    return conn
+
+
+def make_batches(n):
+    rng = np.random.default_rng(0)
+    batches = []
+    for _ in range(n):
+        ids = rng.integers(0, N_ROWS, BATCH)
+        G = rng.standard_normal((BATCH, DIM), dtype=np.float32)
+        batches.append({"json": json.dumps(ids.tolist()), "blob": G.tobytes(),
+                        "ids": torch.from_numpy(ids), "G": torch.from_numpy(G)})
+    return batches
+
+
+def clock(fn):
+    c0, t0 = time.process_time(), time.perf_counter()
+    fn()
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=25, help="steps per repetition")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--torch-threads", type=int, default=1)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.torch_threads)
+    print(f"bench_train: {N_ROWS:,} rows x {DIM} dims, batches of {BATCH:,} "
+          f"ids, {args.reps} x {args.steps} steps per optimizer")
+    print(f"cpu: {cpu_model()}, {os.cpu_count()} cores; SQLite "
+          f"{sqlite3.sqlite_version}, torch {torch.__version__} "
+          f"({torch.get_num_threads()} thread(s)), file {DB_PATH}")
+    batches = make_batches(2 + args.reps * args.steps)
+    conn = fresh_db()
+    results = []
+    for name, option, opt_class in OPTIMIZERS:
+        t0 = time.perf_counter()
+        conn.execute(f"CREATE VIRTUAL TABLE t USING embedding("
+                     f"num_embeddings={N_ROWS}, dim={DIM}, seed=1, {option})")
+        create_s = time.perf_counter() - t0
+        W = np.frombuffer(b"".join(v for (v,) in conn.execute(
+            "SELECT vector FROM t")), dtype=np.float32).reshape(N_ROWS, DIM)
+        emb = torch.nn.Embedding.from_pretrained(torch.tensor(W), freeze=False,
+                                                 sparse=True)
+        opt = opt_class(emb.parameters(), lr=LR)
+
+        commit_s = []
+
+        def embed_steps(bs):
+            conn.execute("BEGIN")
+            for b in bs:
+                conn.execute("SELECT embed_update('t', ?, ?, ?)",
+                             (b["json"], b["blob"], LR)).fetchone()
+            t0 = time.perf_counter()
+            conn.execute("COMMIT")
+            commit_s.append(time.perf_counter() - t0)
+
+        def torch_steps(bs):
+            for b in bs:
+                opt.zero_grad()
+                (emb(b["ids"]) * b["G"]).sum().backward()
+                opt.step()
+
+        # warm-up: one step each (first statement preparation, allocations)
+        embed_steps(batches[0:1])
+        torch_steps(batches[0:1])
+        embed_steps(batches[1:2])
+        torch_steps(batches[1:2])
+        times = {"embed": [], "torch": []}
+        for r in range(args.reps):
+            bs = batches[2 + r * args.steps: 2 + (r + 1) * args.steps]
+            times["embed"].append(clock(lambda: embed_steps(bs)))
+            times["torch"].append(clock(lambda: torch_steps(bs)))
+
+        last = batches[-1]["ids"].unique().tolist()
+        got = np.stack([np.frombuffer(conn.execute(
+            "SELECT vector FROM t WHERE id = ?", (i,)).fetchone()[0], np.float32)
+            for i in last])
+        want = emb.weight.detach().numpy()[last]
+        diff = float((np.abs(got - want) / (1 + np.abs(want))).max())
+        med = {k: (statistics.median(w for w, _ in v),
+                   statistics.median(c for _, c in v)) for k, v in times.items()}
+        results.append((name, create_s, med, diff))
+        commit_share = statistics.median(commit_s[2:]) / med["embed"][0]
+        print(f"  {name}: CREATE {create_s:.2f} s; COMMIT {commit_share:.0%} "
+              f"of embed's time; max rel. diff vs torch over the last "
+              f"batch's rows {diff:.1e}", flush=True)
+        conn.execute("DROP TABLE t")
+    conn.close()
+
+    steps = args.steps
+    print()
+    print(f"{'optimizer':<11}{'embed steps/s':>14}{'rows/s':>11}"
+          f"{'torch steps/s':>15}{'rows/s':>12}{'embed/torch':>16}")
+    for name, _, med, _ in results:
+        sps = {k: steps / med[k][0] for k in med}
+        wall_ratio = med["torch"][0] / med["embed"][0]
+        cpu_ratio = med["torch"][1] / med["embed"][1]
+        print(f"{name:<11}{sps['embed']:>14,.1f}{sps['embed'] * BATCH:>11,.0f}"
+              f"{sps['torch']:>15,.1f}{sps['torch'] * BATCH:>12,.0f}"
+              f"{f'{wall_ratio:.3f} ({cpu_ratio:.3f})':>16}")
+    print(f"\nsteps of {BATCH:,} ids x {DIM} dims; rows/s = {BATCH:,} x steps/s "
+          f"(wall clock); embed/torch = throughput ratio, wall clock (CPU time)")
+    bad = [name for name, _, _, diff in results if not diff < 1e-5]
+    if bad:
+        print(f"FAIL: embed and torch weights differ for {', '.join(bad)}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
