@@ -31,7 +31,7 @@ PURE_SRC = ext/vector.c ext/kernels.c ext/initializer.c ext/options.c \
 BUILD = build
 
 .PHONY: all demo test bench install uninstall clean test-deps test-sql \
-        test-unit test-python test-asan test-static format
+        test-unit test-python test-asan test-static format bench-knn
 
 all: embed.so
 
@@ -107,6 +107,11 @@ test: test-deps
 
 bench: embed.so
 	$(PYTHON) bench/bench.py
+	$(PYTHON) bench/bench_knn.py
+	$(PYTHON) bench/bench_train.py
+
+bench-knn: embed.so
+	$(PYTHON) bench/bench_knn.py
 
 # `.load embed` (no path) makes SQLite dlopen("embed.so"), which searches only
 # LD_LIBRARY_PATH and the loader's system folders; ldconfig does not cache

@@ -371,5 +371,8 @@ int embed_register_training(sqlite3 *db, embed_registry *registry);
 void (*embed_training_bound_function(const char *name, int nArg))(
     sqlite3_context *, int, sqlite3_value **);
 
+/* files.c --------------------------------------------------------------- */
+int embed_register_files(sqlite3 *db);
+
 #endif /* EMBED_NO_SQLITE */
 #endif /* EMBED_INT_H */

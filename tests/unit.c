@@ -202,6 +202,155 @@ static void test_kernels(void) {
   }
 }
 
+/* One kernel result against the scalar reference; on failure, say where. */
+static int kernel_ok(int ok, const char *what, int level, int64_t n,
+                     int offa, int offb) {
+  if (!ok)
+    fprintf(stderr, "  %s: kernels %s, n %lld, offsets %d/%d bytes\n", what,
+            embed_kernels_level_name(level), (long long)n, offa, offb);
+  return ok;
+}
+
+/* Every kernel path this CPU supports against the scalar path, on a and b
+** copied to byte offsets offa/offb of buffers sized exactly (so ASan sees
+** any read past the end). All paths add in one order, so dot, norm2 and
+** cosine must be bit-identical; l2 too among the FMA paths, and within
+** 1e-12 of scalar. All must be within 1e-12 of one-accumulator sums. */
+static void check_paths(const float *src_a, const float *src_b, int64_t n,
+                        int offa, int offb) {
+  size_t bytes = (size_t)n * sizeof(float);
+  char *bufa = (char *)malloc((size_t)offa + bytes + (n == 0));
+  char *bufb = (char *)malloc((size_t)offb + bytes + (n == 0));
+  const float *a, *b;
+  double dot, norm, cos, l2, fma_l2 = -1;
+  double naive_dot = 0, naive_aa = 0, naive_bb = 0, naive_l2 = 0, absdot = 0;
+  int64_t i;
+  int level;
+  if (!bufa || !bufb) {
+    CHECK(!"out of memory");
+    free(bufa);
+    free(bufb);
+    return;
+  }
+  memcpy(bufa + offa, src_a, bytes);
+  memcpy(bufb + offb, src_b, bytes);
+  a = (const float *)(const void *)(bufa + offa);
+  b = (const float *)(const void *)(bufb + offb);
+  for (i = 0; i < n; i++) {
+    double x = src_a[i], y = src_b[i];
+    naive_dot += x * y;
+    naive_aa += x * x;
+    naive_bb += y * y;
+    naive_l2 += (x - y) * (x - y);
+    absdot += fabs(x * y);
+  }
+  CHECK(embed_kernels_force(EMBED_KERNELS_SCALAR) == 0);
+  dot = embed_dot(a, b, n);
+  norm = embed_norm2(a, n);
+  cos = embed_cosine_similarity(a, b, n);
+  l2 = embed_l2_distance(a, b, n);
+  CHECK(kernel_ok(fabs(dot - naive_dot) <= 1e-12 * absdot &&
+                      fabs(norm - sqrt(naive_aa)) <= 1e-12 * norm &&
+                      fabs(l2 - sqrt(naive_l2)) <= 1e-12 * l2,
+                  "scalar vs one accumulator", 0, n, offa, offb));
+  {
+    double na = sqrt(naive_aa), nb = sqrt(naive_bb), want;
+    if (na < EMBED_COSINE_EPS) na = EMBED_COSINE_EPS;
+    if (nb < EMBED_COSINE_EPS) nb = EMBED_COSINE_EPS;
+    want = naive_dot / (na * nb);
+    CHECK(kernel_ok(close_rel(cos, want, 1e-12),
+                    "scalar cosine vs one accumulator", 0, n, offa, offb));
+  }
+  for (level = 0; level < EMBED_KERNELS_COUNT; level++) {
+    double got_l2;
+    if (!embed_kernels_supported(level)) continue;
+    CHECK(embed_kernels_force(level) == 0 && embed_kernels_active() == level);
+    CHECK(kernel_ok(embed_dot(a, b, n) == dot, "dot", level, n, offa, offb));
+    CHECK(kernel_ok(embed_norm2(a, n) == norm, "norm2", level, n, offa, offb));
+    CHECK(kernel_ok(embed_cosine_similarity(a, b, n) == cos, "cosine", level,
+                    n, offa, offb));
+    got_l2 = embed_l2_distance(a, b, n);
+    CHECK(kernel_ok(fabs(got_l2 - l2) <= 1e-12 * l2, "l2", level, n, offa,
+                    offb));
+    if (level >= EMBED_KERNELS_AVX2) { /* the FMA paths agree exactly */
+      if (fma_l2 < 0) fma_l2 = got_l2;
+      CHECK(kernel_ok(got_l2 == fma_l2, "l2 (fma)", level, n, offa, offb));
+    }
+  }
+  CHECK(embed_kernels_force(EMBED_KERNELS_AUTO) == 0);
+  free(bufa);
+  free(bufb);
+}
+
+static void test_kernel_paths(void) {
+  enum { MAXN = 4096 };
+  static const int64_t lengths[] = {0,  1,  2,  3,  4,   5,   7,   8,  9,
+                                    15, 16, 17, 31, 32,  33,  63,  64, 65,
+                                    100, 383, 384, 385, 1000, 4096};
+  /* byte offsets: aligned, 1, 2, 3 floats, and 1, 2, 3, 6 bytes */
+  static const int offsets[] = {0, 4, 8, 12, 1, 2, 3, 6};
+  static const double scales[] = {1.0, 1e19, 1e-25};
+  static float a[MAXN], b[MAXN];
+  const int noff = (int)(sizeof(offsets) / sizeof(offsets[0]));
+  int best, level, li, oi, si;
+  int64_t i;
+
+  /* the dispatcher: AUTO picks a supported level (not scalar when SSE2 is
+  ** there); an unsupported level is refused and changes nothing */
+  CHECK(embed_kernels_force(EMBED_KERNELS_AUTO) == 0);
+  best = embed_kernels_active();
+  CHECK(embed_kernels_supported(EMBED_KERNELS_SCALAR));
+  CHECK(best != EMBED_KERNELS_SCALAR ||
+        !embed_kernels_supported(EMBED_KERNELS_SSE2));
+  CHECK(embed_kernels_supported(best));
+  CHECK(strcmp(embed_kernels_name(), embed_kernels_level_name(best)) == 0);
+  CHECK(!embed_kernels_supported(-1) &&
+        !embed_kernels_supported(EMBED_KERNELS_COUNT));
+  CHECK(embed_kernels_force(EMBED_KERNELS_COUNT) == -1 &&
+        embed_kernels_active() == best);
+  printf("unit: kernel paths on this CPU:");
+  for (level = 0; level < EMBED_KERNELS_COUNT; level++) {
+    if (!embed_kernels_supported(level)) {
+      CHECK(embed_kernels_force(level) == -1 && embed_kernels_active() == best);
+      continue;
+    }
+    printf(" %s", embed_kernels_level_name(level));
+  }
+  printf(" (in use: %s)\n", embed_kernels_name());
+
+  for (si = 0; si < (int)(sizeof(scales) / sizeof(scales[0])); si++) {
+    for (i = 0; i < MAXN; i++) {
+      a[i] = (float)(rand_unit() * scales[si]);
+      b[i] = (float)(rand_unit() * scales[si]);
+    }
+    for (li = 0; li < (int)(sizeof(lengths) / sizeof(lengths[0])); li++)
+      for (oi = 0; oi < noff; oi++)
+        check_paths(a, b, lengths[li], offsets[oi],
+                    offsets[(oi + 1 + li) % noff]);
+  }
+  /* small integers: every sum is exact, so l2 agrees bit for bit too */
+  for (i = 0; i < MAXN; i++) {
+    a[i] = (float)floor(rand_unit() * 8);
+    b[i] = (float)floor(rand_unit() * 8);
+  }
+  for (level = 0; level < EMBED_KERNELS_COUNT; level++) {
+    double l2;
+    if (embed_kernels_force(level) != 0) continue;
+    l2 = embed_l2_distance(a + 1, b + 3, 4000);
+    CHECK(embed_kernels_force(EMBED_KERNELS_SCALAR) == 0 &&
+          embed_l2_distance(a + 1, b + 3, 4000) == l2);
+  }
+  /* zero vectors: cosine 0 on every path */
+  memset(a, 0, sizeof(a));
+  for (level = 0; level < EMBED_KERNELS_COUNT; level++) {
+    if (embed_kernels_force(level) != 0) continue;
+    CHECK(embed_cosine_similarity(a, b, 385) == 0.0 &&
+          embed_norm2(a, 385) == 0.0 && embed_dot(a, b, 385) == 0.0);
+  }
+  CHECK(embed_kernels_force(EMBED_KERNELS_AUTO) == 0 &&
+        embed_kernels_active() == best);
+}
+
 static void test_initializer(void) {
   enum { D = 1001 };
   static float x[D], y[D];
@@ -279,6 +428,7 @@ int main(void) {
   test_json_parse();
   test_json_format();
   test_kernels();
+  test_kernel_paths();
   test_initializer();
   test_options();
   printf("unit: %d passed, %d failed\n", passed, failed);
