@@ -144,7 +144,96 @@ static void fn_unary(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   embed_vec_free(&a);
 }
 
-/* Two vectors in: embed_dot, embed_cosine, embed_l2, embed_add, embed_sub. */
+/* A vector argument of a reduction (dot, cosine, l2, norm, dim), read
+** without a copy where possible: a valid BLOB is used in place (the kernels
+** take unaligned input), and a constant argument, such as the query vector
+** of a scan, is parsed once per statement and kept as auxdata. */
+typedef struct vec_arg {
+  const float *v; /* NULL for SQL NULL */
+  int64_t dim;
+  embed_vec *parsed; /* an owned copy, handed to auxdata when done */
+} vec_arg;
+
+static void free_parsed(void *p) {
+  embed_vec_free((embed_vec *)p);
+  sqlite3_free(p);
+}
+
+static int read_arg(sqlite3_context *ctx, sqlite3_value **argv, int i,
+                    const char *who, vec_arg *out, char **pzErr) {
+  embed_vec *cached = (embed_vec *)sqlite3_get_auxdata(ctx, i);
+  sqlite3_value *val = argv[i];
+  embed_error err;
+  int rc;
+  memset(out, 0, sizeof(*out));
+  if (cached) {
+    out->v = cached->v;
+    out->dim = cached->dim;
+    return SQLITE_OK;
+  }
+#if !(defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__)
+  if (sqlite3_value_type(val) == SQLITE_BLOB) {
+    const void *blob = sqlite3_value_blob(val);
+    int64_t dim = embed_blob_dim(sqlite3_value_bytes(val), &err);
+    if (dim > 0 && embed_blob_check(blob, dim, &err) == EMBED_OK) {
+      out->v = (const float *)blob;
+      out->dim = dim;
+      return SQLITE_OK;
+    }
+  }
+#endif
+  out->parsed = (embed_vec *)sqlite3_malloc64(sizeof(embed_vec));
+  if (!out->parsed) return SQLITE_NOMEM;
+  rc = embed_vec_from_value(val, who, out->parsed, pzErr);
+  if (rc) {
+    sqlite3_free(out->parsed);
+    out->parsed = 0;
+    return rc;
+  }
+  out->v = out->parsed->v;
+  out->dim = out->parsed->dim;
+  return SQLITE_OK;
+}
+
+/* Done with an argument: keep a parsed copy for the next row (SQLite keeps
+** it only when the argument is constant), else free it. */
+static void release_arg(sqlite3_context *ctx, int i, vec_arg *a) {
+  if (!a->parsed) return;
+  if (a->parsed->v)
+    sqlite3_set_auxdata(ctx, i, a->parsed, free_parsed);
+  else
+    free_parsed(a->parsed);
+  a->parsed = 0;
+}
+
+/* Two vectors in, a number out: embed_dot, embed_cosine, embed_l2. */
+static void fn_reduce2(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  const fn_def *fn = FN_OF(ctx);
+  vec_arg a, b;
+  char *zErr = 0;
+  int rc;
+  (void)argc;
+  memset(&b, 0, sizeof(b));
+  rc = read_arg(ctx, argv, 0, fn->name, &a, &zErr);
+  if (rc == SQLITE_OK) rc = read_arg(ctx, argv, 1, fn->name, &b, &zErr);
+  if (rc == SQLITE_OK && a.v && b.v && a.dim != b.dim) {
+    zErr = sqlite3_mprintf("%s: dimension mismatch (%lld vs %lld)", fn->name,
+                           (long long)a.dim, (long long)b.dim);
+    rc = zErr ? SQLITE_ERROR : SQLITE_NOMEM;
+  }
+  if (rc) {
+    fail(ctx, rc, zErr);
+  } else if (a.v && b.v) {
+    sqlite3_result_double(ctx, fn->op == OP_DOT ? embed_dot(a.v, b.v, a.dim)
+                               : fn->op == OP_COSINE
+                                   ? embed_cosine_similarity(a.v, b.v, a.dim)
+                                   : embed_l2_distance(a.v, b.v, a.dim));
+  }
+  release_arg(ctx, 0, &a);
+  release_arg(ctx, 1, &b);
+}
+
+/* Two vectors in, a vector out: embed_add, embed_sub. */
 static void fn_binary(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   const fn_def *fn = FN_OF(ctx);
   embed_vec a = {0, 0}, b = {0, 0};
@@ -159,27 +248,11 @@ static void fn_binary(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     goto done;
   }
   if (!a.v || !b.v) goto done;
-  switch (fn->op) {
-    case OP_DOT:
-      sqlite3_result_double(ctx, embed_dot(a.v, b.v, a.dim));
-      break;
-    case OP_COSINE:
-      sqlite3_result_double(ctx, embed_cosine_similarity(a.v, b.v, a.dim));
-      break;
-    case OP_L2:
-      sqlite3_result_double(ctx, embed_l2_distance(a.v, b.v, a.dim));
-      break;
-    case OP_ADD:
-      embed_add(a.v, b.v, a.dim, a.v);
-      result_finite(ctx, fn->name, a.v, a.dim);
-      break;
-    case OP_SUB:
-      embed_sub(a.v, b.v, a.dim, a.v);
-      result_finite(ctx, fn->name, a.v, a.dim);
-      break;
-    default:
-      break;
-  }
+  if (fn->op == OP_ADD)
+    embed_add(a.v, b.v, a.dim, a.v);
+  else
+    embed_sub(a.v, b.v, a.dim, a.v);
+  result_finite(ctx, fn->name, a.v, a.dim);
 done:
   embed_vec_free(&a);
   embed_vec_free(&b);
@@ -375,6 +448,8 @@ int embed_register_functions(sqlite3 *db) {
     void (*impl)(sqlite3_context *, int, sqlite3_value **) =
         fn->op == OP_VERSION                        ? fn_version
         : fn->op == OP_SIGMOID || fn->op == OP_LOG_SIGMOID ? fn_real
+        : fn->op == OP_DOT || fn->op == OP_COSINE || fn->op == OP_L2
+            ? fn_reduce2
         : fn->nArg == 2 && fn->op != OP_SCALE       ? fn_binary
                                                     : fn_unary;
     rc = sqlite3_create_function_v2(db, fn->name, fn->nArg, flags, (void *)fn,

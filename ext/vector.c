@@ -90,18 +90,35 @@ int embed_blob_decode(const void *blob, int64_t n, float *out,
 
 int embed_blob_check(const void *blob, int64_t n, embed_error *err) {
   const unsigned char *p = (const unsigned char *)blob;
-  int64_t i;
+  int64_t i = 0;
+#if !EMBED_BIG_ENDIAN
+  /* Branch-free first pass, two floats per 64-bit word: an all-ones
+  ** exponent (NaN or Inf) plus one carries into the float's sign bit, and
+  ** never into the other float. Only when one does, find the element. */
+  const uint64_t EXP = 0x7f8000007f800000ull, ONE = 0x0080000000800000ull;
+  uint64_t high = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w[4];
+    memcpy(w, p + 4 * i, sizeof(w));
+    high |= ((w[0] & EXP) + ONE) | ((w[1] & EXP) + ONE) |
+            ((w[2] & EXP) + ONE) | ((w[3] & EXP) + ONE);
+  }
+  for (; i < n; i++) {
+    uint32_t u;
+    memcpy(&u, p + 4 * i, 4);
+    high |= (u & 0x7f800000u) + 0x00800000u;
+  }
+  if (!(high & 0x8000000080000000ull)) return EMBED_OK;
+#endif
   for (i = 0; i < n; i++) {
+    float f;
     uint32_t u;
     memcpy(&u, p + 4 * i, 4);
 #if EMBED_BIG_ENDIAN
     u = __builtin_bswap32(u);
 #endif
-    if ((u & 0x7f800000u) == 0x7f800000u) { /* exponent all ones: NaN/Inf */
-      float f;
-      memcpy(&f, &u, 4);
-      return check_finite(f, i, err);
-    }
+    memcpy(&f, &u, 4);
+    if (!isfinite(f)) return check_finite(f, i, err);
   }
   return EMBED_OK;
 }

@@ -70,6 +70,31 @@ static void test_blob_codec(void) {
   }
 }
 
+/* embed_blob_check finds a NaN or Inf at every position and length. */
+static void test_blob_check(void) {
+  float v[40];
+  unsigned char buf[4 * 40 + 1];
+  embed_error err;
+  int64_t n, at, k;
+  const float bad[3] = {NAN, INFINITY, -INFINITY};
+  for (n = 1; n <= 40; n++) {
+    for (k = 0; k < n; k++) v[k] = (float)k - 3.5f;
+    v[0] = 3.4028235e38f; /* the largest finite float passes */
+    embed_blob_encode(v, n, buf + 1);
+    CHECK(embed_blob_check(buf + 1, n, &err) == EMBED_OK);
+    for (at = 0; at < n; at++) {
+      for (k = 0; k < 3; k++) {
+        float saved = v[at];
+        v[at] = bad[k];
+        embed_blob_encode(v, n, buf + 1); /* unaligned on purpose */
+        CHECK(embed_blob_check(buf + 1, n, &err) == EMBED_E_NONFINITE &&
+              err.a == at);
+        v[at] = saved;
+      }
+    }
+  }
+}
+
 static int parse(const char *s, float *out, int64_t cap, int64_t *dim,
                  embed_error *err) {
   int64_t rows;
@@ -425,6 +450,7 @@ static void test_options(void) {
 
 int main(void) {
   test_blob_codec();
+  test_blob_check();
   test_json_parse();
   test_json_format();
   test_kernels();
