@@ -73,18 +73,20 @@ int64_t embed_blob_dim(int64_t nbytes, embed_error *err) {
 
 int embed_blob_decode(const void *blob, int64_t n, float *out,
                       embed_error *err) {
-  const unsigned char *p = (const unsigned char *)blob;
-  int64_t i;
-  if ((const void *)out != blob) memcpy(out, p, (size_t)n * sizeof(float));
-  for (i = 0; i < n; i++) {
+  int rc = embed_blob_check(blob, n, err);
+  if (rc) return rc;
+  if ((const void *)out != blob) memcpy(out, blob, (size_t)n * sizeof(float));
 #if EMBED_BIG_ENDIAN
-    uint32_t u;
-    memcpy(&u, &out[i], 4);
-    u = __builtin_bswap32(u);
-    memcpy(&out[i], &u, 4);
-#endif
-    if (!isfinite(out[i])) return check_finite(out[i], i, err);
+  {
+    int64_t i;
+    for (i = 0; i < n; i++) {
+      uint32_t u;
+      memcpy(&u, &out[i], 4);
+      u = __builtin_bswap32(u);
+      memcpy(&out[i], &u, 4);
+    }
   }
+#endif
   return EMBED_OK;
 }
 
