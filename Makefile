@@ -23,7 +23,7 @@ LDLIBS  = -lm
 SRC = ext/embed.c ext/vector.c ext/kernels.c ext/initializer.c ext/options.c \
       ext/optimizer.c \
       ext/sqlvalue.c ext/functions.c ext/vtab.c ext/search.c ext/registry.c \
-      ext/training.c ext/blobrows.c
+      ext/training.c ext/blobrows.c ext/files.c
 HDR = ext/embed.h ext/embed_int.h
 PURE_SRC = ext/vector.c ext/kernels.c ext/initializer.c ext/options.c \
            ext/optimizer.c
@@ -31,7 +31,8 @@ PURE_SRC = ext/vector.c ext/kernels.c ext/initializer.c ext/options.c \
 BUILD = build
 
 .PHONY: all demo test bench install uninstall clean test-deps test-sql \
-        test-unit test-python test-asan test-static format bench-knn
+        test-unit test-python test-asan test-static format bench-knn \
+        test-app node-deps test-newer-sqlite bench-files
 
 all: embed.so
 
@@ -69,6 +70,36 @@ $(BUILD)/static_app: tests/static_app.c libembed.a
 test-static: $(BUILD)/static_app
 	$(BUILD)/static_app
 
+# examples/app.c: SQLite and embed both linked in statically (Debian's
+# libsqlite3.a from libsqlite3-dev), no libsqlite3.so or embed.so needed.
+SQLITE_A ?= $(firstword $(wildcard /usr/lib/$(shell $(CC) -print-multiarch 2>/dev/null)/libsqlite3.a /usr/lib/libsqlite3.a))
+$(BUILD)/app: examples/app.c libembed.a
+	@mkdir -p $(dir $@)
+	@test -n "$(SQLITE_A)" || { echo "no libsqlite3.a (apt-get install libsqlite3-dev)"; exit 1; }
+	$(CC) -std=gnu11 $(WARN) -O2 -Iext -o $@ examples/app.c libembed.a $(SQLITE_A) $(LDLIBS) -lpthread -ldl
+
+test-app: $(BUILD)/app
+	$(BUILD)/app $(BUILD)
+	@! ldd $(BUILD)/app | grep libsqlite3 || { echo "$(BUILD)/app links a shared SQLite"; exit 1; }
+
+# Node: better-sqlite3@12 (v13 needs Node 22) in a git-ignored folder.
+NPM ?= npm
+NODE_PKG = $(BUILD)/node/node_modules/better-sqlite3/package.json
+$(NODE_PKG):
+	@mkdir -p $(BUILD)/node
+	$(NPM) install --prefix $(BUILD)/node --no-audit --no-fund better-sqlite3@12
+
+node-deps:
+	@if command -v node >/dev/null 2>&1 && command -v $(NPM) >/dev/null 2>&1; then \
+	  $(MAKE) --no-print-directory $(NODE_PKG) || \
+	    echo "make test: better-sqlite3 not installed; tests/test_node.py will skip"; \
+	else echo "make test: no node/npm; tests/test_node.py will skip"; fi
+
+# The whole Python suite against the current SQLite release, built from the
+# amalgamation inside better-sqlite3's npm package.
+test-newer-sqlite: node-deps
+	sh tests/newer-sqlite.sh --python
+
 demo: embed.so
 	$(SQLITE3) :memory: < examples/quickstart.sql
 
@@ -100,7 +131,9 @@ test: test-deps
 	$(MAKE) embed.so
 	$(MAKE) test-unit
 	$(MAKE) test-static
+	$(MAKE) test-app
 	$(MAKE) test-sql
+	$(MAKE) node-deps
 	$(MAKE) test-python
 	$(MAKE) test-asan
 	@echo "make test: every suite passed"
@@ -109,6 +142,10 @@ bench: embed.so
 	$(PYTHON) bench/bench.py
 	$(PYTHON) bench/bench_knn.py
 	$(PYTHON) bench/bench_train.py
+	$(PYTHON) bench/bench_files.py
+
+bench-files: embed.so
+	$(PYTHON) bench/bench_files.py
 
 bench-knn: embed.so
 	$(PYTHON) bench/bench_knn.py

@@ -9,7 +9,8 @@
 **     sqlite3_auto_extension((void (*)(void))sqlite3_embed_init);  -- C app
 **
 ** Registers, on one connection: the `embedding` module (vtab.c), the pure
-** functions (functions.c) and embed_lookup/embed_update (training.c). The
+** functions (functions.c), embed_lookup/embed_update (training.c) and
+** embed_file/embed_save (files.c). The
 ** per-connection table registry is owned by the module and freed with it.
 */
 #include "embed.h"
@@ -42,6 +43,7 @@ int sqlite3_embed_init(sqlite3 *db, char **pzErrMsg,
   rc = embed_register_vtab(db, registry);
   if (rc == SQLITE_OK) rc = embed_register_functions(db);
   if (rc == SQLITE_OK) rc = embed_register_training(db, registry);
+  if (rc == SQLITE_OK) rc = embed_register_files(db);
   if (rc != SQLITE_OK && pzErrMsg)
     *pzErrMsg = sqlite3_mprintf("embed: %s", sqlite3_errmsg(db));
   return rc;

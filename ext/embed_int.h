@@ -15,6 +15,7 @@
 **   search.c       exact k-nearest-neighbour search
 **   registry.c     which embedding table a function call means
 **   training.c     embed_lookup and embed_update
+**   files.c        embed_file and embed_save: word2vec/GloVe/fastText/npy
 **   embed.c        the entry point
 **
 ** The files above the line "no SQLite" compile and are unit tested without

@@ -604,7 +604,9 @@ static int embedBestIndex(sqlite3_vtab *pVtab, sqlite3_index_info *info) {
       if (i == 1 && o->iColumn != COL_ID && o->iColumn != -1) order_ok = 0;
       if (i > 1) order_ok = 0;
     }
-    if (limit >= 0 && order_ok) {
+    /* LIMIT bounds the search only for ORDER BY distance without k; with
+    ** k, SQLite applies the LIMIT to the k rows itself */
+    if (limit >= 0 && order_ok && kc < 0 && info->nOrderBy > 0) {
       plan |= PLAN_LIMIT;
       info->aConstraintUsage[limit].argvIndex = ++argv_index;
       if (offset >= 0) {
@@ -859,11 +861,6 @@ static int open_scan(embed_cursor *cur, int desc, int64_t lo, int64_t hi) {
 static int knn_k(embed_vtab *tab, int plan, sqlite3_value *kv,
                  sqlite3_value *limitv, sqlite3_value *offsetv, int64_t *k) {
   sqlite3_value *v = (plan & PLAN_K) ? kv : limitv;
-  if ((plan & PLAN_K) && (plan & PLAN_LIMIT))
-    return vtab_error(tab, SQLITE_ERROR,
-                      sqlite3_mprintf("embedding %s: give either k = N or "
-                                      "LIMIT N, not both",
-                                      tab->name));
   if (!(plan & (PLAN_K | PLAN_LIMIT)) && (plan & PLAN_ALL)) {
     *k = 0; /* rank every row; SQLite's own LIMIT cuts the result */
     return SQLITE_OK;

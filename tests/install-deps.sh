@@ -12,8 +12,9 @@ if [ -x "$PY" ]; then
   "$PY" -c "import torch" 2>/dev/null || need="$need python3-torch"
   "$PY" -c "import numpy" 2>/dev/null || need="$need python3-numpy"
   "$PY" -c "import pytest" 2>/dev/null || need="$need python3-pytest"
+  "$PY" -c "import gensim" 2>/dev/null || need="$need python3-gensim"
 else
-  need="$need python3-torch python3-numpy python3-pytest"
+  need="$need python3-torch python3-numpy python3-pytest python3-gensim"
 fi
 if [ -n "$need" ]; then
   echo "make test: installing missing packages:$need"
@@ -22,5 +23,5 @@ if [ -n "$need" ]; then
   $SUDO apt-get update -q
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q $need
 else
-  echo "make test: all test dependencies present (sqlite3, python3-torch, numpy, pytest)"
+  echo "make test: all test dependencies present (sqlite3, python3-torch, numpy, pytest, gensim)"
 fi
