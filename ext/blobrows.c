@@ -5,9 +5,9 @@
 **
 **     embed_rows r;
 **     embed_rows_init(&r, tab, writable);
-**     rc = embed_rows_seek(&r, id);            // SQLITE_OK or SQLITE_NOTFOUND
+**     rc = embed_rows_seek(&r, id, &zErr);     // SQLITE_OK or SQLITE_NOTFOUND
 **     rc = embed_rows_read(&r, floats, &zErr);   // decoded, checked finite
-**     rc = embed_rows_write(&r, floats);          // in place (writable only)
+**     rc = embed_rows_write(&r, floats, &zErr);   // in place (writable only)
 **     embed_rows_close(&r);
 **
 ** Design: a nested statement per row costs a full VDBE run and a fresh
@@ -48,7 +48,7 @@ static int row_exists(embed_vtab *tab, int64_t id) {
   return rc == SQLITE_ROW ? SQLITE_OK : rc == SQLITE_DONE ? SQLITE_NOTFOUND : rc;
 }
 
-int embed_rows_seek(embed_rows *r, int64_t id) {
+int embed_rows_seek(embed_rows *r, int64_t id, char **pzErr) {
   embed_vtab *tab = r->tab;
   char *table;
   int rc;
@@ -64,8 +64,22 @@ int embed_rows_seek(embed_rows *r, int64_t id) {
   if (rc == SQLITE_OK) return SQLITE_OK;
   r->blob = 0;
   if (rc == SQLITE_ERROR) {
+    char *why = sqlite3_mprintf("%s", sqlite3_errmsg(tab->db));
+    if (!why) return SQLITE_NOMEM;
     rc = row_exists(tab, id);
-    if (rc == SQLITE_OK) rc = SQLITE_ERROR; /* it exists: a real error */
+    if (rc == SQLITE_OK) { /* it exists: the stored value is no BLOB */
+      *pzErr = sqlite3_mprintf("embedding %s: corrupt vector for id %lld "
+                               "(%s)",
+                               tab->name, (long long)id, why);
+      rc = *pzErr ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
+    } else if (rc != SQLITE_NOTFOUND && !*pzErr) {
+      *pzErr = sqlite3_mprintf("embedding %s: %s", tab->name,
+                               sqlite3_errmsg(tab->db));
+    }
+    sqlite3_free(why);
+  } else if (!*pzErr) {
+    *pzErr = sqlite3_mprintf("embedding %s: %s", tab->name,
+                             sqlite3_errmsg(tab->db));
   }
   return rc;
 }
@@ -82,7 +96,7 @@ int embed_rows_read_bytes(embed_rows *r, void *out, char **pzErr) {
   int n = (int)(r->tab->cfg.dim * 4), rc, tries;
   for (tries = 0; tries < 2; tries++) {
     if (!r->blob) {
-      rc = embed_rows_seek(r, r->id);
+      rc = embed_rows_seek(r, r->id, pzErr);
       if (rc) return rc;
     }
     if (sqlite3_blob_bytes(r->blob) != n)
@@ -108,12 +122,12 @@ int embed_rows_read(embed_rows *r, float *out, char **pzErr) {
   return SQLITE_OK;
 }
 
-int embed_rows_write(embed_rows *r, const float *v) {
+int embed_rows_write(embed_rows *r, const float *v, char **pzErr) {
   int64_t dim = r->tab->cfg.dim;
   int rc, tries;
   for (tries = 0; tries < 2; tries++) {
     if (!r->blob) {
-      rc = embed_rows_seek(r, r->id);
+      rc = embed_rows_seek(r, r->id, pzErr);
       if (rc) return rc;
     }
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__

@@ -301,13 +301,13 @@ typedef struct embed_rows {
 } embed_rows;
 void embed_rows_init(embed_rows *r, embed_vtab *tab, int writable);
 /* Move to row id: SQLITE_OK, SQLITE_NOTFOUND, or an error. */
-int embed_rows_seek(embed_rows *r, int64_t id);
+int embed_rows_seek(embed_rows *r, int64_t id, char **pzErr);
 /* The row's dim*4 bytes as stored (length checked), or decoded floats
 ** (also checked finite); errors name the table and id. */
 int embed_rows_read_bytes(embed_rows *r, void *out, char **pzErr);
 int embed_rows_read(embed_rows *r, float *out, char **pzErr);
 /* Rewrite the row's vector in place (writable handles). */
-int embed_rows_write(embed_rows *r, const float *v);
+int embed_rows_write(embed_rows *r, const float *v, char **pzErr);
 void embed_rows_close(embed_rows *r);
 
 /* search.c -------------------------------------------------------------- */

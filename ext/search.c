@@ -213,7 +213,13 @@ static int build(embed_vtab *tab, embed_snapshot **out, char **pzErr) {
     float *row = snap->vectors + n * dim;
     embed_error err;
     if (n >= cap) break; /* rows appeared since count(*): cannot happen */
-    if (nbytes != dim * 4) {
+    if (sqlite3_column_type(stmt, 1) != SQLITE_BLOB) {
+      *pzErr = sqlite3_mprintf("embedding %s: corrupt vector for id %lld "
+                               "(%s, not a BLOB)",
+                               tab->name, (long long)id,
+                               embed_type_name(sqlite3_column_type(stmt, 1)));
+      rc = *pzErr ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
+    } else if (nbytes != dim * 4) {
       *pzErr = sqlite3_mprintf("embedding %s: corrupt vector for id %lld "
                                "(%lld bytes, expected %lld)",
                                tab->name, (long long)id, (long long)nbytes,

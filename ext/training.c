@@ -99,8 +99,8 @@ static int missing_id(embed_vtab *tab, const char *who, int64_t id,
 ** With `many` (a batch), rows are read through one blob handle. */
 static int read_row(embed_vtab *tab, const char *who, int64_t id, float *out,
                     embed_rows *many, int looked_up, char **pzErr) {
-  int rc = many ? embed_rows_seek(many, id) : embed_table_read(tab, id, out,
-                                                              pzErr);
+  int rc = many ? embed_rows_seek(many, id, pzErr)
+                : embed_table_read(tab, id, out, pzErr);
   if (many && rc == SQLITE_OK) rc = embed_rows_read(many, out, pzErr);
   if (rc == SQLITE_NOTFOUND) return missing_id(tab, who, id, pzErr);
   if (rc) {
@@ -266,10 +266,15 @@ static int read_step(embed_vtab *tab, int64_t *step, char **pzErr) {
   int rc = embed_table_stmt(tab, STMT_STEP_READ, &stmt);
   if (rc) return rc;
   rc = sqlite3_step(stmt);
-  if (rc == SQLITE_ROW && sqlite3_column_type(stmt, 0) != SQLITE_NULL) {
-    *step = sqlite3_column_int64(stmt, 0);
-    rc = *step >= 0 ? SQLITE_OK : SQLITE_CORRUPT_VTAB;
-  } else if (rc == SQLITE_ROW || rc == SQLITE_DONE) {
+  if (rc == SQLITE_ROW) {
+    /* an integer >= 0 below INT64_MAX, stored as INTEGER or as its text */
+    sqlite3_value *v = sqlite3_column_value(stmt, 0);
+    int type = sqlite3_value_numeric_type(v);
+    *step = sqlite3_value_int64(v);
+    rc = type == SQLITE_INTEGER && *step >= 0 && *step < INT64_MAX
+             ? SQLITE_OK
+             : SQLITE_CORRUPT_VTAB;
+  } else if (rc == SQLITE_DONE) {
     rc = SQLITE_CORRUPT_VTAB;
   }
   sqlite3_reset(stmt);
@@ -291,7 +296,8 @@ static int read_state(embed_vtab *tab, int64_t id, float *st, int64_t n,
   rc = sqlite3_step(stmt);
   if (rc == SQLITE_ROW) {
     embed_error err;
-    if (sqlite3_column_bytes(stmt, 0) != n * 4 ||
+    if (sqlite3_column_type(stmt, 0) != SQLITE_BLOB ||
+        sqlite3_column_bytes(stmt, 0) != n * 4 ||
         embed_blob_decode(sqlite3_column_blob(stmt, 0), n, st, &err)) {
       *pzErr = sqlite3_mprintf("embedding %s: corrupt optimizer state for "
                                "id %lld (%d bytes, expected %lld finite "
@@ -351,8 +357,9 @@ static int write_batch(embed_vtab *tab, const step_batch *b, char **pzErr) {
     embed_rows many;
     embed_rows_init(&many, tab, 1);
     for (i = 0; rc == SQLITE_OK && i < b->n; i++) {
-      rc = embed_rows_seek(&many, b->ids[i]);
-      if (rc == SQLITE_OK) rc = embed_rows_write(&many, b->rows + i * b->dim);
+      rc = embed_rows_seek(&many, b->ids[i], pzErr);
+      if (rc == SQLITE_OK)
+        rc = embed_rows_write(&many, b->rows + i * b->dim, pzErr);
     }
     embed_rows_close(&many);
   } else if (b->n == 1 && rc == SQLITE_OK) {
@@ -529,7 +536,11 @@ static void update(sqlite3_context *ctx, embed_vtab *tab, sqlite3_value *idv,
   if (rc == SQLITE_OK) sqlite3_result_int64(ctx, b.n);
 done:
   if (rc) {
-    if (!zErr) zErr = sqlite3_mprintf("%s: %s", who, sqlite3_errmsg(tab->db));
+    if (!zErr)
+      zErr = sqlite3_mprintf("%s: embedding %s: %s", who, tab->name,
+                             sqlite3_errcode(tab->db) != SQLITE_OK
+                                 ? sqlite3_errmsg(tab->db)
+                                 : sqlite3_errstr(rc));
     embed_result_error(ctx, rc, zErr);
   }
   sqlite3_free(order);

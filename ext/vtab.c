@@ -19,8 +19,9 @@
 **
 **     CREATE TABLE "S"."T_config"(key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 **     CREATE TABLE "S"."T_vectors"(id INTEGER PRIMARY KEY,
-**                                  vector BLOB NOT NULL);
-**     CREATE TABLE "S"."T_state"(id INTEGER PRIMARY KEY, state BLOB NOT NULL);
+**         vector BLOB NOT NULL CHECK (typeof(vector) = 'blob'));
+**     CREATE TABLE "S"."T_state"(id INTEGER PRIMARY KEY,
+**         state BLOB NOT NULL CHECK (typeof(state) = 'blob'));
 **
 ** T_config holds one row per option (options.c writes and re-reads them)
 ** and the row ('step', n): the optimizer's step count (training.c);
@@ -184,13 +185,28 @@ static void finalize_statements(embed_vtab *tab) {
 }
 
 /* Check a stored vector's length; the error names the table and id. */
-static int check_stored(embed_vtab *tab, int64_t id, int nbytes,
-                        char **pzErr) {
-  if (nbytes == tab->cfg.dim * 4) return SQLITE_OK;
-  *pzErr = sqlite3_mprintf("embedding %s: corrupt vector for id %lld "
-                           "(%d bytes, expected %lld)",
-                           tab->name, (long long)id, nbytes,
-                           (long long)tab->cfg.dim * 4);
+static int check_stored(embed_vtab *tab, int64_t id, sqlite3_stmt *stmt,
+                        int col, char **pzErr) {
+  int type = sqlite3_column_type(stmt, col);
+  const void *blob = sqlite3_column_blob(stmt, col);
+  int nbytes = sqlite3_column_bytes(stmt, col);
+  embed_error err;
+  if (type != SQLITE_BLOB) {
+    *pzErr = sqlite3_mprintf("embedding %s: corrupt vector for id %lld "
+                             "(%s, not a BLOB)",
+                             tab->name, (long long)id, embed_type_name(type));
+  } else if (nbytes != tab->cfg.dim * 4) {
+    *pzErr = sqlite3_mprintf("embedding %s: corrupt vector for id %lld "
+                             "(%d bytes, expected %lld)",
+                             tab->name, (long long)id, nbytes,
+                             (long long)tab->cfg.dim * 4);
+  } else if (embed_blob_check(blob, tab->cfg.dim, &err) != EMBED_OK) {
+    *pzErr = sqlite3_mprintf("embedding %s: corrupt vector for id %lld "
+                             "(element %lld is not finite)",
+                             tab->name, (long long)id, (long long)err.a);
+  } else {
+    return SQLITE_OK;
+  }
   return *pzErr ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
 }
 
@@ -201,16 +217,16 @@ int embed_table_read(embed_vtab *tab, int64_t id, float *out, char **pzErr) {
   sqlite3_bind_int64(stmt, 1, id);
   rc = sqlite3_step(stmt);
   if (rc == SQLITE_ROW) {
-    const void *blob = sqlite3_column_blob(stmt, 0);
-    int nbytes = sqlite3_column_bytes(stmt, 0);
-    embed_error err;
-    rc = check_stored(tab, id, nbytes, pzErr);
-    if (rc == SQLITE_OK &&
-        embed_blob_decode(blob, tab->cfg.dim, out, &err) != EMBED_OK) {
-      *pzErr = sqlite3_mprintf("embedding %s: corrupt vector for id %lld "
-                               "(element %lld is not finite)",
-                               tab->name, (long long)id, (long long)err.a);
-      rc = *pzErr ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
+    rc = check_stored(tab, id, stmt, 0, pzErr);
+    if (rc == SQLITE_OK) {
+      memcpy(out, sqlite3_column_blob(stmt, 0), (size_t)tab->cfg.dim * 4);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+      {
+        embed_error err;
+        embed_blob_decode(sqlite3_column_blob(stmt, 0), tab->cfg.dim, out,
+                          &err);
+      }
+#endif
     }
   } else if (rc == SQLITE_DONE) {
     rc = SQLITE_NOTFOUND;
@@ -300,6 +316,16 @@ static int load_config(embed_vtab *tab, char **pzErr) {
   }
   sqlite3_finalize(stmt);
   if (rc != SQLITE_DONE) return rc;
+  if (tab->cfg.has_padding_idx &&
+      (tab->cfg.padding_idx < 0 ||
+       (tab->cfg.num_embeddings > 0 &&
+        tab->cfg.padding_idx >= tab->cfg.num_embeddings))) {
+    *pzErr = sqlite3_mprintf("embedding %s: corrupt %s_config: padding_idx "
+                             "%lld out of range",
+                             tab->name, tab->name,
+                             (long long)tab->cfg.padding_idx);
+    return SQLITE_CORRUPT_VTAB;
+  }
   /* dim and seed are required; an option added in a later version takes
   ** its default when an older table lacks it */
   if (!(tab->cfg.seen & 1u) || !tab->cfg.has_seed) {
@@ -309,6 +335,35 @@ static int load_config(embed_vtab *tab, char **pzErr) {
     return SQLITE_CORRUPT_VTAB;
   }
   return SQLITE_OK;
+}
+
+/* Do T_vectors and T_state exist as tables? (T_config was just read.) */
+static int check_shadow_tables(embed_vtab *tab, char **pzErr) {
+  static const char *const suffix[] = {"vectors", "state"};
+  sqlite3_stmt *stmt = 0;
+  int i, rc = SQLITE_OK;
+  char *zSql = sqlite3_mprintf("SELECT 1 FROM \"%w\".sqlite_schema "
+                               "WHERE type = 'table' AND name = ?1",
+                               tab->schema);
+  if (!zSql) return SQLITE_NOMEM;
+  rc = sqlite3_prepare_v2(tab->db, zSql, -1, &stmt, 0);
+  sqlite3_free(zSql);
+  for (i = 0; rc == SQLITE_OK && i < 2; i++) {
+    char *name = sqlite3_mprintf("%s_%s", tab->name, suffix[i]);
+    if (!name) {
+      rc = SQLITE_NOMEM;
+      break;
+    }
+    sqlite3_bind_text(stmt, 1, name, -1, sqlite3_free);
+    if (sqlite3_step(stmt) != SQLITE_ROW) {
+      *pzErr = sqlite3_mprintf("embedding %s: shadow table %s_%s is missing",
+                               tab->name, tab->name, suffix[i]);
+      rc = *pzErr ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
+    }
+    sqlite3_reset(stmt);
+  }
+  sqlite3_finalize(stmt);
+  return rc;
 }
 
 /* Create the shadow tables, store the options, create rows 0..N-1. */
@@ -321,9 +376,11 @@ static int create_storage(embed_vtab *tab) {
                 sqlite3_mprintf("CREATE TABLE \"%w\".\"%w_config\"(key TEXT "
                                 "PRIMARY KEY, value) WITHOUT ROWID;"
                                 "CREATE TABLE \"%w\".\"%w_vectors\"(id INTEGER "
-                                "PRIMARY KEY, vector BLOB NOT NULL);"
+                                "PRIMARY KEY, vector BLOB NOT NULL "
+                                "CHECK (typeof(vector) = 'blob'));"
                                 "CREATE TABLE \"%w\".\"%w_state\"(id INTEGER "
-                                "PRIMARY KEY, state BLOB NOT NULL);",
+                                "PRIMARY KEY, state BLOB NOT NULL "
+                                "CHECK (typeof(state) = 'blob'));",
                                 tab->schema, tab->name, tab->schema,
                                 tab->name, tab->schema, tab->name));
   if (rc) return rc;
@@ -410,6 +467,7 @@ static int embedInit(sqlite3 *db, void *pAux, int argc,
     }
   } else {
     rc = load_config(tab, pzErr);
+    if (rc == SQLITE_OK) rc = check_shadow_tables(tab, pzErr);
     if (rc) goto fail;
   }
   rc = sqlite3_declare_vtab(db,
@@ -800,14 +858,19 @@ static int list_seek(embed_cursor *cur) {
   int rc;
   cur->have_vector = 0;
   for (; cur->pos < cur->n_ids; cur->pos++) {
-    rc = embed_rows_seek(&cur->rows, cur->ids[cur->pos]);
+    char *zErr = 0;
+    rc = embed_rows_seek(&cur->rows, cur->ids[cur->pos], &zErr);
     if (rc == SQLITE_OK) {
       cur->id = cur->ids[cur->pos];
       cur->row = 0;
       cur->eof = 0;
       return SQLITE_OK;
     }
-    if (rc != SQLITE_NOTFOUND) return rc;
+    if (rc != SQLITE_NOTFOUND) {
+      if (zErr) vtab_error((embed_vtab *)cur->base.pVtab, rc, zErr);
+      return rc;
+    }
+    sqlite3_free(zErr);
   }
   cur->eof = 1;
   return SQLITE_OK;
@@ -822,8 +885,16 @@ static int list_vector(embed_cursor *cur, const void **out, char **pzErr) {
     if (!cur->vector) return SQLITE_NOMEM;
   }
   if (!cur->have_vector) {
+    embed_error err;
     rc = embed_rows_read_bytes(&cur->rows, cur->vector, pzErr);
     if (rc) return rc;
+    if (embed_blob_check(cur->vector, tab->cfg.dim, &err) != EMBED_OK) {
+      *pzErr = sqlite3_mprintf("embedding %s: corrupt vector for id %lld "
+                               "(element %lld is not finite)",
+                               tab->name, (long long)cur->id,
+                               (long long)err.a);
+      return *pzErr ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
+    }
     cur->have_vector = 1;
   }
   *out = cur->vector;
@@ -904,27 +975,18 @@ static int scan_knn(embed_cursor *cur, const embed_vec *q, double qnorm,
   }
   while (rc == SQLITE_OK && !cur->eof) {
     const void *blob = 0;
-    int nbytes = (int)(tab->cfg.dim * 4);
     embed_error err;
     if (has_list) {
       rc = list_vector(cur, &blob, &zErr);
     } else {
+      rc = check_stored(tab, cur->id, cur->row, cur->row_vector_col, &zErr);
       blob = sqlite3_column_blob(cur->row, cur->row_vector_col);
-      nbytes = sqlite3_column_bytes(cur->row, cur->row_vector_col);
-      rc = check_stored(tab, cur->id, nbytes, &zErr);
     }
     if (rc) {
       vtab_error(tab, rc, zErr);
       break;
     }
-    if (embed_blob_decode(blob, tab->cfg.dim, row, &err) != EMBED_OK) {
-      rc = vtab_error(tab, SQLITE_CORRUPT_VTAB,
-                      sqlite3_mprintf("embedding %s: corrupt vector for id "
-                                      "%lld (element %lld is not finite)",
-                                      tab->name, (long long)cur->id,
-                                      (long long)err.a));
-      break;
-    }
+    embed_blob_decode(blob, tab->cfg.dim, row, &err); /* checked above */
     embed_topk_push(topk, cur->id,
                     embed_distance(tab->cfg.metric, q->v, qnorm, row,
                                    tab->cfg.metric == EMBED_METRIC_COSINE
@@ -996,7 +1058,7 @@ static int run_knn(embed_cursor *cur, sqlite3_value *query, int64_t k,
   return rc;
 }
 
-static int embedFilter(sqlite3_vtab_cursor *pCursor, int idxNum,
+static int embedFilter_impl(sqlite3_vtab_cursor *pCursor, int idxNum,
                        const char *idxStr, int argc, sqlite3_value **argv) {
   embed_cursor *cur = (embed_cursor *)pCursor;
   int plan = idxNum, a = 0, rc;
@@ -1034,7 +1096,7 @@ static int embedFilter(sqlite3_vtab_cursor *pCursor, int idxNum,
   return scan_step(cur);
 }
 
-static int embedNext(sqlite3_vtab_cursor *pCursor) {
+static int embedNext_impl(sqlite3_vtab_cursor *pCursor) {
   embed_cursor *cur = (embed_cursor *)pCursor;
   if (cur->is_knn) {
     cur->pos++;
@@ -1073,7 +1135,7 @@ static int knn_vector(embed_cursor *cur, sqlite3_context *ctx) {
   return rc;
 }
 
-static int embedColumn(sqlite3_vtab_cursor *pCursor, sqlite3_context *ctx,
+static int embedColumn_impl(sqlite3_vtab_cursor *pCursor, sqlite3_context *ctx,
                        int col) {
   embed_cursor *cur = (embed_cursor *)pCursor;
   embed_vtab *tab = (embed_vtab *)pCursor->pVtab;
@@ -1093,10 +1155,10 @@ static int embedColumn(sqlite3_vtab_cursor *pCursor, sqlite3_context *ctx,
         if (rc) return vtab_error(tab, rc, zErr);
         nbytes = (int)(tab->cfg.dim * 4);
       } else {
+        rc = check_stored(tab, cur->id, cur->row, cur->row_vector_col, &zErr);
+        if (rc) return vtab_error(tab, rc, zErr);
         blob = sqlite3_column_blob(cur->row, cur->row_vector_col);
         nbytes = sqlite3_column_bytes(cur->row, cur->row_vector_col);
-        rc = check_stored(tab, cur->id, nbytes, &zErr);
-        if (rc) return vtab_error(tab, rc, zErr);
       }
       sqlite3_result_blob(ctx, blob, nbytes, SQLITE_TRANSIENT);
       break;
@@ -1273,7 +1335,7 @@ static int move_row(embed_vtab *tab, int64_t old_id, int64_t new_id) {
   return rc;
 }
 
-static int embedUpdate(sqlite3_vtab *pVtab, int argc, sqlite3_value **argv,
+static int embedUpdate_impl(sqlite3_vtab *pVtab, int argc, sqlite3_value **argv,
                        sqlite_int64 *pRowid) {
   embed_vtab *tab = (embed_vtab *)pVtab;
   embed_vec vec = {0, 0};
@@ -1341,6 +1403,40 @@ static int embedUpdate(sqlite3_vtab *pVtab, int argc, sqlite3_value **argv,
   }
   embed_vec_free(&vec);
   return rc;
+}
+
+/* Every failure of a cursor or write method names the table, even when it
+** comes from a nested statement (a missing or damaged shadow table). */
+static int named(embed_vtab *tab, int rc) {
+  if (rc == SQLITE_OK || rc == SQLITE_NOMEM || tab->base.zErrMsg) return rc;
+  tab->base.zErrMsg =
+      sqlite3_mprintf("embedding %s: %s", tab->name,
+                      sqlite3_errcode(tab->db) != SQLITE_OK
+                          ? sqlite3_errmsg(tab->db)
+                          : sqlite3_errstr(rc));
+  return rc;
+}
+
+static int embedFilter(sqlite3_vtab_cursor *pCursor, int idxNum,
+                       const char *idxStr, int argc, sqlite3_value **argv) {
+  return named((embed_vtab *)pCursor->pVtab,
+               embedFilter_impl(pCursor, idxNum, idxStr, argc, argv));
+}
+
+static int embedNext(sqlite3_vtab_cursor *pCursor) {
+  return named((embed_vtab *)pCursor->pVtab, embedNext_impl(pCursor));
+}
+
+static int embedColumn(sqlite3_vtab_cursor *pCursor, sqlite3_context *ctx,
+                       int col) {
+  return named((embed_vtab *)pCursor->pVtab,
+               embedColumn_impl(pCursor, ctx, col));
+}
+
+static int embedUpdate(sqlite3_vtab *pVtab, int argc, sqlite3_value **argv,
+                       sqlite_int64 *pRowid) {
+  return named((embed_vtab *)pVtab, embedUpdate_impl(pVtab, argc, argv,
+                                                      pRowid));
 }
 
 static sqlite3_module embed_module = {

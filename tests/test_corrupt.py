@@ -1,0 +1,333 @@
+"""Corrupted shadow tables: whatever a damaged or hostile file holds in
+T_config, T_vectors or T_state, every read, write, search and training path
+answers with a clear error that names the table, and nothing crashes.
+
+    EMBED_EXT=$PWD/embed /usr/bin/python3 -m pytest -q tests/test_corrupt.py
+
+Each corruption (CASES: a field of a shadow table set to a wrong-length
+BLOB, NULL, text, a number, NaN/Inf floats; a missing or extra row; an
+altered config row; a missing shadow table) is applied with plain SQL (and
+PRAGMA writable_schema where a NOT NULL must go) to a fresh database, then a
+child process runs every operation (OPS) on its own copy of the file, so a
+crash names its case and operation instead of killing the suite. Each
+result must be:
+
+  - an error whose message names the table (t, t_config, t_vectors or
+    t_state), when the operation reads what was corrupted (the case's
+    `fails` set);
+  - that error, or success, otherwise (an UPDATE that overwrites a corrupt
+    vector repairs it).
+
+`make test-asan` runs this file with the sanitizer build, so a read past a
+short BLOB is caught even when it does not crash. The figure printed is the
+number of fields (corruptions) tried.
+"""
+import json
+import os
+import re
+import sqlite3
+import struct
+import subprocess
+import sys
+
+import pytest
+
+from conftest import EXT
+
+
+def say(request, text):
+    """Print past pytest's output capture (the harness's figure)."""
+    capman = request.config.pluginmanager.getplugin("capturemanager")
+    with capman.global_and_fixture_disabled():
+        print(text, flush=True)
+
+DIM = 4
+TARGET = 3      # the row whose vector is corrupted
+STATE_ID = 2    # a row with optimizer state (trained in setup)
+
+READS = {"scan", "point", "in", "range", "join", "json", "lookup",
+         "lookup_batch", "search", "search_txn", "search_filtered"}
+TRAINS = {"train", "train_batch", "train_bound"}
+EVERYTHING = None  # the table cannot even be connected
+
+# Operations, each on a fresh copy of the corrupted file. {id} is the row
+# the case corrupts.
+OPS = [
+    ("scan", "SELECT id, vector FROM t"),
+    ("point", "SELECT vector FROM t WHERE id = {id}"),
+    ("in", "SELECT vector FROM t WHERE id IN ({id}, 0)"),
+    ("range", "SELECT vector FROM t WHERE id BETWEEN {id} AND {id}"),
+    ("join", "SELECT d.pos, e.vector FROM doc d JOIN t e ON e.id = d.token_id"),
+    ("json", "SELECT embed_json(vector) FROM t WHERE id = {id}"),
+    ("lookup", "SELECT embed_lookup('t', {id})"),
+    ("lookup_batch", "SELECT embed_lookup('t', '[0, {id}]')"),
+    ("search", "SELECT id FROM t WHERE vector MATCH '[1, 0, 0, 0]' AND k = 10"),
+    ("search_txn", "BEGIN; SELECT id FROM t WHERE vector MATCH '[1, 0, 0, 0]'"
+                   " AND k = 10; COMMIT"),
+    ("search_filtered", "SELECT id FROM t WHERE vector MATCH '[0, 1, 0, 0]'"
+                        " AND k = 3 AND id IN ({id}, 1)"),
+    ("update_vector", "UPDATE t SET vector = '[1, 1, 1, 1]' WHERE id = {id}"),
+    ("update_scaled", "UPDATE t SET vector = embed_scale(vector, 2)"
+                      " WHERE id = {id}"),
+    ("move", "UPDATE t SET id = 50 WHERE id = {id}"),
+    ("insert", "INSERT INTO t(id) VALUES (60)"),
+    ("insert_vector", "INSERT INTO t(id, vector) VALUES (61, '[1, 2, 3, 4]')"),
+    ("insert_auto", "INSERT INTO t(vector) VALUES ('[1, 2, 3, 4]')"),
+    ("replace", "INSERT OR REPLACE INTO t(id, vector)"
+                " VALUES ({id}, '[4, 3, 2, 1]')"),
+    ("delete", "DELETE FROM t WHERE id = {id}"),
+    ("train", "SELECT embed_update('t', {id}, '[1, 1, 1, 1]', 0.1)"),
+    ("train_batch", "SELECT embed_update('t', '[0, {id}, 0]',"
+                    " '[[1,1,1,1],[1,1,1,1],[1,0,0,0]]', 0.1)"),
+    ("train_bound", "SELECT embed_update(id, '[1, 1, 1, 1]', 0.1) FROM t"
+                    " WHERE id = {id}"),
+    ("reset", "SELECT embed_optimizer_reset('t')"),
+    ("rename", "ALTER TABLE t RENAME TO t2; SELECT count(*) FROM t2"),
+    ("drop", "DROP TABLE t"),
+]
+
+# operations whose success is reported but never required (a table whose
+# config is unreadable cannot be dropped: SQLite must connect it first)
+INFORMATIONAL = {"drop", "rename"}
+
+
+def f32(*values):
+    return struct.pack("<%df" % len(values), *values)
+
+
+NAN_BLOB = f32(1, float("nan"), 0, 0)
+INF_BLOB = f32(float("inf"), 0, 0, 0)
+NAN_STATE = f32(*([0.0] * (2 * DIM - 1) + [float("nan")]))
+
+
+REOPEN = "-- reopen the file (a schema edit takes effect)"
+
+
+def drop_not_null(table):
+    """SQL that removes the NOT NULL of a shadow table's blob column (a file
+    can hold anything; a hostile one would)."""
+    return [
+        "PRAGMA writable_schema = ON",
+        f"UPDATE sqlite_schema SET sql = replace(sql, 'NOT NULL', '')"
+        f" WHERE name = '{table}'",
+        "PRAGMA writable_schema = OFF",
+        REOPEN,
+    ]
+
+
+def vector_case(name, value, fails=READS | TRAINS | {"update_scaled"}):
+    return (name, ["UPDATE t_vectors SET vector = ? WHERE id = %d" % TARGET],
+            [value], TARGET, fails)
+
+
+def state_case(name, value, fails=TRAINS):
+    return (name, ["UPDATE t_state SET state = ? WHERE id = %d" % STATE_ID],
+            [value], STATE_ID, fails)
+
+
+def config_case(name, key, value, fails=EVERYTHING, also=None):
+    return (name, ["UPDATE t_config SET value = ? WHERE key = '%s'" % key],
+            [value], TARGET, fails, also)
+
+
+# (name, SQL statements, parameters of the last one, target id, the
+# operations that must fail[, a regex of further acceptable errors: errors
+# about the operation's own input that the corruption makes wrong])
+CASES = [
+    # T_vectors.vector
+    vector_case("vectors.vector short BLOB", b"\x00" * 4),
+    vector_case("vectors.vector long BLOB", b"\x00" * 20),
+    vector_case("vectors.vector odd BLOB", b"\x00" * 3),
+    vector_case("vectors.vector empty BLOB", b""),
+    vector_case("vectors.vector NaN", NAN_BLOB),
+    vector_case("vectors.vector +Inf", INF_BLOB),
+    vector_case("vectors.vector JSON text", "[1, 2, 3, 4]"),
+    # The reads that go through one sqlite3_blob handle (point, IN and join
+    # lookups, batches) cannot see a value's type: a TEXT of exactly 4*dim
+    # bytes whose bytes are finite floats reads as those floats there (no
+    # out-of-bounds read; the shadow table's CHECK keeps such values out).
+    vector_case("vectors.vector text of 4*dim bytes", "abcdefghijklmnop",
+                READS - {"point", "in", "join", "json", "lookup_batch"}
+                | {"train", "train_bound"}),
+    vector_case("vectors.vector integer", 7),
+    vector_case("vectors.vector 16-digit integer", 1234567890123456),
+    vector_case("vectors.vector real", 2.5),
+    ("vectors.vector NULL",
+     drop_not_null("t_vectors")
+     + ["UPDATE t_vectors SET vector = NULL WHERE id = %d" % TARGET], [],
+     TARGET, READS | TRAINS | {"update_scaled"}),
+    ("vectors row missing (state kept)",
+     ["DELETE FROM t_vectors WHERE id = %d" % STATE_ID], [], STATE_ID,
+     {"lookup", "lookup_batch", "train", "train_batch"}),
+    ("vectors row beyond the table's ids",
+     ["INSERT INTO t_vectors(id, vector) VALUES (9223372036854775807,"
+      " x'0000803f0000803f0000803f0000803f')"], [], TARGET, set()),
+    # T_state.state
+    state_case("state.state short BLOB", b"\x00" * 4),
+    state_case("state.state long BLOB", b"\x00" * (8 * DIM + 4)),
+    state_case("state.state empty BLOB", b""),
+    state_case("state.state NaN", NAN_STATE),
+    state_case("state.state text", "not a state"),
+    state_case("state.state text of 8*dim bytes", "x" * (8 * DIM)),
+    state_case("state.state integer", 5),
+    ("state.state NULL",
+     drop_not_null("t_state")
+     + ["UPDATE t_state SET state = NULL WHERE id = %d" % STATE_ID], [],
+     STATE_ID, TRAINS),
+    ("state row for a missing id",
+     ["INSERT INTO t_state(id, state) VALUES (99, x'00')"], [], TARGET, set()),
+    ("state row missing", ["DELETE FROM t_state WHERE id = %d" % STATE_ID], [],
+     STATE_ID, set()),
+    # T_config
+    config_case("config dim altered (3)", "dim", "3",
+                READS | TRAINS | {"update_vector", "update_scaled",
+                                  "insert_vector", "insert_auto", "replace"},
+                also=r"^embed_update: gradients have more than"),
+    config_case("config dim 0", "dim", "0"),
+    config_case("config dim huge", "dim", "99999999"),
+    config_case("config dim text", "dim", "four"),
+    config_case("config dim NULL", "dim", None),
+    config_case("config dim BLOB", "dim", b"\x04"),
+    config_case("config seed text", "seed", "abc"),
+    config_case("config seed NULL", "seed", None),
+    config_case("config optimizer unknown", "optimizer", "rmsprop"),
+    config_case("config betas malformed", "betas", "(0.9"),
+    config_case("config eps negative", "eps", "-1"),
+    config_case("config init unknown", "init", "xavier"),
+    config_case("config metric unknown", "metric", "hamming"),
+    config_case("config max_norm NaN", "max_norm", "nan"),
+    config_case("config padding_idx out of range", "padding_idx", "-999999"),
+    config_case("config step NULL", "step", None, TRAINS),
+    config_case("config step text", "step", "many", TRAINS),
+    config_case("config step negative", "step", -5, TRAINS),
+    config_case("config step real", "step", 2.5, TRAINS),
+    config_case("config step BLOB", "step", b"\x01\x02", TRAINS),
+    config_case("config step huge", "step", 2 ** 63 - 1, TRAINS),
+    ("config step row missing", ["DELETE FROM t_config WHERE key = 'step'"],
+     [], TARGET, TRAINS),
+    ("config dim row missing", ["DELETE FROM t_config WHERE key = 'dim'"], [],
+     TARGET, EVERYTHING),
+    ("config seed row missing", ["DELETE FROM t_config WHERE key = 'seed'"],
+     [], TARGET, EVERYTHING),
+    ("config unknown key", ["INSERT INTO t_config VALUES ('colour', 'red')"],
+     [], TARGET, EVERYTHING),
+    ("config duplicate key in another case",
+     ["INSERT INTO t_config VALUES ('DIM', '4')"], [], TARGET, EVERYTHING),
+    # whole shadow tables
+    ("t_config missing", ["DROP TABLE t_config"], [], TARGET, EVERYTHING),
+    ("t_vectors missing", ["DROP TABLE t_vectors"], [], TARGET,
+     READS | TRAINS | {"update_vector", "update_scaled", "move", "insert",
+                       "insert_vector", "insert_auto", "replace", "delete"}),
+    ("t_state missing", ["DROP TABLE t_state"], [], TARGET,
+     TRAINS | {"reset", "delete", "move"}),
+    ("t_vectors replaced by a view",
+     ["DROP TABLE t_vectors",
+      "CREATE VIEW t_vectors AS SELECT %d AS id, x'00' AS vector" % TARGET],
+     [], TARGET,
+     READS | TRAINS | {"update_vector", "update_scaled", "move", "insert",
+                       "insert_vector", "insert_auto", "replace", "delete"}),
+]
+
+NAMES_TABLE = re.compile(r"(\bt\b|\bt_(config|vectors|state)\b|'t')")
+
+
+def make_database(path):
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.enable_load_extension(True)
+    conn.load_extension(EXT)
+    conn.executescript(f"""
+        CREATE VIRTUAL TABLE t USING embedding(dim={DIM}, num_embeddings=6,
+                                               seed=3, optimizer=adam);
+        CREATE TABLE doc(pos INTEGER PRIMARY KEY, token_id INTEGER);
+        INSERT INTO doc(token_id) VALUES (3), (1), (2);
+        SELECT embed_update('t', '[1, 2, 3]', '[[1,0,0,0],[0,1,0,0],[0,0,1,0]]',
+                            0.1);
+    """)
+    conn.close()
+
+
+def corrupt(path, statements, params):
+    conn = sqlite3.connect(path, isolation_level=None)  # no extension
+    # the shadow tables CHECK that blobs are BLOBs: a damaged file need not
+    conn.execute("PRAGMA ignore_check_constraints = ON")
+    for i, sql in enumerate(statements):
+        if sql == REOPEN:
+            conn.close()
+            conn = sqlite3.connect(path, isolation_level=None)
+            conn.execute("PRAGMA ignore_check_constraints = ON")
+            continue
+        conn.execute(sql, params if i == len(statements) - 1 else ())
+    conn.close()
+
+
+# The child: runs every operation on its own copy of the file and prints one
+# JSON line per operation before (so that a crash names it) and after. It
+# imports nothing heavy, so it starts fast.
+CHILD = r"""
+import json, os, shutil, sqlite3, sys
+ext, path, target, workdir, ops = json.loads(sys.argv[1])
+for name, sql in ops:
+    copy = os.path.join(workdir, "op.db")
+    shutil.copyfile(path, copy)
+    print(json.dumps({"op": name, "started": True}), flush=True)
+    conn = sqlite3.connect(copy, isolation_level=None)
+    conn.enable_load_extension(True)
+    conn.load_extension(ext)
+    result = {"op": name}
+    try:
+        for stmt in sql.format(id=target).split("; "):
+            conn.execute(stmt).fetchall()
+        result["ok"] = True
+    except sqlite3.Error as e:
+        result["error"] = str(e)
+        result["code"] = getattr(e, "sqlite_errorname", "")
+    conn.close()
+    print(json.dumps(result), flush=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def report(request):
+    found = []
+    yield found
+    say(request, f"\ncorrupt: {len(CASES)} fields tried x {len(OPS)} "
+                 f"operations, {len(found)} problems")
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_corrupted(case, tmp_path, report):
+    name, statements, params, target, fails = case[:5]
+    also = re.compile(case[5]) if len(case) > 5 and case[5] else None
+    path = str(tmp_path / "c.db")
+    make_database(path)
+    corrupt(path, statements, params)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD,
+         json.dumps([EXT, path, target, str(tmp_path), OPS])],
+        capture_output=True, text=True, timeout=120)
+    results, started = {}, None
+    for line in proc.stdout.splitlines():
+        msg = json.loads(line)
+        if msg.get("started"):
+            started = msg["op"]
+        else:
+            results[msg["op"]] = msg
+    problems = []
+    if proc.returncode != 0:
+        problems.append(f"CRASH (exit {proc.returncode}) in operation "
+                        f"{started}: {proc.stderr[-3000:]}")
+    for op, _ in OPS:
+        r = results.get(op)
+        if r is None or op in INFORMATIONAL:
+            continue
+        must_fail = fails is EVERYTHING or op in fails
+        if "error" in r:
+            if not NAMES_TABLE.search(r["error"]) and not (
+                    also and also.search(r["error"])):
+                problems.append(f"{op}: the error does not name the table: "
+                                f"{r['error']!r}")
+        elif must_fail:
+            problems.append(f"{op}: succeeded on a corrupt table")
+    report.extend(f"{name}: {p}" for p in problems)
+    assert not problems, f"{name}:\n  " + "\n  ".join(problems)
+
