@@ -341,18 +341,12 @@ static int step_row(embed_vtab *tab, const char *who, step_batch *b,
   return SQLITE_OK;
 }
 
-/* Write the batch: rows, optimizer states, step count. Several writes from
-** a read-only statement in autocommit mode would each commit on their own;
-** a savepoint makes the call one transaction that commits (or rolls back)
-** as a whole. */
+/* Write the batch: rows, optimizer states, step count (inside the call's
+** transaction, see call_begin). */
 static int write_batch(embed_vtab *tab, const step_batch *b, char **pzErr) {
-  sqlite3 *db = tab->db;
   sqlite3_stmt *stmt;
   int64_t i;
   int rc = SQLITE_OK;
-  int writes = (int)(b->n + (b->states ? b->n : 0) + (b->step ? 1 : 0));
-  int own = writes > 1 && sqlite3_get_autocommit(db) && !writer_running(db);
-  if (own) rc = sqlite3_exec(db, "SAVEPOINT embed_update", 0, 0, 0);
   if (b->n > 1) { /* in place, through one blob handle */
     embed_rows many;
     embed_rows_init(&many, tab, 1);
@@ -383,15 +377,36 @@ static int write_batch(embed_vtab *tab, const step_batch *b, char **pzErr) {
       sqlite3_reset(stmt);
     }
   }
-  if (own) {
-    if (rc == SQLITE_OK) rc = sqlite3_exec(db, "RELEASE embed_update", 0, 0, 0);
-    if (rc != SQLITE_OK) {
-      if (!*pzErr)
-        *pzErr = sqlite3_mprintf("embed_update: %s; nothing was changed",
-                                 sqlite3_errmsg(db));
-      /* the transaction is ours alone (autocommit was on): end it */
-      sqlite3_exec(db, "ROLLBACK", 0, 0, 0);
-    }
+  return rc;
+}
+
+/* In autocommit mode, from a statement that does not write (SELECT
+** embed_update(...)), nothing would hold one transaction around the call's
+** reads and writes: each nested statement would run in its own, another
+** connection could commit in between, and a step computed from rows read
+** before would overwrite its work. The call therefore begins an IMMEDIATE
+** transaction (the write lock first, waiting as the busy timeout allows)
+** before its first read and commits it after its last write: a conflict is
+** then SQLITE_BUSY, and nothing changes. */
+static int call_begin(sqlite3 *db, int *own) {
+  int rc;
+  *own = sqlite3_get_autocommit(db) && !writer_running(db);
+  if (!*own) return SQLITE_OK;
+  rc = sqlite3_exec(db, "BEGIN IMMEDIATE", 0, 0, 0);
+  if (rc) *own = 0; /* nothing begun */
+  return rc;
+}
+
+static int call_end(sqlite3 *db, int own, int rc, const char *who,
+                    char **pzErr) {
+  if (!own) return rc;
+  if (rc == SQLITE_OK) rc = sqlite3_exec(db, "COMMIT", 0, 0, 0);
+  if (rc != SQLITE_OK) {
+    if (!*pzErr)
+      *pzErr = sqlite3_mprintf("%s: %s; nothing was changed", who,
+                               sqlite3_errmsg(db));
+    /* the transaction is the call's alone (autocommit was on): end it */
+    sqlite3_exec(db, "ROLLBACK", 0, 0, 0);
   }
   return rc;
 }
@@ -462,6 +477,7 @@ static void update(sqlite3_context *ctx, embed_vtab *tab, sqlite3_value *idv,
   id_pos *order = 0;
   step_batch b;
   embed_rows many;
+  int own = 0;
   int64_t dim = tab->cfg.dim, i, j, n_groups = 0, n_extra = 0, *extra = 0;
   double lr = 0;
   char *zErr = 0;
@@ -481,6 +497,8 @@ static void update(sqlite3_context *ctx, embed_vtab *tab, sqlite3_value *idv,
     rc = read_grads(tab, who, gradv, ids.n, ids.is_batch, &grads, &zErr);
   if (rc) goto done;
 
+  rc = call_begin(tab->db, &own);
+  if (rc) goto done;
   b.dim = dim;
   b.state_size = embed_optimizer_state_size(&tab->cfg, dim);
   if (embed_optimizer_counts_steps(&tab->cfg)) {
@@ -533,8 +551,9 @@ static void update(sqlite3_context *ctx, embed_vtab *tab, sqlite3_value *idv,
   }
   embed_rows_close(&many);
   if (rc == SQLITE_OK) rc = write_batch(tab, &b, &zErr);
-  if (rc == SQLITE_OK) sqlite3_result_int64(ctx, b.n);
 done:
+  rc = call_end(tab->db, own, rc, who, &zErr);
+  if (rc == SQLITE_OK) sqlite3_result_int64(ctx, b.n);
   if (rc) {
     if (!zErr)
       zErr = sqlite3_mprintf("%s: embedding %s: %s", who, tab->name,
