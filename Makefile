@@ -173,7 +173,7 @@ uninstall:
 	  rm -f $(DESTDIR)$(LOADER_DIR)/embed.so; fi
 
 format:
-	clang-format -i ext/*.c ext/*.h tests/*.c
+	clang-format -i ext/*.c ext/*.h tests/*.c examples/*.c bench/*.c fuzz/*.c fuzz/*.h
 
 clean:
 	rm -rf $(BUILD) embed.so libembed.a

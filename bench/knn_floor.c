@@ -64,9 +64,9 @@ static double dot_f64(const float *a, const float *b, int64_t n) {
   double s = 0;
   int64_t i = 0;
   int j;
-#define STEP(acc, off)                                  \
-  memcpy(&x, a + i + (off), 32);                        \
-  memcpy(&y, b + i + (off), 32);                        \
+#define STEP(acc, off)           \
+  memcpy(&x, a + i + (off), 32); \
+  memcpy(&y, b + i + (off), 32); \
   acc += __builtin_convertvector(x, v8d) * __builtin_convertvector(y, v8d)
   for (; i + 32 <= n; i += 32) {
     STEP(s0, 0);

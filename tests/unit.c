@@ -19,15 +19,14 @@
 
 static int passed, failed;
 
-#define CHECK(cond)                                                  \
-  do {                                                               \
-    if (cond) {                                                      \
-      passed++;                                                      \
-    } else {                                                         \
-      failed++;                                                      \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, \
-              #cond);                                                \
-    }                                                                \
+#define CHECK(cond)                                                            \
+  do {                                                                         \
+    if (cond) {                                                                \
+      passed++;                                                                \
+    } else {                                                                   \
+      failed++;                                                                \
+      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+    }                                                                          \
   } while (0)
 
 static uint64_t rng_state = 12345;
@@ -98,17 +97,16 @@ static void test_blob_check(void) {
 static int parse(const char *s, float *out, int64_t cap, int64_t *dim,
                  embed_error *err) {
   int64_t rows;
-  return embed_json_parse_floats(s, (int64_t)strlen(s), 0, out, cap, &rows,
-                                 dim, err);
+  return embed_json_parse_floats(s, (int64_t)strlen(s), 0, out, cap, &rows, dim,
+                                 err);
 }
 
 static void test_json_parse(void) {
   float v[8];
   int64_t dim = 0, rows = 0, cols = 0, ids[4], n = 0;
   embed_error err;
-  CHECK(parse("[1, -2.5, 3e-2, 0]", v, 8, &dim, &err) == EMBED_OK &&
-        dim == 4 && v[0] == 1.0f && v[1] == -2.5f && v[2] == 3e-2f &&
-        v[3] == 0.0f);
+  CHECK(parse("[1, -2.5, 3e-2, 0]", v, 8, &dim, &err) == EMBED_OK && dim == 4 &&
+        v[0] == 1.0f && v[1] == -2.5f && v[2] == 3e-2f && v[3] == 0.0f);
   CHECK(parse(" \t\n[ 1 ]\r\n", v, 8, &dim, &err) == EMBED_OK && dim == 1);
   CHECK(parse("[]", v, 8, &dim, &err) == EMBED_E_EMPTY);
   CHECK(parse("", v, 8, &dim, &err) == EMBED_E_JSON && err.a == 0);
@@ -122,8 +120,7 @@ static void test_json_parse(void) {
   CHECK(parse("[1] [2]", v, 8, &dim, &err) == EMBED_E_JSON);
   CHECK(parse("[true]", v, 8, &dim, &err) == EMBED_E_JSON);
   CHECK(parse("[1e39]", v, 8, &dim, &err) == EMBED_E_NONFINITE);
-  CHECK(parse("[-1e39]", v, 8, &dim, &err) == EMBED_E_NONFINITE &&
-        err.b == -1);
+  CHECK(parse("[-1e39]", v, 8, &dim, &err) == EMBED_E_NONFINITE && err.b == -1);
   CHECK(parse("[1, 2, 3]", v, 2, &dim, &err) == EMBED_E_TOO_LONG);
   /* a long digit string still converts correctly (heap path) */
   CHECK(parse("[0.1000000000000000000000000000000000000000000000000000000000"
@@ -189,8 +186,8 @@ static void test_kernels(void) {
   }
   CHECK(close_rel(embed_dot(a, b, N), dot, 1e-12));
   CHECK(close_rel(embed_norm2(a, N), sqrt(na), 1e-12));
-  CHECK(close_rel(embed_cosine_similarity(a, b, N), dot / sqrt(na * nb),
-                  1e-12));
+  CHECK(
+      close_rel(embed_cosine_similarity(a, b, N), dot / sqrt(na * nb), 1e-12));
   CHECK(close_rel(embed_l2_distance(a, b, N), sqrt(l2), 1e-12));
   CHECK(embed_cosine_similarity(a, a, N) <= 1.0);
   {
@@ -208,8 +205,8 @@ static void test_kernels(void) {
     float v[3] = {3, -4, 0};
     CHECK(embed_norm_p(v, 3, 1.0) == 7.0);
     CHECK(embed_norm_p(v, 3, INFINITY) == 4.0);
-    CHECK(close_rel(embed_norm_p(v, 3, 3.0), pow(27.0 + 64.0, 1.0 / 3.0),
-                    1e-12));
+    CHECK(
+        close_rel(embed_norm_p(v, 3, 3.0), pow(27.0 + 64.0, 1.0 / 3.0), 1e-12));
     CHECK(embed_renorm(v, 3, 1.0, 2.0) == 1);
     CHECK(fabs(v[0] - 0.6f) < 1e-6 && fabs(v[1] + 0.8f) < 1e-6);
     CHECK(fabs(embed_norm2(v, 3) - 1.0) < 1e-6); /* float32 rounding aside */
@@ -228,8 +225,8 @@ static void test_kernels(void) {
 }
 
 /* One kernel result against the scalar reference; on failure, say where. */
-static int kernel_ok(int ok, const char *what, int level, int64_t n,
-                     int offa, int offb) {
+static int kernel_ok(int ok, const char *what, int level, int64_t n, int offa,
+                     int offb) {
   if (!ok)
     fprintf(stderr, "  %s: kernels %s, n %lld, offsets %d/%d bytes\n", what,
             embed_kernels_level_name(level), (long long)n, offa, offb);
@@ -292,11 +289,11 @@ static void check_paths(const float *src_a, const float *src_b, int64_t n,
     CHECK(embed_kernels_force(level) == 0 && embed_kernels_active() == level);
     CHECK(kernel_ok(embed_dot(a, b, n) == dot, "dot", level, n, offa, offb));
     CHECK(kernel_ok(embed_norm2(a, n) == norm, "norm2", level, n, offa, offb));
-    CHECK(kernel_ok(embed_cosine_similarity(a, b, n) == cos, "cosine", level,
-                    n, offa, offb));
+    CHECK(kernel_ok(embed_cosine_similarity(a, b, n) == cos, "cosine", level, n,
+                    offa, offb));
     got_l2 = embed_l2_distance(a, b, n);
-    CHECK(kernel_ok(fabs(got_l2 - l2) <= 1e-12 * l2, "l2", level, n, offa,
-                    offb));
+    CHECK(
+        kernel_ok(fabs(got_l2 - l2) <= 1e-12 * l2, "l2", level, n, offa, offb));
     if (level >= EMBED_KERNELS_AVX2) { /* the FMA paths agree exactly */
       if (fma_l2 < 0) fma_l2 = got_l2;
       CHECK(kernel_ok(got_l2 == fma_l2, "l2 (fma)", level, n, offa, offb));
@@ -309,9 +306,9 @@ static void check_paths(const float *src_a, const float *src_b, int64_t n,
 
 static void test_kernel_paths(void) {
   enum { MAXN = 4096 };
-  static const int64_t lengths[] = {0,  1,  2,  3,  4,   5,   7,   8,  9,
-                                    15, 16, 17, 31, 32,  33,  63,  64, 65,
-                                    100, 383, 384, 385, 1000, 4096};
+  static const int64_t lengths[] = {0,  1,  2,   3,   4,   5,   7,    8,
+                                    9,  15, 16,  17,  31,  32,  33,   63,
+                                    64, 65, 100, 383, 384, 385, 1000, 4096};
   /* byte offsets: aligned, 1, 2, 3 floats, and 1, 2, 3, 6 bytes */
   static const int offsets[] = {0, 4, 8, 12, 1, 2, 3, 6};
   static const double scales[] = {1.0, 1e19, 1e-25};

@@ -1,0 +1,152 @@
+/*
+** blobrows.c - many rows of a table's vectors through one sqlite3_blob.
+**
+** Usage (vtab.c for IN and join lookups, training.c for batches):
+**
+**     embed_rows r;
+**     embed_rows_init(&r, tab, writable);
+**     rc = embed_rows_seek(&r, id, &zErr);     // SQLITE_OK or SQLITE_NOTFOUND
+**     rc = embed_rows_read(&r, floats, &zErr);   // decoded, checked finite
+**     rc = embed_rows_write(&r, floats, &zErr);   // in place (writable only)
+**     embed_rows_close(&r);
+**
+** Design: a nested statement per row costs a full VDBE run and a fresh
+** b-tree cursor; one blob handle moved with sqlite3_blob_reopen() costs a
+** b-tree seek, and sqlite3_blob_write() rewrites the vector in place (its
+** size never changes). SQLite aborts a handle when the row it points at
+** changes or does not exist, so seek reopens a fresh handle after any
+** failure, and a read or write that finds its handle expired seeks again
+** once. A row that does not exist is told apart from an error by the
+** table's point-lookup statement. The handle is closed by embed_rows_close
+** (at the end of a call, or when a cursor closes), so no handle outlives
+** the statement that opened it.
+*/
+#include <string.h>
+
+#include "embed_int.h"
+
+void embed_rows_init(embed_rows *r, embed_vtab *tab, int writable) {
+  r->tab = tab;
+  r->blob = 0;
+  r->writable = writable;
+  r->id = 0;
+}
+
+void embed_rows_close(embed_rows *r) {
+  if (r->blob) sqlite3_blob_close(r->blob);
+  r->blob = 0;
+}
+
+/* Does row id exist? (after a failed open, to tell "missing" from errors) */
+static int row_exists(embed_vtab *tab, int64_t id) {
+  sqlite3_stmt *stmt;
+  int rc = embed_table_stmt(tab, STMT_READ, &stmt);
+  if (rc) return rc;
+  sqlite3_bind_int64(stmt, 1, id);
+  rc = sqlite3_step(stmt);
+  sqlite3_reset(stmt);
+  return rc == SQLITE_ROW    ? SQLITE_OK
+         : rc == SQLITE_DONE ? SQLITE_NOTFOUND
+                             : rc;
+}
+
+int embed_rows_seek(embed_rows *r, int64_t id, char **pzErr) {
+  embed_vtab *tab = r->tab;
+  char *table;
+  int rc;
+  r->id = id;
+  if (r->blob && sqlite3_blob_reopen(r->blob, id) == SQLITE_OK)
+    return SQLITE_OK;
+  embed_rows_close(r); /* a failed reopen leaves the handle unusable */
+  table = sqlite3_mprintf("%s_vectors", tab->name);
+  if (!table) return SQLITE_NOMEM;
+  rc = sqlite3_blob_open(tab->db, tab->schema, table, "vector", id, r->writable,
+                         &r->blob);
+  sqlite3_free(table);
+  if (rc == SQLITE_OK) return SQLITE_OK;
+  r->blob = 0;
+  if (rc == SQLITE_ERROR) {
+    char *why = sqlite3_mprintf("%s", sqlite3_errmsg(tab->db));
+    if (!why) return SQLITE_NOMEM;
+    rc = row_exists(tab, id);
+    if (rc == SQLITE_OK) { /* it exists: the stored value is no BLOB */
+      *pzErr = sqlite3_mprintf(
+          "embedding %s: corrupt vector for id %lld "
+          "(%s)",
+          tab->name, (long long)id, why);
+      rc = *pzErr ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
+    } else if (rc != SQLITE_NOTFOUND && !*pzErr) {
+      *pzErr = sqlite3_mprintf("embedding %s: %s", tab->name,
+                               sqlite3_errmsg(tab->db));
+    }
+    sqlite3_free(why);
+  } else if (!*pzErr) {
+    *pzErr =
+        sqlite3_mprintf("embedding %s: %s", tab->name, sqlite3_errmsg(tab->db));
+  }
+  return rc;
+}
+
+static int wrong_length(embed_rows *r, int nbytes, char **pzErr) {
+  *pzErr = sqlite3_mprintf(
+      "embedding %s: corrupt vector for id %lld "
+      "(%d bytes, expected %lld)",
+      r->tab->name, (long long)r->id, nbytes, (long long)r->tab->cfg.dim * 4);
+  return *pzErr ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
+}
+
+int embed_rows_read_bytes(embed_rows *r, void *out, char **pzErr) {
+  int n = (int)(r->tab->cfg.dim * 4), rc, tries;
+  for (tries = 0; tries < 2; tries++) {
+    if (!r->blob) {
+      rc = embed_rows_seek(r, r->id, pzErr);
+      if (rc) return rc;
+    }
+    if (sqlite3_blob_bytes(r->blob) != n)
+      return wrong_length(r, sqlite3_blob_bytes(r->blob), pzErr);
+    rc = sqlite3_blob_read(r->blob, out, n, 0);
+    if (rc != SQLITE_ABORT) return rc;
+    embed_rows_close(r); /* the row changed since the seek: look again */
+  }
+  return SQLITE_ABORT;
+}
+
+int embed_rows_read(embed_rows *r, float *out, char **pzErr) {
+  embed_error err;
+  int rc = embed_rows_read_bytes(r, out, pzErr);
+  if (rc) return rc;
+  if (embed_blob_decode(out, r->tab->cfg.dim, out, &err) != EMBED_OK) {
+    *pzErr = sqlite3_mprintf(
+        "embedding %s: corrupt vector for id %lld "
+        "(element %lld is not finite)",
+        r->tab->name, (long long)r->id, (long long)err.a);
+    return *pzErr ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
+  }
+  return SQLITE_OK;
+}
+
+int embed_rows_write(embed_rows *r, const float *v, char **pzErr) {
+  int64_t dim = r->tab->cfg.dim;
+  int rc, tries;
+  for (tries = 0; tries < 2; tries++) {
+    if (!r->blob) {
+      rc = embed_rows_seek(r, r->id, pzErr);
+      if (rc) return rc;
+    }
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    {
+      void *le = sqlite3_malloc64((sqlite3_uint64)dim * 4);
+      if (!le) return SQLITE_NOMEM;
+      embed_blob_encode(v, dim, le);
+      rc = sqlite3_blob_write(r->blob, le, (int)(dim * 4), 0);
+      sqlite3_free(le);
+    }
+#else
+    rc = sqlite3_blob_write(r->blob, v, (int)(dim * 4), 0);
+#endif
+    if (rc == SQLITE_OK) embed_registry_note_write(r->tab->registry);
+    if (rc != SQLITE_ABORT) return rc;
+    embed_rows_close(r);
+  }
+  return SQLITE_ABORT;
+}

@@ -1,0 +1,50 @@
+/*
+** embed.c - the entry point of the embed extension.
+**
+** Usage:
+**
+**     .load ./embed                      -- sqlite3 shell
+**     conn.load_extension("./embed")     -- Python
+**     db.loadExtension("./embed")        -- Node (better-sqlite3)
+**     sqlite3_auto_extension((void (*)(void))sqlite3_embed_init);  -- C app
+**
+** Registers, on one connection: the `embedding` module (vtab.c), the pure
+** functions (functions.c), embed_lookup/embed_update (training.c) and
+** embed_file/embed_save (files.c). The
+** per-connection table registry is owned by the module and freed with it.
+*/
+#include "embed.h"
+#include "embed_int.h"
+
+#ifndef SQLITE_CORE
+SQLITE_EXTENSION_INIT1
+#endif
+
+#ifdef _WIN32
+__declspec(dllexport)
+#endif
+    int sqlite3_embed_init(sqlite3 *db, char **pzErrMsg,
+                           const sqlite3_api_routines *pApi) {
+  embed_registry *registry;
+  int rc;
+#ifndef SQLITE_CORE
+  SQLITE_EXTENSION_INIT2(pApi);
+#else
+  (void)pApi;
+#endif
+  if (sqlite3_libversion_number() < 3038000) {
+    *pzErrMsg = sqlite3_mprintf("embed needs SQLite 3.38 or later, this is %s",
+                                sqlite3_libversion());
+    return SQLITE_ERROR;
+  }
+  registry = embed_registry_new(db);
+  if (!registry) return SQLITE_NOMEM;
+  /* the module owns the registry from here on, even on failure */
+  rc = embed_register_vtab(db, registry);
+  if (rc == SQLITE_OK) rc = embed_register_functions(db);
+  if (rc == SQLITE_OK) rc = embed_register_training(db, registry);
+  if (rc == SQLITE_OK) rc = embed_register_files(db);
+  if (rc != SQLITE_OK && pzErrMsg)
+    *pzErrMsg = sqlite3_mprintf("embed: %s", sqlite3_errmsg(db));
+  return rc;
+}

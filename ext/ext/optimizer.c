@@ -1,0 +1,140 @@
+/*
+** optimizer.c - one optimizer step on one row, as PyTorch's sparse-gradient
+** optimizers compute it (no SQLite here; training.c reads and writes rows).
+**
+** Usage:
+**
+**     int64_t n = embed_optimizer_state_size(&cfg, dim);  // floats of state
+**     if (row has no state yet) embed_optimizer_state_init(&cfg, state, dim);
+**     embed_optimizer_step(&cfg, w, g, state, lr, step, dim);
+**
+** g is the row's coalesced gradient (modified in place); step is the table's
+** step count including this step (1 on the first embed_update call).
+**
+** The formulas, element-wise in float32 in torch's order of operations
+** (torch/optim/{sgd,adagrad,sparse_adam}.py, torch 1.13); torch's
+** `a.add_(b, alpha=c)` rounds once, so those steps use fmaf(c, b, a):
+**
+**   sgd      d = maximize ? -g : g;  d = d + weight_decay * w;
+**            momentum: buf = step == 1 ? d
+**                                      : momentum * buf + (1 - dampening) * d;
+**                      d = nesterov ? d + momentum * buf : buf;
+**            w = w + (-lr) * d
+**   adagrad  g = maximize ? -g : g;  clr = lr / (1 + (step - 1) * lr_decay);
+**            sum = sum + g * g  (sum starts at initial_accumulator_value);
+**            w = w + (-clr) * (g / (sqrt(sum) + eps))
+**   adam     (SparseAdam) g = maximize ? -g : g;
+**            dm = (g - m) * (1 - beta1);      dv = (g * g - v) * (1 - beta2);
+**            m = m + dm;  v = v + dv;
+**            size = lr * sqrt(1 - beta2^step) / (1 - beta1^step);
+**            w = w + (-size) * ((dm + m_old) / (sqrt(dv + v_old) + eps))
+**
+** State per row: sgd with momentum D floats (the buffer, zeros before the
+** row's first step), adagrad D floats (the sum), adam 2 D floats (m then v);
+** sgd without momentum none. torch's momentum buffer is one tensor for the
+** whole table, created at the optimizer's first step: hence `step == 1`
+** above, and training.c also steps (with g = 0) every row that has a buffer,
+** as torch's sparse buffer moves all its rows each step; weight_decay makes
+** torch's gradient dense, so then every row is stepped.
+*/
+#include <math.h>
+
+#define EMBED_NO_SQLITE
+#include "embed_int.h"
+
+int64_t embed_optimizer_state_size(const embed_config *cfg, int64_t dim) {
+  switch (cfg->optimizer) {
+    case EMBED_OPTIMIZER_SGD:
+      return cfg->momentum != 0 ? dim : 0;
+    case EMBED_OPTIMIZER_ADAGRAD:
+      return dim;
+    case EMBED_OPTIMIZER_ADAM:
+      return 2 * dim;
+  }
+  return 0;
+}
+
+void embed_optimizer_state_init(const embed_config *cfg, float *state,
+                                int64_t dim) {
+  int64_t i, n = embed_optimizer_state_size(cfg, dim);
+  float init = cfg->optimizer == EMBED_OPTIMIZER_ADAGRAD
+                   ? (float)cfg->initial_accumulator_value
+                   : 0.0f;
+  for (i = 0; i < n; i++) state[i] = init;
+}
+
+static void sgd(const embed_config *cfg, float *w, float *d, float *buf,
+                double lr, int64_t step, int64_t dim) {
+  const float wd = (float)cfg->weight_decay, mom = (float)cfg->momentum;
+  const float keep = (float)(1.0 - cfg->dampening), alpha = (float)-lr;
+  int64_t i;
+  for (i = 0; i < dim; i++) {
+    float x = cfg->maximize ? -d[i] : d[i];
+    if (cfg->weight_decay != 0) x = fmaf(wd, w[i], x);
+    if (cfg->momentum != 0) {
+      float b = step == 1 ? x : fmaf(keep, x, buf[i] * mom);
+      buf[i] = b;
+      x = cfg->nesterov ? fmaf(mom, b, x) : b;
+    }
+    w[i] = fmaf(alpha, x, w[i]);
+  }
+}
+
+static void adagrad(const embed_config *cfg, float *w, const float *g,
+                    float *sum, double lr, int64_t step, int64_t dim) {
+  const double clr = lr / (1.0 + (double)(step - 1) * cfg->lr_decay);
+  const float alpha = (float)-clr, eps = (float)cfg->eps;
+  int64_t i;
+  for (i = 0; i < dim; i++) {
+    float x = cfg->maximize ? -g[i] : g[i];
+    float sq = x * x;
+    sum[i] = sum[i] + sq;
+    w[i] = fmaf(alpha, x / (sqrtf(sum[i]) + eps), w[i]);
+  }
+}
+
+static void adam(const embed_config *cfg, float *w, const float *g,
+                 float *state, double lr, int64_t step, int64_t dim) {
+  float *m = state, *v = state + dim;
+  const float one_b1 = (float)(1.0 - cfg->beta1);
+  const float one_b2 = (float)(1.0 - cfg->beta2);
+  const float eps = (float)cfg->eps;
+  const double bias1 = 1.0 - pow(cfg->beta1, (double)step);
+  const double bias2 = 1.0 - pow(cfg->beta2, (double)step);
+  const float neg_size = (float)(-(lr * sqrt(bias2) / bias1));
+  int64_t i;
+  for (i = 0; i < dim; i++) {
+    float x = cfg->maximize ? -g[i] : g[i];
+    float m_old = m[i], v_old = v[i];
+    float dm = (x - m_old) * one_b1;
+    float dv = (x * x - v_old) * one_b2;
+    m[i] = m_old + dm;
+    v[i] = v_old + dv;
+    w[i] = w[i] + neg_size * ((dm + m_old) / (sqrtf(dv + v_old) + eps));
+  }
+}
+
+int embed_optimizer_counts_steps(const embed_config *cfg) {
+  return cfg->optimizer != EMBED_OPTIMIZER_SGD || cfg->momentum != 0;
+}
+
+int embed_optimizer_steps_untouched_rows(const embed_config *cfg) {
+  if (cfg->optimizer != EMBED_OPTIMIZER_SGD) return 0;
+  if (cfg->weight_decay != 0) return 2; /* every row */
+  return cfg->momentum != 0;            /* rows with a momentum buffer */
+}
+
+void embed_optimizer_step(const embed_config *cfg, float *w, float *g,
+                          float *state, double lr, int64_t step, int64_t dim) {
+  switch (cfg->optimizer) {
+    case EMBED_OPTIMIZER_SGD:
+      sgd(cfg, w, g, state, lr, step, dim);
+      break;
+    case EMBED_OPTIMIZER_ADAGRAD:
+      adagrad(cfg, w, g, state, lr, step, dim);
+      break;
+    case EMBED_OPTIMIZER_ADAM:
+      adam(cfg, w, g, state, lr, step, dim);
+      break;
+  }
+}
