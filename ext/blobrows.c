@@ -30,6 +30,7 @@ void embed_rows_init(embed_rows *r, embed_vtab *tab, int writable) {
   r->blob = 0;
   r->writable = writable;
   r->id = 0;
+  r->in_transaction = !sqlite3_get_autocommit(tab->db);
 }
 
 void embed_rows_close(embed_rows *r) {
@@ -45,7 +46,24 @@ static int row_exists(embed_vtab *tab, int64_t id) {
   sqlite3_bind_int64(stmt, 1, id);
   rc = sqlite3_step(stmt);
   sqlite3_reset(stmt);
-  return rc == SQLITE_ROW ? SQLITE_OK : rc == SQLITE_DONE ? SQLITE_NOTFOUND : rc;
+  return rc == SQLITE_ROW    ? SQLITE_OK
+         : rc == SQLITE_DONE ? SQLITE_NOTFOUND
+                             : rc;
+}
+
+/* Did the transaction the handle started in end (rolled back by an I/O
+** error, say)? Then reopening would silently continue outside it. */
+static int lost_transaction(embed_rows *r) {
+  return r->in_transaction && sqlite3_get_autocommit(r->tab->db);
+}
+
+static int seek_failed(embed_rows *r, int rc, char **pzErr) {
+  if (!*pzErr)
+    *pzErr = sqlite3_mprintf("embedding %s: %s", r->tab->name,
+                             rc == SQLITE_ABORT && lost_transaction(r)
+                                 ? "the transaction was rolled back"
+                                 : sqlite3_errstr(rc));
+  return rc;
 }
 
 int embed_rows_seek(embed_rows *r, int64_t id, char **pzErr) {
@@ -53,13 +71,20 @@ int embed_rows_seek(embed_rows *r, int64_t id, char **pzErr) {
   char *table;
   int rc;
   r->id = id;
-  if (r->blob && sqlite3_blob_reopen(r->blob, id) == SQLITE_OK)
-    return SQLITE_OK;
-  embed_rows_close(r); /* a failed reopen leaves the handle unusable */
+  if (r->blob) {
+    rc = sqlite3_blob_reopen(r->blob, id);
+    if (rc == SQLITE_OK) return SQLITE_OK;
+    embed_rows_close(r); /* a failed reopen leaves the handle unusable */
+    /* a missing row (ERROR) or a changed one (ABORT) is looked up afresh;
+    ** anything else (I/O, memory) is the caller's error */
+    if (rc != SQLITE_ERROR && rc != SQLITE_ABORT)
+      return seek_failed(r, rc, pzErr);
+  }
+  if (lost_transaction(r)) return seek_failed(r, SQLITE_ABORT, pzErr);
   table = sqlite3_mprintf("%s_vectors", tab->name);
   if (!table) return SQLITE_NOMEM;
-  rc = sqlite3_blob_open(tab->db, tab->schema, table, "vector", id,
-                         r->writable, &r->blob);
+  rc = sqlite3_blob_open(tab->db, tab->schema, table, "vector", id, r->writable,
+                         &r->blob);
   sqlite3_free(table);
   if (rc == SQLITE_OK) return SQLITE_OK;
   r->blob = 0;
@@ -68,9 +93,10 @@ int embed_rows_seek(embed_rows *r, int64_t id, char **pzErr) {
     if (!why) return SQLITE_NOMEM;
     rc = row_exists(tab, id);
     if (rc == SQLITE_OK) { /* it exists: the stored value is no BLOB */
-      *pzErr = sqlite3_mprintf("embedding %s: corrupt vector for id %lld "
-                               "(%s)",
-                               tab->name, (long long)id, why);
+      *pzErr = sqlite3_mprintf(
+          "embedding %s: corrupt vector for id %lld "
+          "(%s)",
+          tab->name, (long long)id, why);
       rc = *pzErr ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
     } else if (rc != SQLITE_NOTFOUND && !*pzErr) {
       *pzErr = sqlite3_mprintf("embedding %s: %s", tab->name,
@@ -78,17 +104,17 @@ int embed_rows_seek(embed_rows *r, int64_t id, char **pzErr) {
     }
     sqlite3_free(why);
   } else if (!*pzErr) {
-    *pzErr = sqlite3_mprintf("embedding %s: %s", tab->name,
-                             sqlite3_errmsg(tab->db));
+    *pzErr =
+        sqlite3_mprintf("embedding %s: %s", tab->name, sqlite3_errmsg(tab->db));
   }
   return rc;
 }
 
 static int wrong_length(embed_rows *r, int nbytes, char **pzErr) {
-  *pzErr = sqlite3_mprintf("embedding %s: corrupt vector for id %lld "
-                           "(%d bytes, expected %lld)",
-                           r->tab->name, (long long)r->id, nbytes,
-                           (long long)r->tab->cfg.dim * 4);
+  *pzErr = sqlite3_mprintf(
+      "embedding %s: corrupt vector for id %lld "
+      "(%d bytes, expected %lld)",
+      r->tab->name, (long long)r->id, nbytes, (long long)r->tab->cfg.dim * 4);
   return *pzErr ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
 }
 
@@ -104,6 +130,7 @@ int embed_rows_read_bytes(embed_rows *r, void *out, char **pzErr) {
     rc = sqlite3_blob_read(r->blob, out, n, 0);
     if (rc != SQLITE_ABORT) return rc;
     embed_rows_close(r); /* the row changed since the seek: look again */
+    if (lost_transaction(r)) return seek_failed(r, rc, pzErr);
   }
   return SQLITE_ABORT;
 }
@@ -113,10 +140,10 @@ int embed_rows_read(embed_rows *r, float *out, char **pzErr) {
   int rc = embed_rows_read_bytes(r, out, pzErr);
   if (rc) return rc;
   if (embed_blob_decode(out, r->tab->cfg.dim, out, &err) != EMBED_OK) {
-    *pzErr = sqlite3_mprintf("embedding %s: corrupt vector for id %lld "
-                             "(element %lld is not finite)",
-                             r->tab->name, (long long)r->id,
-                             (long long)err.a);
+    *pzErr = sqlite3_mprintf(
+        "embedding %s: corrupt vector for id %lld "
+        "(element %lld is not finite)",
+        r->tab->name, (long long)r->id, (long long)err.a);
     return *pzErr ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
   }
   return SQLITE_OK;
@@ -144,6 +171,7 @@ int embed_rows_write(embed_rows *r, const float *v, char **pzErr) {
     if (rc == SQLITE_OK) embed_registry_note_write(r->tab->registry);
     if (rc != SQLITE_ABORT) return rc;
     embed_rows_close(r);
+    if (lost_transaction(r)) return seek_failed(r, rc, pzErr);
   }
   return SQLITE_ABORT;
 }

@@ -23,8 +23,8 @@ SQLITE_EXTENSION_INIT1
 #ifdef _WIN32
 __declspec(dllexport)
 #endif
-int sqlite3_embed_init(sqlite3 *db, char **pzErrMsg,
-                       const sqlite3_api_routines *pApi) {
+    int sqlite3_embed_init(sqlite3 *db, char **pzErrMsg,
+                           const sqlite3_api_routines *pApi) {
   embed_registry *registry;
   int rc;
 #ifndef SQLITE_CORE

@@ -28,9 +28,9 @@
 #include <stdint.h>
 
 /* Hard limits, enforced with an error wherever input could exceed them. */
-#define EMBED_MAX_DIM 65536           /* elements in one vector */
-#define EMBED_MAX_BATCH 1048576       /* ids in one batch lookup/update */
-#define EMBED_MAX_K 100000            /* k of a similarity search */
+#define EMBED_MAX_DIM 65536     /* elements in one vector */
+#define EMBED_MAX_BATCH 1048576 /* ids in one batch lookup/update */
+#define EMBED_MAX_K 100000      /* k of a similarity search */
 #define EMBED_MAX_ROWS_AT_CREATE 1000000000LL /* num_embeddings */
 
 /* ------------------------------------------------------------------------
@@ -68,12 +68,12 @@ int64_t embed_json_capacity(const char *text, int64_t n);
 /* Parse a JSON array of numbers ("[1, 2.5]") into out[cap]. With nested=1,
 ** parse an array of equal-length arrays ("[[1,2],[3,4]]"), row-major.
 ** Sets *rows and *cols. Rejects NaN/Inf, empty arrays and ragged rows. */
-int embed_json_parse_floats(const char *text, int64_t n, int nested,
-                            float *out, int64_t cap, int64_t *rows,
-                            int64_t *cols, embed_error *err);
+int embed_json_parse_floats(const char *text, int64_t n, int nested, float *out,
+                            int64_t cap, int64_t *rows, int64_t *cols,
+                            embed_error *err);
 /* Parse a JSON array of integers ("[3, 1, 4]") into out[cap]. */
-int embed_json_parse_ids(const char *text, int64_t n, int64_t *out,
-                         int64_t cap, int64_t *count, embed_error *err);
+int embed_json_parse_ids(const char *text, int64_t n, int64_t *out, int64_t cap,
+                         int64_t *count, embed_error *err);
 /* Bytes embed_json_format needs for n floats, terminator included. */
 int64_t embed_json_format_size(int64_t n);
 /* Write v as a JSON array, each float in the fewest digits that read back
@@ -84,7 +84,7 @@ int64_t embed_json_format(const float *v, int64_t n, char *out);
 ** kernels.c: vector math. Accumulation is in double, so results are
 ** accurate to well under 1e-5 relative of a float64 reference.
 */
-#define EMBED_COSINE_EPS 1e-8 /* torch.nn.functional.cosine_similarity */
+#define EMBED_COSINE_EPS 1e-8     /* torch.nn.functional.cosine_similarity */
 #define EMBED_NORMALIZE_EPS 1e-12 /* torch.nn.functional.normalize */
 #define EMBED_MAX_NORM_EPS 1e-7   /* torch.embedding_renorm_ */
 
@@ -137,8 +137,8 @@ typedef enum embed_init {
 } embed_init;
 
 uint64_t embed_mix64(uint64_t x);
-void embed_initial_row(embed_init init, uint64_t seed, int64_t id,
-                       float *out, int64_t dim);
+void embed_initial_row(embed_init init, uint64_t seed, int64_t id, float *out,
+                       int64_t dim);
 
 /* ------------------------------------------------------------------------
 ** options.c: the options of CREATE VIRTUAL TABLE ... USING embedding(...).
@@ -167,15 +167,15 @@ typedef struct embed_config {
   double norm_type;
   int scale_grad_by_freq;
   embed_optimizer optimizer;
-  double momentum, dampening, weight_decay; /* sgd */
-  int nesterov;                             /* sgd */
+  double momentum, dampening, weight_decay;   /* sgd */
+  int nesterov;                               /* sgd */
   double lr_decay, initial_accumulator_value; /* adagrad */
-  double eps;                               /* adagrad, adam */
-  double beta1, beta2;                      /* adam: betas=(beta1, beta2) */
-  int maximize;                             /* every optimizer */
+  double eps;                                 /* adagrad, adam */
+  double beta1, beta2;                        /* adam: betas=(beta1, beta2) */
+  int maximize;                               /* every optimizer */
   embed_metric metric;
   int search_cache; /* keep an in-memory snapshot for similarity search */
-  unsigned seen; /* bit per option given, to catch duplicates */
+  unsigned seen;    /* bit per option given, to catch duplicates */
 } embed_config;
 
 void embed_config_defaults(embed_config *cfg);
@@ -192,8 +192,7 @@ int embed_config_count(void);
 /* Does option i mean anything for this configuration's optimizer? */
 int embed_config_applies(const embed_config *cfg, int i);
 const char *embed_config_key(int i);
-void embed_config_value(const embed_config *cfg, int i, char *out,
-                        size_t nout);
+void embed_config_value(const embed_config *cfg, int i, char *out, size_t nout);
 const char *embed_metric_name(embed_metric m);
 
 /* ------------------------------------------------------------------------
@@ -266,6 +265,10 @@ typedef enum embed_stmt {
   STMT_STATE_WRITE,    /* INSERT OR REPLACE state (?1, ?2) */
   STMT_STEP_READ,      /* the optimizer step count */
   STMT_STEP_WRITE,
+  STMT_STATE_CLEAR, /* DELETE every optimizer state */
+  STMT_ROLLBACK,    /* transaction control, prepared before they are */
+  STMT_ROLLBACK_TO, /* needed: after an out-of-memory error only */
+  STMT_RELEASE,     /* prepared statements still run */
   EMBED_N_STMT
 } embed_stmt;
 
@@ -277,10 +280,10 @@ struct embed_vtab {
   char *label; /* "embedding NAME", the prefix of the table's errors */
   embed_config cfg;
   embed_registry *registry;
-  embed_vtab *next;                  /* in registry */
-  int open_cursors;                  /* statements reading it now */
-  sqlite3_stmt *stmt[EMBED_N_STMT];  /* prepared on first use, persistent */
-  embed_snapshot *snapshot;          /* search.c; NULL until a search */
+  embed_vtab *next;                 /* in registry */
+  int open_cursors;                 /* statements reading it now */
+  sqlite3_stmt *stmt[EMBED_N_STMT]; /* prepared on first use, persistent */
+  embed_snapshot *snapshot;         /* search.c; NULL until a search */
 };
 
 int embed_register_vtab(sqlite3 *db, embed_registry *registry);
@@ -291,12 +294,15 @@ int embed_table_write(embed_vtab *tab, int64_t id, const float *v,
                       char **pzErr);
 /* The table's cached statement `which`, prepared on first use. */
 int embed_table_stmt(embed_vtab *tab, embed_stmt which, sqlite3_stmt **out);
+/* Run a cached statement returning one integer (SQLITE_NOTFOUND: no row). */
+int embed_table_int(embed_vtab *tab, embed_stmt which, int64_t *out);
 
 /* blobrows.c ------------------------------------------------------------ */
 typedef struct embed_rows {
   embed_vtab *tab;
   sqlite3_blob *blob; /* on T_vectors.vector, or NULL */
   int writable;
+  int in_transaction; /* a transaction was open at init */
   int64_t id;         /* the row sought last */
 } embed_rows;
 void embed_rows_init(embed_rows *r, embed_vtab *tab, int writable);
@@ -334,9 +340,9 @@ void embed_topk_free(embed_topk *t);
 /* An in-memory copy of a table's committed vectors, for fast search. */
 struct embed_snapshot {
   int64_t n, dim;
-  int64_t *ids;     /* ascending */
-  float *vectors;   /* n x dim, row i is ids[i] */
-  double *norms;    /* L2 norm of each row */
+  int64_t *ids;                                /* ascending */
+  float *vectors;                              /* n x dim, row i is ids[i] */
+  double *norms;                               /* L2 norm of each row */
   int64_t data_version, total_changes, writes; /* what it was built from */
 };
 /* The table's snapshot, rebuilt if stale; *out is NULL when the connection
@@ -369,8 +375,9 @@ int embed_registry_resolve(embed_registry *reg, sqlite3_value *name,
 int embed_register_training(sqlite3 *db, embed_registry *registry);
 /* For xFindFunction: the implementation of embed_lookup/embed_update bound
 ** to a table whose column is the first argument, or NULL. */
-void (*embed_training_bound_function(const char *name, int nArg))(
-    sqlite3_context *, int, sqlite3_value **);
+void (*embed_training_bound_function(const char *name,
+                                     int nArg))(sqlite3_context *, int,
+                                                sqlite3_value **);
 
 /* files.c --------------------------------------------------------------- */
 int embed_register_files(sqlite3 *db);

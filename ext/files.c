@@ -173,7 +173,9 @@ static int64_t utf8_valid_prefix(const unsigned char *s, int64_t n) {
   return i;
 }
 
-static int is_blank(int c) { return c == ' ' || c == '\t'; }
+static int is_blank(int c) {
+  return c == ' ' || c == '\t';
+}
 
 #define SHOWN_MAX 40 /* bytes of file text quoted in a message */
 

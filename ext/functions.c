@@ -70,8 +70,8 @@ static int check_dims(const char *who, const embed_vec *a, const embed_vec *b,
 }
 
 /* Set v as the result unless an element is not finite. */
-static void result_finite(sqlite3_context *ctx, const char *who,
-                          const float *v, int64_t dim) {
+static void result_finite(sqlite3_context *ctx, const char *who, const float *v,
+                          int64_t dim) {
   int64_t bad = embed_first_nonfinite(v, dim);
   if (bad >= 0) {
     fail(ctx, SQLITE_ERROR,
@@ -110,12 +110,14 @@ static void fn_unary(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
       embed_result_vector(ctx, a.v, a.dim);
       break;
     case OP_JSON: {
-      char *text = sqlite3_malloc64((sqlite3_uint64)embed_json_format_size(a.dim));
+      char *text =
+          sqlite3_malloc64((sqlite3_uint64)embed_json_format_size(a.dim));
       if (!text) {
         sqlite3_result_error_nomem(ctx);
         break;
       }
-      sqlite3_result_text64(ctx, text, (sqlite3_uint64)embed_json_format(a.v, a.dim, text),
+      sqlite3_result_text64(ctx, text,
+                            (sqlite3_uint64)embed_json_format(a.v, a.dim, text),
                             sqlite3_free, SQLITE_UTF8);
       break;
     }
@@ -318,7 +320,8 @@ static void bag_step(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   }
   if (!v.v) goto done; /* NULL rows are skipped, as by sum() */
   if (!st->acc) {
-    st->acc = (double *)sqlite3_malloc64((sqlite3_uint64)v.dim * sizeof(double));
+    st->acc =
+        (double *)sqlite3_malloc64((sqlite3_uint64)v.dim * sizeof(double));
     if (!st->acc) {
       sqlite3_result_error_nomem(ctx);
       goto done;
@@ -383,11 +386,12 @@ static void stack_step(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     zErr = sqlite3_mprintf("%s: dimension mismatch (%lld vs %lld)", fn->name,
                            (long long)st->dim, (long long)v.dim);
     rc = zErr ? SQLITE_ERROR : SQLITE_NOMEM;
-  } else if (rc == SQLITE_OK && (st->n + 1) * v.dim * 4 >
-                                    sqlite3_limit(sqlite3_context_db_handle(ctx),
-                                                  SQLITE_LIMIT_LENGTH, -1)) {
-    zErr = sqlite3_mprintf("%s: result exceeds SQLite's length limit",
-                           fn->name);
+  } else if (rc == SQLITE_OK &&
+             (st->n + 1) * v.dim * 4 >
+                 sqlite3_limit(sqlite3_context_db_handle(ctx),
+                               SQLITE_LIMIT_LENGTH, -1)) {
+    zErr =
+        sqlite3_mprintf("%s: result exceeds SQLite's length limit", fn->name);
     rc = zErr ? SQLITE_TOOBIG : SQLITE_NOMEM;
   }
   if (rc == SQLITE_OK && st->n == st->cap) {
@@ -430,10 +434,8 @@ static const fn_def scalar_functions[] = {
 };
 
 static const fn_def aggregate_functions[] = {
-    {"embed_sum", 1, OP_SUM},
-    {"embed_sum", 2, OP_SUM},
-    {"embed_mean", 1, OP_MEAN},
-    {"embed_max", 1, OP_MAX},
+    {"embed_sum", 1, OP_SUM},     {"embed_sum", 2, OP_SUM},
+    {"embed_mean", 1, OP_MEAN},   {"embed_max", 1, OP_MAX},
     {"embed_stack", 1, OP_STACK},
 };
 
@@ -441,22 +443,22 @@ int embed_register_functions(sqlite3 *db) {
   const int flags = SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS;
   size_t i;
   int rc = SQLITE_OK;
-  for (i = 0; rc == SQLITE_OK && i < sizeof(scalar_functions) /
-                                         sizeof(scalar_functions[0]);
+  for (i = 0; rc == SQLITE_OK &&
+              i < sizeof(scalar_functions) / sizeof(scalar_functions[0]);
        i++) {
     const fn_def *fn = &scalar_functions[i];
     void (*impl)(sqlite3_context *, int, sqlite3_value **) =
-        fn->op == OP_VERSION                        ? fn_version
+        fn->op == OP_VERSION                               ? fn_version
         : fn->op == OP_SIGMOID || fn->op == OP_LOG_SIGMOID ? fn_real
         : fn->op == OP_DOT || fn->op == OP_COSINE || fn->op == OP_L2
             ? fn_reduce2
-        : fn->nArg == 2 && fn->op != OP_SCALE       ? fn_binary
-                                                    : fn_unary;
+        : fn->nArg == 2 && fn->op != OP_SCALE ? fn_binary
+                                              : fn_unary;
     rc = sqlite3_create_function_v2(db, fn->name, fn->nArg, flags, (void *)fn,
                                     impl, 0, 0, 0);
   }
-  for (i = 0; rc == SQLITE_OK && i < sizeof(aggregate_functions) /
-                                         sizeof(aggregate_functions[0]);
+  for (i = 0; rc == SQLITE_OK &&
+              i < sizeof(aggregate_functions) / sizeof(aggregate_functions[0]);
        i++) {
     const fn_def *fn = &aggregate_functions[i];
     rc = sqlite3_create_function_v2(

@@ -47,8 +47,8 @@ static double uniform01(uint64_t key, uint64_t j) {
   return (double)(embed_mix64(key ^ j) >> 11) * (1.0 / 9007199254740992.0);
 }
 
-void embed_initial_row(embed_init init, uint64_t seed, int64_t id,
-                       float *out, int64_t dim) {
+void embed_initial_row(embed_init init, uint64_t seed, int64_t id, float *out,
+                       int64_t dim) {
   uint64_t key = embed_mix64(embed_mix64(seed) ^ (uint64_t)id);
   int64_t j;
   switch (init) {

@@ -646,9 +646,13 @@ int embed_kernels_force(int level) {
   return 0;
 }
 
-int embed_kernels_active(void) { return kernels()->level; }
+int embed_kernels_active(void) {
+  return kernels()->level;
+}
 
-const char *embed_kernels_name(void) { return kernels()->name; }
+const char *embed_kernels_name(void) {
+  return kernels()->name;
+}
 
 const char *embed_kernels_level_name(int level) {
   static const char *const names[EMBED_KERNELS_COUNT] = {

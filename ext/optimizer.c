@@ -125,8 +125,7 @@ int embed_optimizer_steps_untouched_rows(const embed_config *cfg) {
 }
 
 void embed_optimizer_step(const embed_config *cfg, float *w, float *g,
-                          float *state, double lr, int64_t step,
-                          int64_t dim) {
+                          float *state, double lr, int64_t step, int64_t dim) {
   switch (cfg->optimizer) {
     case EMBED_OPTIMIZER_SGD:
       sgd(cfg, w, g, state, lr, step, dim);

@@ -29,7 +29,9 @@
 #define EMBED_NO_SQLITE
 #include "embed_int.h"
 
-static int lower(int c) { return (c >= 'A' && c <= 'Z') ? c + 32 : c; }
+static int lower(int c) {
+  return (c >= 'A' && c <= 'Z') ? c + 32 : c;
+}
 
 static int same_word(const char *a, const char *b) {
   while (*a && *b && lower((unsigned char)*a) == lower((unsigned char)*b)) {
@@ -89,10 +91,10 @@ static void format_real(double x, char *out, size_t n) {
 typedef int (*option_parser)(embed_config *, const char *, char *, size_t);
 typedef void (*option_printer)(const embed_config *, char *, size_t);
 
-#define BAD(...)                           \
-  do {                                     \
-    snprintf(err, nerr, __VA_ARGS__);      \
-    return -1;                             \
+#define BAD(...)                      \
+  do {                                \
+    snprintf(err, nerr, __VA_ARGS__); \
+    return -1;                        \
   } while (0)
 
 static int set_dim(embed_config *c, const char *v, char *err, size_t nerr) {
@@ -130,8 +132,7 @@ static void get_init(const embed_config *c, char *o, size_t n) {
 }
 
 static int set_seed(embed_config *c, const char *v, char *err, size_t nerr) {
-  if (parse_int(v, &c->seed))
-    BAD("seed must be a 64-bit integer, got '%s'", v);
+  if (parse_int(v, &c->seed)) BAD("seed must be a 64-bit integer, got '%s'", v);
   c->has_seed = 1;
   return 0;
 }
@@ -139,8 +140,7 @@ static void get_seed(const embed_config *c, char *o, size_t n) {
   snprintf(o, n, "%lld", (long long)c->seed);
 }
 
-static int set_padding(embed_config *c, const char *v, char *err,
-                       size_t nerr) {
+static int set_padding(embed_config *c, const char *v, char *err, size_t nerr) {
   if (same_word(v, "none")) {
     c->has_padding_idx = 0;
     return 0;
@@ -223,13 +223,13 @@ static int set_hyper(double *field, const char *name, int positive,
         positive ? "positive" : "non-negative", v);
   return 0;
 }
-#define HYPER(fn, field, name, positive)                                  \
-  static int set_##fn(embed_config *c, const char *v, char *err,          \
-                      size_t nerr) {                                      \
-    return set_hyper(&c->field, name, positive, v, err, nerr);            \
-  }                                                                       \
-  static void get_##fn(const embed_config *c, char *o, size_t n) {        \
-    format_real(c->field, o, n);                                          \
+#define HYPER(fn, field, name, positive)                           \
+  static int set_##fn(embed_config *c, const char *v, char *err,   \
+                      size_t nerr) {                               \
+    return set_hyper(&c->field, name, positive, v, err, nerr);     \
+  }                                                                \
+  static void get_##fn(const embed_config *c, char *o, size_t n) { \
+    format_real(c->field, o, n);                                   \
   }
 HYPER(momentum, momentum, "momentum", 0)
 HYPER(weight_decay, weight_decay, "weight_decay", 0)
@@ -247,15 +247,15 @@ static void get_dampening(const embed_config *c, char *o, size_t n) {
   format_real(c->dampening, o, n);
 }
 
-#define FLAG(fn, field, name)                                             \
-  static int set_##fn(embed_config *c, const char *v, char *err,          \
-                      size_t nerr) {                                      \
-    if (parse_bool(v, &c->field))                                         \
-      BAD("%s must be true, false, 1 or 0, got '%s'", name, v);           \
-    return 0;                                                             \
-  }                                                                       \
-  static void get_##fn(const embed_config *c, char *o, size_t n) {        \
-    snprintf(o, n, "%d", c->field);                                       \
+#define FLAG(fn, field, name)                                      \
+  static int set_##fn(embed_config *c, const char *v, char *err,   \
+                      size_t nerr) {                               \
+    if (parse_bool(v, &c->field))                                  \
+      BAD("%s must be true, false, 1 or 0, got '%s'", name, v);    \
+    return 0;                                                      \
+  }                                                                \
+  static void get_##fn(const embed_config *c, char *o, size_t n) { \
+    snprintf(o, n, "%d", c->field);                                \
   }
 FLAG(nesterov, nesterov, "nesterov")
 FLAG(maximize, maximize, "maximize")
@@ -292,9 +292,10 @@ static void get_betas(const embed_config *c, char *o, size_t n) {
 }
 
 static const char *const metric_names[] = {"cosine", "l2", "dot"};
-const char *embed_metric_name(embed_metric m) { return metric_names[m]; }
-static int set_metric(embed_config *c, const char *v, char *err,
-                      size_t nerr) {
+const char *embed_metric_name(embed_metric m) {
+  return metric_names[m];
+}
+static int set_metric(embed_config *c, const char *v, char *err, size_t nerr) {
   int i;
   for (i = 0; i < 3; i++)
     if (same_word(v, metric_names[i])) {
@@ -307,8 +308,7 @@ static void get_metric(const embed_config *c, char *o, size_t n) {
   snprintf(o, n, "%s", metric_names[c->metric]);
 }
 
-static int set_cache(embed_config *c, const char *v, char *err,
-                     size_t nerr) {
+static int set_cache(embed_config *c, const char *v, char *err, size_t nerr) {
   if (parse_bool(v, &c->search_cache))
     BAD("search_cache must be true, false, 1 or 0, got '%s'", v);
   return 0;
@@ -377,7 +377,6 @@ int embed_config_apply(embed_config *cfg, const char *key, const char *value,
   }
   BAD("unknown option '%s'", key);
 }
-
 
 /* Copy [s, e) trimmed into out; strip one level of '...' or "..." quotes,
 ** undoubling the quote character inside. Returns -1 if it does not fit. */
@@ -452,12 +451,16 @@ int embed_config_finish(embed_config *cfg, char *err, size_t nerr) {
   return 0;
 }
 
-int embed_config_count(void) { return N_OPTIONS; }
+int embed_config_count(void) {
+  return N_OPTIONS;
+}
 int embed_config_applies(const embed_config *cfg, int i) {
   return options[i].optimizers == 0 ||
          (options[i].optimizers & (1u << cfg->optimizer)) != 0;
 }
-const char *embed_config_key(int i) { return options[i].key; }
+const char *embed_config_key(int i) {
+  return options[i].key;
+}
 void embed_config_value(const embed_config *cfg, int i, char *out,
                         size_t nout) {
   options[i].print(cfg, out, nout);

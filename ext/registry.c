@@ -30,9 +30,9 @@
 struct embed_registry {
   sqlite3 *db;
   embed_vtab *head;
-  int64_t writes;         /* vector writes made by this extension */
-  embed_vtab *only;       /* cached answer of the unnamed form... */
-  int64_t only_version;   /* ...valid while main's schema_version is this */
+  int64_t writes;       /* vector writes made by this extension */
+  embed_vtab *only;     /* cached answer of the unnamed form... */
+  int64_t only_version; /* ...valid while main's schema_version is this */
 };
 
 embed_registry *embed_registry_new(sqlite3 *db) {
@@ -47,10 +47,16 @@ embed_registry *embed_registry_new(sqlite3 *db) {
   return reg;
 }
 
-void embed_registry_free(void *registry) { sqlite3_free(registry); }
+void embed_registry_free(void *registry) {
+  sqlite3_free(registry);
+}
 
-void embed_registry_note_write(embed_registry *reg) { reg->writes++; }
-int64_t embed_registry_writes(embed_registry *reg) { return reg->writes; }
+void embed_registry_note_write(embed_registry *reg) {
+  reg->writes++;
+}
+int64_t embed_registry_writes(embed_registry *reg) {
+  return reg->writes;
+}
 
 void embed_registry_add(embed_registry *reg, embed_vtab *tab) {
   tab->next = reg->head;
@@ -153,16 +159,7 @@ static int uses_embedding_module(const char *sql) {
 /* main's schema_version, read through a statement the table owns (a
 ** statement the registry owned would keep sqlite3_close from closing). */
 static int schema_version(embed_vtab *tab, int64_t *version) {
-  sqlite3_stmt *stmt;
-  int rc = embed_table_stmt(tab, STMT_SCHEMA_VERSION, &stmt);
-  if (rc) return rc;
-  rc = sqlite3_step(stmt);
-  if (rc == SQLITE_ROW) {
-    *version = sqlite3_column_int64(stmt, 0);
-    rc = SQLITE_OK;
-  }
-  sqlite3_reset(stmt);
-  return rc;
+  return embed_table_int(tab, STMT_SCHEMA_VERSION, version);
 }
 
 static int error_out(char **pzErr, char *zMsg) {
@@ -189,8 +186,10 @@ static int only_table(embed_registry *reg, const char *who, char **name,
     sqlite3_str_appendf(list, "%s%s", n ? ", " : "", tname);
     if (n++ == 0) *name = sqlite3_mprintf("%s", tname);
   }
-  if (rc == SQLITE_OK) rc = sqlite3_finalize(stmt);
-  else sqlite3_finalize(stmt);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_finalize(stmt);
+  else
+    sqlite3_finalize(stmt);
   if (rc == SQLITE_OK && n == 1 && !*name) rc = SQLITE_NOMEM;
   if (rc == SQLITE_OK && n != 1) {
     char *candidates = sqlite3_str_value(list);
@@ -201,10 +200,10 @@ static int only_table(embed_registry *reg, const char *who, char **name,
                                             "main schema; create one or name "
                                             "it as the first argument",
                                             who))
-                : error_out(pzErr,
-                            sqlite3_mprintf("%s: %d embedding tables (%s); "
-                                            "name one as the first argument",
-                                            who, n, candidates ? candidates : ""));
+                : error_out(pzErr, sqlite3_mprintf(
+                                       "%s: %d embedding tables (%s); "
+                                       "name one as the first argument",
+                                       who, n, candidates ? candidates : ""));
   }
   sqlite3_free(sqlite3_str_finish(list));
   return rc;
@@ -245,10 +244,9 @@ int embed_registry_resolve(embed_registry *reg, sqlite3_value *namev,
     name = (const char *)sqlite3_value_text(namev);
     if (!name) return SQLITE_NOMEM;
   } else {
-    return error_out(pzErr,
-                     sqlite3_mprintf("%s: the table name must be TEXT, got %s",
-                                     who,
-                                     embed_type_name(sqlite3_value_type(namev))));
+    return error_out(
+        pzErr, sqlite3_mprintf("%s: the table name must be TEXT, got %s", who,
+                               embed_type_name(sqlite3_value_type(namev))));
   }
   *out = find(reg, namev ? 0 : "main", name);
   if (!*out && touch(reg->db, namev ? 0 : "main", name) == SQLITE_OK)
@@ -266,8 +264,8 @@ int embed_registry_resolve(embed_registry *reg, sqlite3_value *namev,
     sqlite3_free(schema);
   }
   if (!*out && rc == SQLITE_OK)
-    rc = error_out(pzErr, sqlite3_mprintf("%s: no embedding table named '%s'",
-                                          who, name));
+    rc = error_out(
+        pzErr, sqlite3_mprintf("%s: no embedding table named '%s'", who, name));
   if (*out && namev == 0 &&
       schema_version(*out, &reg->only_version) == SQLITE_OK)
     reg->only = *out;

@@ -72,8 +72,8 @@ int embed_topk_init(embed_topk *t, int64_t k) {
   t->n = 0;
   t->cap = k > 0 ? k : 1024;
   t->nomem = 0;
-  t->heap = (embed_hit *)sqlite3_malloc64((sqlite3_uint64)t->cap *
-                                          sizeof(embed_hit));
+  t->heap =
+      (embed_hit *)sqlite3_malloc64((sqlite3_uint64)t->cap * sizeof(embed_hit));
   return t->heap ? SQLITE_OK : SQLITE_NOMEM;
 }
 
@@ -159,18 +159,8 @@ void embed_snapshot_free(embed_snapshot *snap) {
 }
 
 static int data_version(embed_vtab *tab, int64_t *version) {
-  sqlite3_stmt *stmt;
-  int rc = embed_table_stmt(tab, STMT_DATA_VERSION, &stmt);
-  if (rc) return rc;
-  rc = sqlite3_step(stmt);
-  if (rc == SQLITE_ROW) {
-    *version = sqlite3_column_int64(stmt, 0);
-    rc = SQLITE_OK;
-  }
-  sqlite3_reset(stmt);
-  return rc;
+  return embed_table_int(tab, STMT_DATA_VERSION, version);
 }
-
 
 /* Copy every row of the table into a new snapshot. */
 static int build(embed_vtab *tab, embed_snapshot **out, char **pzErr) {
@@ -195,14 +185,15 @@ static int build(embed_vtab *tab, embed_snapshot **out, char **pzErr) {
   if (rc == SQLITE_OK && cap > 0) {
     snap->ids = (int64_t *)sqlite3_malloc64((sqlite3_uint64)cap * 8);
     snap->norms = (double *)sqlite3_malloc64((sqlite3_uint64)cap * 8);
-    snap->vectors =
-        (float *)sqlite3_malloc64((sqlite3_uint64)cap * (sqlite3_uint64)dim * 4);
+    snap->vectors = (float *)sqlite3_malloc64((sqlite3_uint64)cap *
+                                              (sqlite3_uint64)dim * 4);
     if (!snap->ids || !snap->norms || !snap->vectors) rc = SQLITE_NOMEM;
   }
   if (rc == SQLITE_OK) {
-    zSql = sqlite3_mprintf("SELECT id, vector FROM \"%w\".\"%w_vectors\" "
-                           "ORDER BY id",
-                           tab->schema, tab->name);
+    zSql = sqlite3_mprintf(
+        "SELECT id, vector FROM \"%w\".\"%w_vectors\" "
+        "ORDER BY id",
+        tab->schema, tab->name);
     rc = zSql ? sqlite3_prepare_v2(tab->db, zSql, -1, &stmt, 0) : SQLITE_NOMEM;
     sqlite3_free(zSql);
   }
@@ -214,21 +205,23 @@ static int build(embed_vtab *tab, embed_snapshot **out, char **pzErr) {
     embed_error err;
     if (n >= cap) break; /* rows appeared since count(*): cannot happen */
     if (sqlite3_column_type(stmt, 1) != SQLITE_BLOB) {
-      *pzErr = sqlite3_mprintf("embedding %s: corrupt vector for id %lld "
-                               "(%s, not a BLOB)",
-                               tab->name, (long long)id,
-                               embed_type_name(sqlite3_column_type(stmt, 1)));
+      *pzErr = sqlite3_mprintf(
+          "embedding %s: corrupt vector for id %lld "
+          "(%s, not a BLOB)",
+          tab->name, (long long)id,
+          embed_type_name(sqlite3_column_type(stmt, 1)));
       rc = *pzErr ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
     } else if (nbytes != dim * 4) {
-      *pzErr = sqlite3_mprintf("embedding %s: corrupt vector for id %lld "
-                               "(%lld bytes, expected %lld)",
-                               tab->name, (long long)id, (long long)nbytes,
-                               (long long)dim * 4);
+      *pzErr = sqlite3_mprintf(
+          "embedding %s: corrupt vector for id %lld "
+          "(%lld bytes, expected %lld)",
+          tab->name, (long long)id, (long long)nbytes, (long long)dim * 4);
       rc = *pzErr ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
     } else if (embed_blob_decode(blob, dim, row, &err) != EMBED_OK) {
-      *pzErr = sqlite3_mprintf("embedding %s: corrupt vector for id %lld "
-                               "(element %lld is not finite)",
-                               tab->name, (long long)id, (long long)err.a);
+      *pzErr = sqlite3_mprintf(
+          "embedding %s: corrupt vector for id %lld "
+          "(element %lld is not finite)",
+          tab->name, (long long)id, (long long)err.a);
       rc = *pzErr ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
     } else {
       snap->ids[n] = id;
@@ -301,10 +294,10 @@ void embed_snapshot_search(const embed_snapshot *snap, embed_metric metric,
       int64_t at = from + lower_bound(snap->ids + from, snap->n - from, ids[i]);
       if (at < snap->n && snap->ids[at] == ids[i] && ids[i] >= lo &&
           ids[i] <= hi)
-        embed_topk_push(t, ids[i],
-                        embed_distance(metric, q, qnorm,
-                                       snap->vectors + at * dim,
-                                       snap->norms[at], dim));
+        embed_topk_push(
+            t, ids[i],
+            embed_distance(metric, q, qnorm, snap->vectors + at * dim,
+                           snap->norms[at], dim));
       from = at;
     }
     return;

@@ -46,24 +46,25 @@ char *embed_error_text(const char *who, const embed_error *err) {
           "%s: BLOB length %lld is not a multiple of 4 (float32)", who,
           (long long)err->a);
     case EMBED_E_TOO_LONG:
-      return sqlite3_mprintf("%s: dimension %lld exceeds the limit of %d",
-                             who, (long long)err->a, EMBED_MAX_DIM);
+      return sqlite3_mprintf("%s: dimension %lld exceeds the limit of %d", who,
+                             (long long)err->a, EMBED_MAX_DIM);
     case EMBED_E_NONFINITE:
-      return sqlite3_mprintf("%s: element %lld is %s", who,
-                             (long long)err->a,
+      return sqlite3_mprintf("%s: element %lld is %s", who, (long long)err->a,
                              nonfinite[err->b == 0 ? 0 : (err->b > 0 ? 1 : 2)]);
     case EMBED_E_JSON:
-      return sqlite3_mprintf("%s: malformed JSON vector at offset %lld "
-                             "(expected %s)",
-                             who, (long long)err->a, err->what);
+      return sqlite3_mprintf(
+          "%s: malformed JSON vector at offset %lld "
+          "(expected %s)",
+          who, (long long)err->a, err->what);
     case EMBED_E_RAGGED:
       return sqlite3_mprintf("%s: row %lld has %lld elements, expected %lld",
                              who, (long long)err->a, (long long)err->b,
                              (long long)err->c);
     case EMBED_E_NOT_INTEGER:
-      return sqlite3_mprintf("%s: id %lld of the JSON array is not a 64-bit "
-                             "integer",
-                             who, (long long)err->a);
+      return sqlite3_mprintf(
+          "%s: id %lld of the JSON array is not a 64-bit "
+          "integer",
+          who, (long long)err->a);
     case EMBED_E_TOO_MANY:
       return sqlite3_mprintf("%s: more than %lld ids (the batch limit)", who,
                              (long long)err->b);

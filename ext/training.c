@@ -91,8 +91,8 @@ static int read_ids(sqlite3_value *v, const char *who, id_arg *out,
 
 static int missing_id(embed_vtab *tab, const char *who, int64_t id,
                       char **pzErr) {
-  return fail_msg(pzErr, sqlite3_mprintf("%s: no id %lld in embedding %s",
-                                         who, (long long)id, tab->name));
+  return fail_msg(pzErr, sqlite3_mprintf("%s: no id %lld in embedding %s", who,
+                                         (long long)id, tab->name));
 }
 
 /* Read row id, apply max_norm; errors name who, the id and the table.
@@ -104,8 +104,8 @@ static int read_row(embed_vtab *tab, const char *who, int64_t id, float *out,
   if (many && rc == SQLITE_OK) rc = embed_rows_read(many, out, pzErr);
   if (rc == SQLITE_NOTFOUND) return missing_id(tab, who, id, pzErr);
   if (rc) {
-    if (!*pzErr) *pzErr = sqlite3_mprintf("%s: %s", who,
-                                          sqlite3_errmsg(tab->db));
+    if (!*pzErr)
+      *pzErr = sqlite3_mprintf("%s: %s", who, sqlite3_errmsg(tab->db));
     return rc;
   }
   if (tab->cfg.max_norm > 0 && looked_up) /* the forward pass renorms */
@@ -128,10 +128,10 @@ static void lookup(sqlite3_context *ctx, embed_vtab *tab, sqlite3_value *idv) {
   if (ids.is_batch) {
     sqlite3_int64 limit = sqlite3_limit(tab->db, SQLITE_LIMIT_LENGTH, -1);
     if (ids.n > limit / 4 / dim) {
-      rc = fail_msg(&zErr, sqlite3_mprintf("%s: %lld x %lld floats exceed "
-                                           "SQLite's length limit",
-                                           who, (long long)ids.n,
-                                           (long long)dim));
+      rc = fail_msg(&zErr,
+                    sqlite3_mprintf("%s: %lld x %lld floats exceed "
+                                    "SQLite's length limit",
+                                    who, (long long)ids.n, (long long)dim));
       goto done;
     }
   }
@@ -142,8 +142,8 @@ static void lookup(sqlite3_context *ctx, embed_vtab *tab, sqlite3_value *idv) {
   }
   embed_rows_init(&many, tab, 0);
   for (i = 0; rc == SQLITE_OK && i < ids.n; i++)
-    rc = read_row(tab, who, ids.is_batch ? ids.many[i] : ids.one,
-                  out + i * dim, ids.n > 1 ? &many : 0, 1, &zErr);
+    rc = read_row(tab, who, ids.is_batch ? ids.many[i] : ids.one, out + i * dim,
+                  ids.n > 1 ? &many : 0, 1, &zErr);
   embed_rows_close(&many);
   if (rc == SQLITE_OK) embed_result_vector(ctx, out, ids.n * dim);
 done:
@@ -196,12 +196,12 @@ static int read_grads(embed_vtab *tab, const char *who, sqlite3_value *v,
   if (type == SQLITE_BLOB) {
     int64_t nbytes = sqlite3_value_bytes(v);
     if (nbytes != n * dim * 4) {
-      return fail_msg(pzErr, sqlite3_mprintf("%s: gradient BLOB has %lld "
-                                             "bytes, expected %lld ids x %lld "
-                                             "floats = %lld",
-                                             who, (long long)nbytes,
-                                             (long long)n, (long long)dim,
-                                             (long long)(n * dim * 4)));
+      return fail_msg(
+          pzErr, sqlite3_mprintf("%s: gradient BLOB has %lld "
+                                 "bytes, expected %lld ids x %lld "
+                                 "floats = %lld",
+                                 who, (long long)nbytes, (long long)n,
+                                 (long long)dim, (long long)(n * dim * 4)));
     }
     if (embed_blob_decode(sqlite3_value_blob(v), n * dim, *out, &err)) {
       *pzErr = embed_error_text(who, &err);
@@ -216,19 +216,19 @@ static int read_grads(embed_vtab *tab, const char *who, sqlite3_value *v,
     if (embed_json_parse_floats(text, len, 1, *out, n * dim, &rows, &cols,
                                 &err)) {
       if (err.code == EMBED_E_TOO_LONG)
-        return fail_msg(pzErr, sqlite3_mprintf("%s: gradients have more "
-                                               "than %lld ids x %lld floats",
-                                               who, (long long)n,
-                                               (long long)dim));
+        return fail_msg(pzErr,
+                        sqlite3_mprintf("%s: gradients have more "
+                                        "than %lld ids x %lld floats",
+                                        who, (long long)n, (long long)dim));
       *pzErr = embed_error_text(who, &err);
       return *pzErr ? SQLITE_ERROR : SQLITE_NOMEM;
     }
     if (rows != n || cols != dim)
-      return fail_msg(pzErr, sqlite3_mprintf("%s: gradients are %lld x %lld, "
-                                             "expected %lld ids x %lld",
-                                             who, (long long)rows,
-                                             (long long)cols, (long long)n,
-                                             (long long)dim));
+      return fail_msg(pzErr,
+                      sqlite3_mprintf("%s: gradients are %lld x %lld, "
+                                      "expected %lld ids x %lld",
+                                      who, (long long)rows, (long long)cols,
+                                      (long long)n, (long long)dim));
     return SQLITE_OK;
   }
   return fail_msg(pzErr, sqlite3_mprintf("%s: gradients must be a BLOB of n "
@@ -253,11 +253,11 @@ static int writer_running(sqlite3 *db) {
 /* The rows one embed_update call changes, computed before any is written. */
 typedef struct step_batch {
   int64_t dim, state_size;
-  int64_t n;       /* rows computed so far */
-  int64_t *ids;    /* [n] */
-  float *rows;     /* [n x dim] new weights */
-  float *states;   /* [n x state_size] new optimizer states */
-  int64_t step;    /* the table's step count after this call; 0: unused */
+  int64_t n;     /* rows computed so far */
+  int64_t *ids;  /* [n] */
+  float *rows;   /* [n x dim] new weights */
+  float *states; /* [n x state_size] new optimizer states */
+  int64_t step;  /* the table's step count after this call; 0: unused */
 } step_batch;
 
 /* The table's optimizer step count (adagrad and adam). */
@@ -279,9 +279,10 @@ static int read_step(embed_vtab *tab, int64_t *step, char **pzErr) {
   }
   sqlite3_reset(stmt);
   if (rc == SQLITE_CORRUPT_VTAB)
-    *pzErr = sqlite3_mprintf("embedding %s: corrupt %s_config: bad step "
-                             "count",
-                             tab->name, tab->name);
+    *pzErr = sqlite3_mprintf(
+        "embedding %s: corrupt %s_config: bad step "
+        "count",
+        tab->name, tab->name);
   return rc;
 }
 
@@ -299,11 +300,12 @@ static int read_state(embed_vtab *tab, int64_t id, float *st, int64_t n,
     if (sqlite3_column_type(stmt, 0) != SQLITE_BLOB ||
         sqlite3_column_bytes(stmt, 0) != n * 4 ||
         embed_blob_decode(sqlite3_column_blob(stmt, 0), n, st, &err)) {
-      *pzErr = sqlite3_mprintf("embedding %s: corrupt optimizer state for "
-                               "id %lld (%d bytes, expected %lld finite "
-                               "floats)",
-                               tab->name, (long long)id,
-                               sqlite3_column_bytes(stmt, 0), (long long)n);
+      *pzErr = sqlite3_mprintf(
+          "embedding %s: corrupt optimizer state for "
+          "id %lld (%d bytes, expected %lld finite "
+          "floats)",
+          tab->name, (long long)id, sqlite3_column_bytes(stmt, 0),
+          (long long)n);
       rc = *pzErr ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
     } else {
       rc = SQLITE_OK;
@@ -318,8 +320,8 @@ static int read_state(embed_vtab *tab, int64_t id, float *st, int64_t n,
 
 /* One optimizer step on row id (already read into the batch's next slot)
 ** with the coalesced gradient g; fails if a result is not finite. */
-static int step_row(embed_vtab *tab, const char *who, step_batch *b,
-                    int64_t id, float *g, double lr, char **pzErr) {
+static int step_row(embed_vtab *tab, const char *who, step_batch *b, int64_t id,
+                    float *g, double lr, char **pzErr) {
   float *w = b->rows + b->n * b->dim;
   float *st = b->states ? b->states + b->n * b->state_size : 0;
   int64_t bad;
@@ -387,26 +389,61 @@ static int write_batch(embed_vtab *tab, const step_batch *b, char **pzErr) {
 ** before would overwrite its work. The call therefore begins an IMMEDIATE
 ** transaction (the write lock first, waiting as the busy timeout allows)
 ** before its first read and commits it after its last write: a conflict is
-** then SQLITE_BUSY, and nothing changes. */
-static int call_begin(sqlite3 *db, int *own) {
-  int rc;
-  *own = sqlite3_get_autocommit(db) && !writer_running(db);
-  if (!*own) return SQLITE_OK;
-  rc = sqlite3_exec(db, "BEGIN IMMEDIATE", 0, 0, 0);
-  if (rc) *own = 0; /* nothing begun */
+** then SQLITE_BUSY, and nothing changes. Inside the caller's transaction a
+** savepoint makes the call all or nothing; inside a writing statement, that
+** statement's own journal does. */
+enum { CALL_NONE, CALL_TRANSACTION, CALL_SAVEPOINT };
+
+/* Run a prepared transaction-control statement. */
+static int run_control(embed_vtab *tab, embed_stmt which) {
+  sqlite3_stmt *stmt;
+  int rc = embed_table_stmt(tab, which, &stmt);
+  if (rc == SQLITE_OK) {
+    rc = sqlite3_step(stmt);
+    rc = rc == SQLITE_DONE ? SQLITE_OK : sqlite3_reset(stmt);
+    sqlite3_reset(stmt);
+  }
   return rc;
 }
 
-static int call_end(sqlite3 *db, int own, int rc, const char *who,
+static int call_begin(embed_vtab *tab, int *mode) {
+  sqlite3 *db = tab->db;
+  sqlite3_stmt *unused;
+  int rc;
+  *mode = CALL_NONE;
+  if (writer_running(db)) return SQLITE_OK; /* its statement journal */
+  /* prepared now, so that they run even after an out-of-memory error */
+  rc = embed_table_stmt(tab, STMT_ROLLBACK, &unused);
+  if (rc == SQLITE_OK) rc = embed_table_stmt(tab, STMT_ROLLBACK_TO, &unused);
+  if (rc == SQLITE_OK) rc = embed_table_stmt(tab, STMT_RELEASE, &unused);
+  if (rc) return rc;
+  if (sqlite3_get_autocommit(db)) {
+    rc = sqlite3_exec(db, "BEGIN IMMEDIATE", 0, 0, 0);
+    if (rc == SQLITE_OK) *mode = CALL_TRANSACTION;
+  } else {
+    rc = sqlite3_exec(db, "SAVEPOINT embed_call", 0, 0, 0);
+    if (rc == SQLITE_OK) *mode = CALL_SAVEPOINT;
+  }
+  return rc;
+}
+
+static int call_end(embed_vtab *tab, int mode, int rc, const char *who,
                     char **pzErr) {
-  if (!own) return rc;
-  if (rc == SQLITE_OK) rc = sqlite3_exec(db, "COMMIT", 0, 0, 0);
+  sqlite3 *db = tab->db;
+  if (mode == CALL_NONE) return rc;
+  if (rc == SQLITE_OK)
+    rc = mode == CALL_TRANSACTION ? sqlite3_exec(db, "COMMIT", 0, 0, 0)
+                                  : run_control(tab, STMT_RELEASE);
   if (rc != SQLITE_OK) {
     if (!*pzErr)
       *pzErr = sqlite3_mprintf("%s: %s; nothing was changed", who,
                                sqlite3_errmsg(db));
-    /* the transaction is the call's alone (autocommit was on): end it */
-    sqlite3_exec(db, "ROLLBACK", 0, 0, 0);
+    if (mode == CALL_TRANSACTION) { /* the call's alone: end it */
+      run_control(tab, STMT_ROLLBACK);
+    } else { /* undo the call's part of the caller's transaction */
+      run_control(tab, STMT_ROLLBACK_TO);
+      run_control(tab, STMT_RELEASE);
+    }
   }
   return rc;
 }
@@ -439,9 +476,9 @@ static int untouched_rows(embed_vtab *tab, int64_t **out, int64_t *n) {
   *out = 0;
   *n = 0;
   if (!which) return SQLITE_OK;
-  zSql = sqlite3_mprintf("SELECT id FROM \"%w\".\"%w_%s\" ORDER BY id",
-                         tab->schema, tab->name,
-                         which == 2 ? "vectors" : "state");
+  zSql =
+      sqlite3_mprintf("SELECT id FROM \"%w\".\"%w_%s\" ORDER BY id",
+                      tab->schema, tab->name, which == 2 ? "vectors" : "state");
   if (!zSql) return SQLITE_NOMEM;
   rc = sqlite3_prepare_v2(tab->db, zSql, -1, &stmt, 0);
   sqlite3_free(zSql);
@@ -458,8 +495,10 @@ static int untouched_rows(embed_vtab *tab, int64_t **out, int64_t *n) {
     }
     ids[(*n)++] = sqlite3_column_int64(stmt, 0);
   }
-  if (rc == SQLITE_OK) rc = sqlite3_finalize(stmt);
-  else sqlite3_finalize(stmt);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_finalize(stmt);
+  else
+    sqlite3_finalize(stmt);
   if (rc) {
     sqlite3_free(ids);
     *n = 0;
@@ -491,13 +530,13 @@ static void update(sqlite3_context *ctx, embed_vtab *tab, sqlite3_value *idv,
   }
   rc = embed_number_from_value(lrv, who, "lr", &lr, &zErr);
   if (rc == SQLITE_OK && lr < 0)
-    rc = fail_msg(&zErr, sqlite3_mprintf("%s: invalid learning rate %g", who,
-                                         lr));
+    rc = fail_msg(&zErr,
+                  sqlite3_mprintf("%s: invalid learning rate %g", who, lr));
   if (rc == SQLITE_OK)
     rc = read_grads(tab, who, gradv, ids.n, ids.is_batch, &grads, &zErr);
   if (rc) goto done;
 
-  rc = call_begin(tab->db, &own);
+  rc = call_begin(tab, &own);
   if (rc) goto done;
   b.dim = dim;
   b.state_size = embed_optimizer_state_size(&tab->cfg, dim);
@@ -510,11 +549,11 @@ static void update(sqlite3_context *ctx, embed_vtab *tab, sqlite3_value *idv,
   if (rc) goto done;
   order = (id_pos *)sqlite3_malloc64((sqlite3_uint64)ids.n * sizeof(id_pos));
   b.ids = (int64_t *)sqlite3_malloc64((sqlite3_uint64)(ids.n + n_extra) * 8);
-  b.rows = (float *)sqlite3_malloc64((sqlite3_uint64)(ids.n + n_extra) * dim *
-                                     4);
+  b.rows =
+      (float *)sqlite3_malloc64((sqlite3_uint64)(ids.n + n_extra) * dim * 4);
   if (b.state_size)
-    b.states = (float *)sqlite3_malloc64(
-        (sqlite3_uint64)(ids.n + n_extra) * b.state_size * 4);
+    b.states = (float *)sqlite3_malloc64((sqlite3_uint64)(ids.n + n_extra) *
+                                         b.state_size * 4);
   if (!order || !b.ids || !b.rows || (b.state_size && !b.states)) {
     rc = SQLITE_NOMEM;
     goto done;
@@ -532,8 +571,8 @@ static void update(sqlite3_context *ctx, embed_vtab *tab, sqlite3_value *idv,
     int64_t id = order[i].id;
     for (j = i; j < ids.n && order[j].id == id; j++) {
     }
-    rc = read_row(tab, who, id, b.rows + b.n * dim, ids.n > 1 ? &many : 0,
-                  1, &zErr);
+    rc = read_row(tab, who, id, b.rows + b.n * dim, ids.n > 1 ? &many : 0, 1,
+                  &zErr);
     if (rc == SQLITE_OK && !is_padding(tab, id))
       rc = step_row(tab, who, &b, id, coalesce(tab, grads, order, i, j), lr,
                     &zErr);
@@ -552,7 +591,7 @@ static void update(sqlite3_context *ctx, embed_vtab *tab, sqlite3_value *idv,
   embed_rows_close(&many);
   if (rc == SQLITE_OK) rc = write_batch(tab, &b, &zErr);
 done:
-  rc = call_end(tab->db, own, rc, who, &zErr);
+  rc = call_end(tab, own, rc, who, &zErr);
   if (rc == SQLITE_OK) sqlite3_result_int64(ctx, b.n);
   if (rc) {
     if (!zErr)
@@ -576,30 +615,33 @@ done:
 /* embed_optimizer_reset([table]): forget every row's optimizer state and
 ** the step count, as creating a new torch optimizer would. */
 static void reset(sqlite3_context *ctx, embed_vtab *tab) {
-  char *zSql = sqlite3_mprintf(
-      "SAVEPOINT embed_reset;"
-      "DELETE FROM \"%w\".\"%w_state\";"
-      "UPDATE \"%w\".\"%w_config\" SET value = 0 WHERE key = 'step';"
-      "RELEASE embed_reset;",
-      tab->schema, tab->name, tab->schema, tab->name);
-  int rc;
-  sqlite3_int64 before = sqlite3_total_changes64(tab->db);
-  if (!zSql) {
-    sqlite3_result_error_nomem(ctx);
-    return;
+  static const char who[] = "embed_optimizer_reset";
+  sqlite3_int64 deleted = 0;
+  char *zErr = 0;
+  int mode, rc = call_begin(tab, &mode);
+  if (rc == SQLITE_OK) {
+    sqlite3_int64 before = sqlite3_total_changes64(tab->db);
+    rc = run_control(tab, STMT_STATE_CLEAR);
+    deleted = sqlite3_total_changes64(tab->db) - before;
   }
-  rc = sqlite3_exec(tab->db, zSql, 0, 0, 0);
-  sqlite3_free(zSql);
+  if (rc == SQLITE_OK) {
+    sqlite3_stmt *stmt;
+    rc = embed_table_stmt(tab, STMT_STEP_WRITE, &stmt);
+    if (rc == SQLITE_OK) {
+      sqlite3_bind_int64(stmt, 1, 0);
+      rc = sqlite3_step(stmt) == SQLITE_DONE ? SQLITE_OK : sqlite3_reset(stmt);
+      sqlite3_reset(stmt);
+    }
+  }
+  rc = call_end(tab, mode, rc, who, &zErr);
   if (rc) {
-    char *zErr = sqlite3_mprintf("embed_optimizer_reset: %s",
-                                 sqlite3_errmsg(tab->db));
-    sqlite3_exec(tab->db, "ROLLBACK TO embed_reset; RELEASE embed_reset", 0, 0,
-                 0);
+    if (!zErr)
+      zErr = sqlite3_mprintf("%s: embedding %s: %s", who, tab->name,
+                             sqlite3_errstr(rc));
     embed_result_error(ctx, rc, zErr);
     return;
   }
-  /* rows of state deleted (the step row's update counts one) */
-  sqlite3_result_int64(ctx, sqlite3_total_changes64(tab->db) - before - 1);
+  sqlite3_result_int64(ctx, deleted); /* rows of state dropped */
 }
 
 /* ------------------------------------------------------- SQL entry points */
@@ -609,8 +651,8 @@ static void fn_lookup(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   embed_vtab *tab = 0;
   char *zErr = 0;
   int rc = embed_registry_resolve((embed_registry *)sqlite3_user_data(ctx),
-                                  argc == 2 ? argv[0] : 0, "embed_lookup",
-                                  &tab, &zErr);
+                                  argc == 2 ? argv[0] : 0, "embed_lookup", &tab,
+                                  &zErr);
   if (rc) {
     embed_result_error(ctx, rc, zErr);
     return;
@@ -623,8 +665,8 @@ static void fn_update(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   embed_vtab *tab = 0;
   char *zErr = 0;
   int rc = embed_registry_resolve((embed_registry *)sqlite3_user_data(ctx),
-                                  argc == 4 ? argv[0] : 0, "embed_update",
-                                  &tab, &zErr);
+                                  argc == 4 ? argv[0] : 0, "embed_update", &tab,
+                                  &zErr);
   if (rc) {
     embed_result_error(ctx, rc, zErr);
     return;
@@ -656,12 +698,12 @@ static void fn_lookup_bound(sqlite3_context *ctx, int argc,
 static void fn_update_bound(sqlite3_context *ctx, int argc,
                             sqlite3_value **argv) {
   (void)argc;
-  update(ctx, (embed_vtab *)sqlite3_user_data(ctx), argv[0], argv[1],
-         argv[2]);
+  update(ctx, (embed_vtab *)sqlite3_user_data(ctx), argv[0], argv[1], argv[2]);
 }
 
-void (*embed_training_bound_function(const char *name, int nArg))(
-    sqlite3_context *, int, sqlite3_value **) {
+void (*embed_training_bound_function(const char *name,
+                                     int nArg))(sqlite3_context *, int,
+                                                sqlite3_value **) {
   if (nArg == 1 && sqlite3_stricmp(name, "embed_lookup") == 0)
     return fn_lookup_bound;
   if (nArg == 3 && sqlite3_stricmp(name, "embed_update") == 0)

@@ -6,9 +6,11 @@
 **     embed_error err;
 **     int64_t dim = embed_blob_dim(nbytes, &err);          // -1 on error
 **     embed_blob_decode(blob, dim, floats, &err);          // checks finiteness
-**     int64_t cap = embed_json_capacity(text, n);          // allocate cap floats
+**     int64_t cap = embed_json_capacity(text, n);          // allocate cap
+*floats
 **     embed_json_parse_floats(text, n, 0, out, cap, &rows, &dim, &err);
-**     embed_json_format(floats, dim, buf);   // buf: embed_json_format_size(dim)
+**     embed_json_format(floats, dim, buf);   // buf:
+*embed_json_format_size(dim)
 **
 ** Design:
 **  - A BLOB is D little-endian IEEE-754 float32 values with no header (numpy's
@@ -102,8 +104,8 @@ int embed_blob_check(const void *blob, int64_t n, embed_error *err) {
   for (; i + 8 <= n; i += 8) {
     uint64_t w[4];
     memcpy(w, p + 4 * i, sizeof(w));
-    high |= ((w[0] & EXP) + ONE) | ((w[1] & EXP) + ONE) |
-            ((w[2] & EXP) + ONE) | ((w[3] & EXP) + ONE);
+    high |= ((w[0] & EXP) + ONE) | ((w[1] & EXP) + ONE) | ((w[2] & EXP) + ONE) |
+            ((w[3] & EXP) + ONE);
   }
   for (; i < n; i++) {
     uint32_t u;
@@ -166,7 +168,9 @@ static int expect_char(json_cursor *c, char ch, const char *what,
   return EMBED_E_JSON;
 }
 
-static int is_digit(char ch) { return ch >= '0' && ch <= '9'; }
+static int is_digit(char ch) {
+  return ch >= '0' && ch <= '9';
+}
 
 /* Scan one RFC 8259 number at c->i; on success *start and *len delimit it and
 ** *integral tells whether it has no fraction or exponent. */
@@ -289,9 +293,9 @@ static int expect_end(json_cursor *c, embed_error *err) {
   return EMBED_OK;
 }
 
-int embed_json_parse_floats(const char *text, int64_t n, int nested,
-                            float *out, int64_t cap, int64_t *rows,
-                            int64_t *cols, embed_error *err) {
+int embed_json_parse_floats(const char *text, int64_t n, int nested, float *out,
+                            int64_t cap, int64_t *rows, int64_t *cols,
+                            embed_error *err) {
   json_cursor c = {text, n, 0};
   int rc;
   int64_t width = 0, r = 0;
@@ -338,8 +342,8 @@ int embed_json_parse_floats(const char *text, int64_t n, int nested,
   return EMBED_OK;
 }
 
-int embed_json_parse_ids(const char *text, int64_t n, int64_t *out,
-                         int64_t cap, int64_t *count, embed_error *err) {
+int embed_json_parse_ids(const char *text, int64_t n, int64_t *out, int64_t cap,
+                         int64_t *count, embed_error *err) {
   json_cursor c = {text, n, 0};
   int64_t k = 0;
   int rc = expect_char(&c, '[', "'['", err);

@@ -65,12 +65,7 @@
 
 #define EMBED_EST_ROWS 1000000.0
 
-enum {
-  COL_ID = 0,
-  COL_VECTOR = 1,
-  COL_DISTANCE = 2,
-  COL_K = 3
-};
+enum { COL_ID = 0, COL_VECTOR = 1, COL_DISTANCE = 2, COL_K = 3 };
 
 enum {
   PLAN_EQ = 0x001,
@@ -89,26 +84,25 @@ enum {
 
 typedef struct embed_cursor {
   sqlite3_vtab_cursor base;
-  embed_rows rows;          /* PLAN_EQ/IN: one blob handle over the rows */
-  void *vector;             /* PLAN_EQ/IN: the current row's bytes */
-  int have_vector;          /* vector holds row id's bytes */
-  sqlite3_stmt *point_stmt; /* SELECT vector WHERE id = ?1 (KNN rows) */
+  embed_rows rows;            /* PLAN_EQ/IN: one blob handle over the rows */
+  void *vector;               /* PLAN_EQ/IN: the current row's bytes */
+  int have_vector;            /* vector holds row id's bytes */
+  sqlite3_stmt *point_stmt;   /* SELECT vector WHERE id = ?1 (KNN rows) */
   sqlite3_stmt *scan_stmt[2]; /* SELECT id, vector in a range, asc/desc */
-  sqlite3_stmt *row;        /* the statement positioned on the current row */
-  int row_vector_col;       /* column of `vector` in row */
-  int is_list;              /* rows come from ids[] */
+  sqlite3_stmt *row;          /* the statement positioned on the current row */
+  int row_vector_col;         /* column of `vector` in row */
+  int is_list;                /* rows come from ids[] */
   int is_knn;
   int eof;
-  int64_t *ids;             /* PLAN_EQ/IN: sorted ids to look up */
-  int64_t one_id;           /* PLAN_EQ: ids points here (not allocated) */
+  int64_t *ids;   /* PLAN_EQ/IN: sorted ids to look up */
+  int64_t one_id; /* PLAN_EQ: ids points here (not allocated) */
   int64_t n_ids, pos;
-  embed_hit *hits;          /* PLAN_KNN results */
+  embed_hit *hits; /* PLAN_KNN results */
   int64_t k;
-  int64_t id;               /* current row */
+  int64_t id; /* current row */
 } embed_cursor;
 
 /* ---------------------------------------------------------------- helpers */
-
 
 static int vtab_error(embed_vtab *tab, int rc, char *zMsg) {
   sqlite3_free(tab->base.zErrMsg);
@@ -125,54 +119,63 @@ static int prepare_shadow(embed_vtab *tab, sqlite3_stmt **slot,
   if (*slot) return SQLITE_OK;
   zSql = sqlite3_mprintf(zFormat, tab->schema, tab->name);
   if (!zSql) return SQLITE_NOMEM;
-  rc = sqlite3_prepare_v3(tab->db, zSql, -1, SQLITE_PREPARE_PERSISTENT, slot,
-                          0);
+  rc =
+      sqlite3_prepare_v3(tab->db, zSql, -1, SQLITE_PREPARE_PERSISTENT, slot, 0);
   sqlite3_free(zSql);
   return rc;
 }
 
 /* The SQL of each cached statement, indexed by embed_stmt. */
 static const char *const stmt_sql[EMBED_N_STMT] = {
-    [STMT_READ] =
-    "SELECT vector FROM \"%w\".\"%w_vectors\" WHERE id = ?1",
-    [STMT_WRITE] =
-    "UPDATE \"%w\".\"%w_vectors\" SET vector = ?2 WHERE id = ?1",
+    [STMT_READ] = "SELECT vector FROM \"%w\".\"%w_vectors\" WHERE id = ?1",
+    [STMT_WRITE] = "UPDATE \"%w\".\"%w_vectors\" SET vector = ?2 WHERE id = ?1",
     [STMT_INSERT] =
-    "INSERT INTO \"%w\".\"%w_vectors\"(id, vector) VALUES (?1, ?2)",
+        "INSERT INTO \"%w\".\"%w_vectors\"(id, vector) VALUES (?1, ?2)",
     [STMT_INSERT_REPLACE] =
-    "INSERT OR REPLACE INTO \"%w\".\"%w_vectors\"(id, vector) "
-    "VALUES (?1, ?2)",
+        "INSERT OR REPLACE INTO \"%w\".\"%w_vectors\"(id, vector) "
+        "VALUES (?1, ?2)",
     [STMT_INSERT_IGNORE] =
-    "INSERT OR IGNORE INTO \"%w\".\"%w_vectors\"(id, vector) "
-    "VALUES (?1, ?2)",
-    [STMT_DELETE] =
-    "DELETE FROM \"%w\".\"%w_vectors\" WHERE id = ?1",
-    [STMT_MOVE] =
-    "UPDATE \"%w\".\"%w_vectors\" SET id = ?2 WHERE id = ?1",
-    [STMT_STATE_DELETE] =
-    "DELETE FROM \"%w\".\"%w_state\" WHERE id = ?1",
-    [STMT_STATE_MOVE] =
-    "UPDATE \"%w\".\"%w_state\" SET id = ?2 WHERE id = ?1",
-    [STMT_MAXID] =
-    "SELECT max(id) FROM \"%w\".\"%w_vectors\"",
-    [STMT_SCHEMA_VERSION] =
-    "PRAGMA main.schema_version /* %w %w */",
-    [STMT_DATA_VERSION] =
-    "PRAGMA \"%w\".data_version /* %w */",
-    [STMT_STATE_READ] =
-    "SELECT state FROM \"%w\".\"%w_state\" WHERE id = ?1",
+        "INSERT OR IGNORE INTO \"%w\".\"%w_vectors\"(id, vector) "
+        "VALUES (?1, ?2)",
+    [STMT_DELETE] = "DELETE FROM \"%w\".\"%w_vectors\" WHERE id = ?1",
+    [STMT_MOVE] = "UPDATE \"%w\".\"%w_vectors\" SET id = ?2 WHERE id = ?1",
+    [STMT_STATE_DELETE] = "DELETE FROM \"%w\".\"%w_state\" WHERE id = ?1",
+    [STMT_STATE_MOVE] = "UPDATE \"%w\".\"%w_state\" SET id = ?2 WHERE id = ?1",
+    [STMT_MAXID] = "SELECT max(id) FROM \"%w\".\"%w_vectors\"",
+    [STMT_SCHEMA_VERSION] = "PRAGMA main.schema_version /* %w %w */",
+    [STMT_DATA_VERSION] = "PRAGMA \"%w\".data_version /* %w */",
+    [STMT_STATE_READ] = "SELECT state FROM \"%w\".\"%w_state\" WHERE id = ?1",
     [STMT_STATE_WRITE] =
-    "INSERT OR REPLACE INTO \"%w\".\"%w_state\"(id, state) VALUES (?1, ?2)",
+        "INSERT OR REPLACE INTO \"%w\".\"%w_state\"(id, state) VALUES (?1, ?2)",
     [STMT_STEP_READ] =
-    "SELECT value FROM \"%w\".\"%w_config\" WHERE key = 'step'",
+        "SELECT value FROM \"%w\".\"%w_config\" WHERE key = 'step'",
     [STMT_STEP_WRITE] =
-    "INSERT OR REPLACE INTO \"%w\".\"%w_config\"(key, value) "
-    "VALUES ('step', ?1)",
+        "INSERT OR REPLACE INTO \"%w\".\"%w_config\"(key, value) "
+        "VALUES ('step', ?1)",
+    [STMT_STATE_CLEAR] = "DELETE FROM \"%w\".\"%w_state\"",
+    [STMT_ROLLBACK] = "ROLLBACK /* %w %w */",
+    [STMT_ROLLBACK_TO] = "ROLLBACK TO embed_call /* %w %w */",
+    [STMT_RELEASE] = "RELEASE embed_call /* %w %w */",
 };
 
 int embed_table_stmt(embed_vtab *tab, embed_stmt which, sqlite3_stmt **out) {
   int rc = prepare_shadow(tab, &tab->stmt[which], stmt_sql[which]);
   *out = tab->stmt[which];
+  return rc;
+}
+
+int embed_table_int(embed_vtab *tab, embed_stmt which, int64_t *out) {
+  sqlite3_stmt *stmt;
+  int rc = embed_table_stmt(tab, which, &stmt);
+  if (rc) return rc;
+  rc = sqlite3_step(stmt);
+  if (rc == SQLITE_ROW) {
+    *out = sqlite3_column_int64(stmt, 0);
+    rc = SQLITE_OK;
+  } else if (rc == SQLITE_DONE) {
+    rc = SQLITE_NOTFOUND;
+  }
+  sqlite3_reset(stmt);
   return rc;
 }
 
@@ -192,18 +195,20 @@ static int check_stored(embed_vtab *tab, int64_t id, sqlite3_stmt *stmt,
   int nbytes = sqlite3_column_bytes(stmt, col);
   embed_error err;
   if (type != SQLITE_BLOB) {
-    *pzErr = sqlite3_mprintf("embedding %s: corrupt vector for id %lld "
-                             "(%s, not a BLOB)",
-                             tab->name, (long long)id, embed_type_name(type));
+    *pzErr = sqlite3_mprintf(
+        "embedding %s: corrupt vector for id %lld "
+        "(%s, not a BLOB)",
+        tab->name, (long long)id, embed_type_name(type));
   } else if (nbytes != tab->cfg.dim * 4) {
-    *pzErr = sqlite3_mprintf("embedding %s: corrupt vector for id %lld "
-                             "(%d bytes, expected %lld)",
-                             tab->name, (long long)id, nbytes,
-                             (long long)tab->cfg.dim * 4);
+    *pzErr = sqlite3_mprintf(
+        "embedding %s: corrupt vector for id %lld "
+        "(%d bytes, expected %lld)",
+        tab->name, (long long)id, nbytes, (long long)tab->cfg.dim * 4);
   } else if (embed_blob_check(blob, tab->cfg.dim, &err) != EMBED_OK) {
-    *pzErr = sqlite3_mprintf("embedding %s: corrupt vector for id %lld "
-                             "(element %lld is not finite)",
-                             tab->name, (long long)id, (long long)err.a);
+    *pzErr = sqlite3_mprintf(
+        "embedding %s: corrupt vector for id %lld "
+        "(element %lld is not finite)",
+        tab->name, (long long)id, (long long)err.a);
   } else {
     return SQLITE_OK;
   }
@@ -238,8 +243,7 @@ int embed_table_read(embed_vtab *tab, int64_t id, float *out, char **pzErr) {
 /* Bind v as a float32 BLOB (little-endian) to parameter i of stmt. On a
 ** little-endian host the floats are the BLOB, bound without a copy: callers
 ** step and reset the statement before v goes away. */
-static int bind_vector(sqlite3_stmt *stmt, int i, const float *v,
-                       int64_t dim) {
+static int bind_vector(sqlite3_stmt *stmt, int i, const float *v, int64_t dim) {
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
   void *blob = sqlite3_malloc64((sqlite3_uint64)dim * 4);
   if (!blob) return SQLITE_NOMEM;
@@ -308,8 +312,8 @@ static int load_config(embed_vtab *tab, char **pzErr) {
     if (!key || !value ||
         embed_config_apply(&tab->cfg, key, value, err, sizeof(err))) {
       if (!key || !value) snprintf(err, sizeof(err), "NULL key or value");
-      *pzErr = sqlite3_mprintf("embedding %s: corrupt %s_config: %s",
-                               tab->name, tab->name, err);
+      *pzErr = sqlite3_mprintf("embedding %s: corrupt %s_config: %s", tab->name,
+                               tab->name, err);
       sqlite3_finalize(stmt);
       return SQLITE_CORRUPT_VTAB;
     }
@@ -320,10 +324,10 @@ static int load_config(embed_vtab *tab, char **pzErr) {
       (tab->cfg.padding_idx < 0 ||
        (tab->cfg.num_embeddings > 0 &&
         tab->cfg.padding_idx >= tab->cfg.num_embeddings))) {
-    *pzErr = sqlite3_mprintf("embedding %s: corrupt %s_config: padding_idx "
-                             "%lld out of range",
-                             tab->name, tab->name,
-                             (long long)tab->cfg.padding_idx);
+    *pzErr = sqlite3_mprintf(
+        "embedding %s: corrupt %s_config: padding_idx "
+        "%lld out of range",
+        tab->name, tab->name, (long long)tab->cfg.padding_idx);
     return SQLITE_CORRUPT_VTAB;
   }
   /* dim and seed are required; an option added in a later version takes
@@ -342,9 +346,10 @@ static int check_shadow_tables(embed_vtab *tab, char **pzErr) {
   static const char *const suffix[] = {"vectors", "state"};
   sqlite3_stmt *stmt = 0;
   int i, rc = SQLITE_OK;
-  char *zSql = sqlite3_mprintf("SELECT 1 FROM \"%w\".sqlite_schema "
-                               "WHERE type = 'table' AND name = ?1",
-                               tab->schema);
+  char *zSql = sqlite3_mprintf(
+      "SELECT 1 FROM \"%w\".sqlite_schema "
+      "WHERE type = 'table' AND name = ?1",
+      tab->schema);
   if (!zSql) return SQLITE_NOMEM;
   rc = sqlite3_prepare_v2(tab->db, zSql, -1, &stmt, 0);
   sqlite3_free(zSql);
@@ -381,8 +386,8 @@ static int create_storage(embed_vtab *tab) {
                                 "CREATE TABLE \"%w\".\"%w_state\"(id INTEGER "
                                 "PRIMARY KEY, state BLOB NOT NULL "
                                 "CHECK (typeof(state) = 'blob'));",
-                                tab->schema, tab->name, tab->schema,
-                                tab->name, tab->schema, tab->name));
+                                tab->schema, tab->name, tab->schema, tab->name,
+                                tab->schema, tab->name));
   if (rc) return rc;
   {
     char *zSql = sqlite3_mprintf(
@@ -426,9 +431,8 @@ static int create_storage(embed_vtab *tab) {
   return rc;
 }
 
-static int embedInit(sqlite3 *db, void *pAux, int argc,
-                     const char *const *argv, sqlite3_vtab **ppVtab,
-                     char **pzErr, int is_create) {
+static int embedInit(sqlite3 *db, void *pAux, int argc, const char *const *argv,
+                     sqlite3_vtab **ppVtab, char **pzErr, int is_create) {
   embed_vtab *tab;
   int rc, i;
   *ppVtab = 0;
@@ -451,7 +455,7 @@ static int embedInit(sqlite3 *db, void *pAux, int argc,
       if (embed_config_apply_arg(&tab->cfg, argv[i], err, sizeof(err))) break;
     }
     if (i < argc || embed_config_finish(&tab->cfg, err, sizeof(err))) {
-      *pzErr = sqlite3_mprintf("embedding %s: %s", argv[2], err);
+      *pzErr = sqlite3_mprintf("embedding %s: %s", tab->name, err);
       rc = SQLITE_ERROR;
       goto fail;
     }
@@ -461,8 +465,10 @@ static int embedInit(sqlite3 *db, void *pAux, int argc,
     }
     rc = create_storage(tab);
     if (rc) {
-      *pzErr = sqlite3_mprintf("embedding %s: %s", argv[2],
-                               sqlite3_errmsg(db));
+      /* not argv: a failed nested CREATE may have reset the schema that
+      ** owns it */
+      *pzErr =
+          sqlite3_mprintf("embedding %s: %s", tab->name, sqlite3_errmsg(db));
       goto fail;
     }
   } else {
@@ -520,8 +526,8 @@ static int embedDestroy(sqlite3_vtab *pVtab) {
                 sqlite3_mprintf("DROP TABLE IF EXISTS \"%w\".\"%w_config\";"
                                 "DROP TABLE IF EXISTS \"%w\".\"%w_vectors\";"
                                 "DROP TABLE IF EXISTS \"%w\".\"%w_state\";",
-                                tab->schema, tab->name, tab->schema,
-                                tab->name, tab->schema, tab->name));
+                                tab->schema, tab->name, tab->schema, tab->name,
+                                tab->schema, tab->name));
   if (rc) return rc;
   return embedDisconnect(pVtab);
 }
@@ -531,15 +537,15 @@ static int embedRename(sqlite3_vtab *pVtab, const char *zNew) {
   char *name, *label;
   int rc;
   finalize_statements(tab);
-  rc = exec_sql(
-      tab->db,
-      sqlite3_mprintf("ALTER TABLE \"%w\".\"%w_config\" RENAME TO \"%w_config\";"
-                      "ALTER TABLE \"%w\".\"%w_vectors\" RENAME TO "
-                      "\"%w_vectors\";"
-                      "ALTER TABLE \"%w\".\"%w_state\" RENAME TO "
-                      "\"%w_state\";",
-                      tab->schema, tab->name, zNew, tab->schema, tab->name,
-                      zNew, tab->schema, tab->name, zNew));
+  rc = exec_sql(tab->db,
+                sqlite3_mprintf(
+                    "ALTER TABLE \"%w\".\"%w_config\" RENAME TO \"%w_config\";"
+                    "ALTER TABLE \"%w\".\"%w_vectors\" RENAME TO "
+                    "\"%w_vectors\";"
+                    "ALTER TABLE \"%w\".\"%w_state\" RENAME TO "
+                    "\"%w_state\";",
+                    tab->schema, tab->name, zNew, tab->schema, tab->name, zNew,
+                    tab->schema, tab->name, zNew));
   if (rc) return rc;
   name = sqlite3_mprintf("%s", zNew);
   label = sqlite3_mprintf("embedding %s", zNew);
@@ -679,9 +685,8 @@ static int embedBestIndex(sqlite3_vtab *pVtab, sqlite3_index_info *info) {
     cost = rows * 10.0 + 100.0;
     rows = 10;
   } else {
-    if (info->nOrderBy == 1 &&
-        (info->aOrderBy[0].iColumn == COL_ID ||
-         info->aOrderBy[0].iColumn == -1)) {
+    if (info->nOrderBy == 1 && (info->aOrderBy[0].iColumn == COL_ID ||
+                                info->aOrderBy[0].iColumn == -1)) {
       if (info->aOrderBy[0].desc) {
         if (!(plan & (PLAN_EQ | PLAN_IN))) {
           plan |= PLAN_DESC;
@@ -764,8 +769,8 @@ static int value_as_id(sqlite3_value *v, int64_t *id) {
 /* Narrow [*lo, *hi] by `id > v` (is_lower) or `id < v`; strict or not.
 ** Returns 0 when no id can qualify. Values that are not numbers do not
 ** narrow: SQLite re-checks range constraints itself. */
-static int narrow_range(sqlite3_value *v, int is_lower, int strict,
-                        int64_t *lo, int64_t *hi) {
+static int narrow_range(sqlite3_value *v, int is_lower, int strict, int64_t *lo,
+                        int64_t *hi) {
   int type = sqlite3_value_numeric_type(v);
   if (type == SQLITE_NULL) return 0;
   if (type == SQLITE_INTEGER) {
@@ -889,10 +894,10 @@ static int list_vector(embed_cursor *cur, const void **out, char **pzErr) {
     rc = embed_rows_read_bytes(&cur->rows, cur->vector, pzErr);
     if (rc) return rc;
     if (embed_blob_check(cur->vector, tab->cfg.dim, &err) != EMBED_OK) {
-      *pzErr = sqlite3_mprintf("embedding %s: corrupt vector for id %lld "
-                               "(element %lld is not finite)",
-                               tab->name, (long long)cur->id,
-                               (long long)err.a);
+      *pzErr = sqlite3_mprintf(
+          "embedding %s: corrupt vector for id %lld "
+          "(element %lld is not finite)",
+          tab->name, (long long)cur->id, (long long)err.a);
       return *pzErr ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
     }
     cur->have_vector = 1;
@@ -914,12 +919,12 @@ static int scan_step(embed_cursor *cur) {
 
 static int open_scan(embed_cursor *cur, int desc, int64_t lo, int64_t hi) {
   embed_vtab *tab = (embed_vtab *)cur->base.pVtab;
-  int rc = prepare_cursor_stmt(
-      tab, &cur->scan_stmt[desc],
-      desc ? "SELECT id, vector FROM \"%w\".\"%w_vectors\" "
-             "WHERE id BETWEEN ?1 AND ?2 ORDER BY id DESC"
-           : "SELECT id, vector FROM \"%w\".\"%w_vectors\" "
-             "WHERE id BETWEEN ?1 AND ?2 ORDER BY id");
+  int rc =
+      prepare_cursor_stmt(tab, &cur->scan_stmt[desc],
+                          desc ? "SELECT id, vector FROM \"%w\".\"%w_vectors\" "
+                                 "WHERE id BETWEEN ?1 AND ?2 ORDER BY id DESC"
+                               : "SELECT id, vector FROM \"%w\".\"%w_vectors\" "
+                                 "WHERE id BETWEEN ?1 AND ?2 ORDER BY id");
   if (rc) return rc;
   cur->row = cur->scan_stmt[desc];
   cur->row_vector_col = 1;
@@ -947,8 +952,9 @@ static int knn_k(embed_vtab *tab, int plan, sqlite3_value *kv,
         tab, SQLITE_ERROR,
         sqlite3_mprintf("embedding %s: k must be an integer in [1, %d], got %s",
                         tab->name, EMBED_MAX_K,
-                        sqlite3_value_text(v) ? (const char *)sqlite3_value_text(v)
-                                              : "NULL"));
+                        sqlite3_value_text(v)
+                            ? (const char *)sqlite3_value_text(v)
+                            : "NULL"));
   *k = sqlite3_value_int64(v);
   if (offsetv && sqlite3_value_numeric_type(offsetv) == SQLITE_INTEGER &&
       sqlite3_value_int64(offsetv) > 0) {
@@ -1016,16 +1022,17 @@ static int run_knn(embed_cursor *cur, sqlite3_value *query, int64_t k,
   double qnorm;
   int rc = embed_vec_from_value(query, tab->label, &q, &zErr);
   if (rc) return vtab_error(tab, rc, zErr);
-  if (!q.v) return vtab_error(tab, SQLITE_ERROR,
-                              sqlite3_mprintf("embedding %s: the MATCH query "
-                                              "vector is NULL",
-                                              tab->name));
+  if (!q.v)
+    return vtab_error(tab, SQLITE_ERROR,
+                      sqlite3_mprintf("embedding %s: the MATCH query "
+                                      "vector is NULL",
+                                      tab->name));
   if (q.dim != tab->cfg.dim) {
-    rc = vtab_error(tab, SQLITE_ERROR,
-                    sqlite3_mprintf("embedding %s: dimension mismatch "
-                                    "(%lld vs %lld)",
-                                    tab->name, (long long)q.dim,
-                                    (long long)tab->cfg.dim));
+    rc = vtab_error(
+        tab, SQLITE_ERROR,
+        sqlite3_mprintf("embedding %s: dimension mismatch "
+                        "(%lld vs %lld)",
+                        tab->name, (long long)q.dim, (long long)tab->cfg.dim));
     embed_vec_free(&q);
     return rc;
   }
@@ -1059,7 +1066,8 @@ static int run_knn(embed_cursor *cur, sqlite3_value *query, int64_t k,
 }
 
 static int embedFilter_impl(sqlite3_vtab_cursor *pCursor, int idxNum,
-                       const char *idxStr, int argc, sqlite3_value **argv) {
+                            const char *idxStr, int argc,
+                            sqlite3_value **argv) {
   embed_cursor *cur = (embed_cursor *)pCursor;
   int plan = idxNum, a = 0, rc;
   int64_t lo = INT64_MIN, hi = INT64_MAX;
@@ -1136,7 +1144,7 @@ static int knn_vector(embed_cursor *cur, sqlite3_context *ctx) {
 }
 
 static int embedColumn_impl(sqlite3_vtab_cursor *pCursor, sqlite3_context *ctx,
-                       int col) {
+                            int col) {
   embed_cursor *cur = (embed_cursor *)pCursor;
   embed_vtab *tab = (embed_vtab *)pCursor->pVtab;
   switch (col) {
@@ -1184,9 +1192,8 @@ static int embedRowid(sqlite3_vtab_cursor *pCursor, sqlite_int64 *pRowid) {
 
 /* The id an INSERT gives (rowid and/or id column; both must agree), or an
 ** UPDATE gives (whichever of the two differs from the old id). */
-static int written_id(embed_vtab *tab, sqlite3_value *old,
-                      sqlite3_value *rowid, sqlite3_value *idcol, int *given,
-                      int64_t *id) {
+static int written_id(embed_vtab *tab, sqlite3_value *old, sqlite3_value *rowid,
+                      sqlite3_value *idcol, int *given, int64_t *id) {
   sqlite3_value *v = idcol;
   int64_t a, b;
   if (old) { /* UPDATE: SET id = x and SET rowid = x both arrive here */
@@ -1200,20 +1207,20 @@ static int written_id(embed_vtab *tab, sqlite3_value *old,
   *given = sqlite3_value_type(v) != SQLITE_NULL;
   if (!*given) {
     if (!old) return SQLITE_OK;
-    return vtab_error(tab, SQLITE_CONSTRAINT,
-                      sqlite3_mprintf("NOT NULL constraint failed: %s.id",
-                                      tab->name));
+    return vtab_error(
+        tab, SQLITE_CONSTRAINT,
+        sqlite3_mprintf("NOT NULL constraint failed: %s.id", tab->name));
   }
   if (sqlite3_value_type(v) == SQLITE_INTEGER) {
     *id = sqlite3_value_int64(v);
   } else if (sqlite3_value_type(v) == SQLITE_FLOAT && value_as_id(v, id)) {
     /* integral REAL: accepted as the integer it equals */
   } else {
-    return vtab_error(tab, SQLITE_MISMATCH,
-                      sqlite3_mprintf("embedding %s: id must be an integer, "
-                                      "got %s",
-                                      tab->name,
-                                      embed_type_name(sqlite3_value_type(v))));
+    return vtab_error(
+        tab, SQLITE_MISMATCH,
+        sqlite3_mprintf("embedding %s: id must be an integer, "
+                        "got %s",
+                        tab->name, embed_type_name(sqlite3_value_type(v))));
   }
   if (!old && v == idcol && sqlite3_value_type(rowid) != SQLITE_NULL &&
       value_as_id(rowid, &a) && a != *id)
@@ -1231,8 +1238,7 @@ static int written_id(embed_vtab *tab, sqlite3_value *old,
 }
 
 /* Parse and check a vector written to the table. */
-static int written_vector(embed_vtab *tab, sqlite3_value *val,
-                          embed_vec *out) {
+static int written_vector(embed_vtab *tab, sqlite3_value *val, embed_vec *out) {
   char *zErr = 0;
   int rc = embed_vec_from_value(val, tab->label, out, &zErr);
   if (rc) return vtab_error(tab, rc, zErr);
@@ -1270,9 +1276,9 @@ static int next_free_id(embed_vtab *tab, int64_t *id) {
 }
 
 static int unique_failed(embed_vtab *tab) {
-  return vtab_error(tab, SQLITE_CONSTRAINT,
-                    sqlite3_mprintf("UNIQUE constraint failed: %s.id",
-                                    tab->name));
+  return vtab_error(
+      tab, SQLITE_CONSTRAINT,
+      sqlite3_mprintf("UNIQUE constraint failed: %s.id", tab->name));
 }
 
 /* Insert row id with vector v (floats), or with raw, a valid stored-form
@@ -1288,8 +1294,7 @@ static int insert_row(embed_vtab *tab, int64_t id, const float *v,
                             &stmt);
   if (rc) return rc;
   sqlite3_bind_int64(stmt, 1, id);
-  rc = raw ? sqlite3_bind_blob64(stmt, 2, raw,
-                                 (sqlite3_uint64)tab->cfg.dim * 4,
+  rc = raw ? sqlite3_bind_blob64(stmt, 2, raw, (sqlite3_uint64)tab->cfg.dim * 4,
                                  SQLITE_STATIC)
            : bind_vector(stmt, 2, v, tab->cfg.dim);
   if (rc == SQLITE_OK) rc = step_done(stmt);
@@ -1336,7 +1341,7 @@ static int move_row(embed_vtab *tab, int64_t old_id, int64_t new_id) {
 }
 
 static int embedUpdate_impl(sqlite3_vtab *pVtab, int argc, sqlite3_value **argv,
-                       sqlite_int64 *pRowid) {
+                            sqlite_int64 *pRowid) {
   embed_vtab *tab = (embed_vtab *)pVtab;
   embed_vec vec = {0, 0};
   int64_t id = 0;
@@ -1350,8 +1355,7 @@ static int embedUpdate_impl(sqlite3_vtab *pVtab, int argc, sqlite3_value **argv,
                       sqlite3_mprintf("embedding %s: distance and k are "
                                       "search columns and cannot be written",
                                       tab->name));
-  rc = written_id(tab,
-                  sqlite3_value_type(argv[0]) == SQLITE_NULL ? 0 : argv[0],
+  rc = written_id(tab, sqlite3_value_type(argv[0]) == SQLITE_NULL ? 0 : argv[0],
                   argv[1], argv[2 + COL_ID], &given, &id);
   if (rc) return rc;
 
@@ -1409,11 +1413,10 @@ static int embedUpdate_impl(sqlite3_vtab *pVtab, int argc, sqlite3_value **argv,
 ** comes from a nested statement (a missing or damaged shadow table). */
 static int named(embed_vtab *tab, int rc) {
   if (rc == SQLITE_OK || rc == SQLITE_NOMEM || tab->base.zErrMsg) return rc;
-  tab->base.zErrMsg =
-      sqlite3_mprintf("embedding %s: %s", tab->name,
-                      sqlite3_errcode(tab->db) != SQLITE_OK
-                          ? sqlite3_errmsg(tab->db)
-                          : sqlite3_errstr(rc));
+  tab->base.zErrMsg = sqlite3_mprintf("embedding %s: %s", tab->name,
+                                      sqlite3_errcode(tab->db) != SQLITE_OK
+                                          ? sqlite3_errmsg(tab->db)
+                                          : sqlite3_errstr(rc));
   return rc;
 }
 
@@ -1435,8 +1438,8 @@ static int embedColumn(sqlite3_vtab_cursor *pCursor, sqlite3_context *ctx,
 
 static int embedUpdate(sqlite3_vtab *pVtab, int argc, sqlite3_value **argv,
                        sqlite_int64 *pRowid) {
-  return named((embed_vtab *)pVtab, embedUpdate_impl(pVtab, argc, argv,
-                                                      pRowid));
+  return named((embed_vtab *)pVtab,
+               embedUpdate_impl(pVtab, argc, argv, pRowid));
 }
 
 static sqlite3_module embed_module = {
@@ -1469,7 +1472,25 @@ static sqlite3_module embed_module = {
 #endif
 };
 
+/* SQLite's placeholder match() is not INNOCUOUS, so with trusted_schema off
+** a view could not search (`unsafe use of MATCH()`). The table consumes
+** every usable MATCH itself; this stand-in, marked innocuous, only runs when
+** nothing consumed it, and fails as the placeholder does. */
+static void match_placeholder(sqlite3_context *ctx, int argc,
+                              sqlite3_value **argv) {
+  (void)argc;
+  (void)argv;
+  sqlite3_result_error(ctx,
+                       "unable to use function MATCH in the requested context",
+                       -1);
+}
+
 int embed_register_vtab(sqlite3 *db, embed_registry *registry) {
-  return sqlite3_create_module_v2(db, "embedding", &embed_module, registry,
-                                  embed_registry_free);
+  int rc = sqlite3_create_module_v2(db, "embedding", &embed_module, registry,
+                                    embed_registry_free);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_create_function_v2(db, "match", 2,
+                                    SQLITE_UTF8 | SQLITE_INNOCUOUS, 0,
+                                    match_placeholder, 0, 0, 0);
+  return rc;
 }

@@ -38,7 +38,9 @@ DIM = 16
 S = list(range(8))
 S_JSON = "[" + ",".join(map(str, S)) + "]"
 CONTENDED = 500  # the contenders' row
-CONTENDER_TIMEOUTS = [float(t) for t in os.environ.get("EMBED_CONTENDERS", "0,0.05").split(",")]
+# the contenders' busy timeouts in seconds (two: they also race each other)
+CONTENDER_TIMEOUTS = [float(t) for t in
+                      os.environ.get("EMBED_CONTENDERS", "0,0.05").split(",")]
 
 
 def say(request, text):

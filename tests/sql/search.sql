@@ -42,3 +42,7 @@ SELECT 'order_by_distance_limit', group_concat(id, ' ') FROM (SELECT id FROM l W
 SELECT 'order_by_distance_all', group_concat(id, ' ') FROM (SELECT id FROM l WHERE vector MATCH '[0, 0]' ORDER BY distance);
 SELECT 'order_by_distance_offset', group_concat(id, ' ') FROM (SELECT id FROM l WHERE vector MATCH '[0, 0]' ORDER BY distance LIMIT 1 OFFSET 1);
 SELECT 'err_limit_without_order', id FROM l WHERE vector MATCH '[0, 0]' LIMIT 2;
+PRAGMA trusted_schema = 0;
+CREATE VIEW near AS SELECT id FROM c WHERE vector MATCH '[1, 0]' AND k = 2;
+SELECT 'view_search_untrusted_schema', group_concat(id, ' ') FROM near;
+SELECT 'match_outside_a_table', 'a' MATCH 'b';

@@ -1,0 +1,663 @@
+/*
+** oom.c - the out-of-memory sweep: embed must never crash, leak or lose a
+** row when an allocation fails.
+**
+**     make build/oom && build/oom     every allocation point (~40 s)
+**     build/oom-asan --all            the same under ASan/UBSan, running the
+**                                     whole workload after each fault
+**     build/oom --stride 7            every 7th allocation point
+**     build/oom --at N -v             one point, every finding in full (and
+**                                     the rows a half-done step changed)
+**
+** How: SQLite (linked statically, so the allocator can be replaced before
+** sqlite3_initialize) gets an allocator, installed with
+** sqlite3_config(SQLITE_CONFIG_MALLOC), that forwards to the system one but
+** fails allocation number N. A workload that touches every SQL function,
+** every table operation, search and training (WORKLOAD below) runs once
+** without faults to count its allocations and record, for each step, its
+** output and a hash of the database content after it. Then, for every N,
+** the workload runs again on a fresh :memory: database with allocation N
+** failing (and once more with every allocation from N on failing: the
+** persistent variant). After the faulty step, 5 more steps run (--all: all
+** of them), to show that the connection still works. For each run:
+**
+**   - no crash (ASan/UBSan in the sanitizer build; a signal handler names
+**     the run otherwise);
+**   - the step in which allocation N failed returns an error, or, when
+**     SQLite absorbed the failure (a "benign" allocation, or a failure the
+**     code legitimately recovers from), the same output as the fault-free
+**     run;
+**   - after a failed step the database content is what it was before the
+**     step (or before the enclosing transaction, when SQLite rolled it back):
+**     nothing half-done; and no transaction is left open that the
+**     application did not begin;
+**   - sqlite3_close() returns SQLITE_OK, and sqlite3_memory_used() is back
+**     to its value before sqlite3_open().
+**
+** Findings are grouped by step and kind, each with the first allocation
+** point that shows it. The last line is "oom: N allocation points tried, F
+** failures" (F: runs with a finding); the exit status is 1 when F > 0.
+*/
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "embed.h"
+
+/* ------------------------------------------------------------ allocator */
+
+static sqlite3_mem_methods real_mem;
+static struct {
+  int counting;     /* count (and maybe fail) allocations now */
+  long count;       /* allocations counted in this run */
+  long fail_at;     /* 0: never fail */
+  int persist;      /* fail every allocation from fail_at on */
+  long fired;       /* failures injected in this run */
+  long fired_hard;  /* ... outside SQLite's benign-malloc regions */
+  int benign_depth; /* inside sqlite3BeginBenignMalloc() */
+} F;
+
+static int fault_now(void) {
+  if (!F.counting) return 0;
+  F.count++;
+  if (F.fail_at &&
+      (F.count == F.fail_at || (F.persist && F.count > F.fail_at))) {
+    F.fired++;
+    if (!F.benign_depth) F.fired_hard++;
+    return 1;
+  }
+  return 0;
+}
+
+static void *oom_malloc(int n) {
+  return fault_now() ? 0 : real_mem.xMalloc(n);
+}
+static void *oom_realloc(void *p, int n) {
+  return fault_now() ? 0 : real_mem.xRealloc(p, n);
+}
+static void oom_free(void *p) {
+  real_mem.xFree(p);
+}
+static int oom_size(void *p) {
+  return real_mem.xSize(p);
+}
+static int oom_roundup(int n) {
+  return real_mem.xRoundup(n);
+}
+static int oom_init(void *p) {
+  return real_mem.xInit(p);
+}
+static void oom_shutdown(void *p) {
+  real_mem.xShutdown(p);
+}
+static void benign_begin(void) {
+  F.benign_depth++;
+}
+static void benign_end(void) {
+  F.benign_depth--;
+}
+
+/* ------------------------------------------------------------- workload */
+
+/* One step is one SQL text (one or more statements), run to completion.
+** Each touches part of the surface; errors that the fault-free run also
+** gets (the deliberate error cases) are part of the expected output. */
+static const char *WORKLOAD[] = {
+    /* a table, and the unnamed forms while it is the only one */
+    "CREATE VIRTUAL TABLE t USING embedding(dim=4, num_embeddings=8, seed=7)",
+    "SELECT embed_json(embed_lookup(3))",
+    "SELECT embed_update(2, '[1,1,1,1]', 0.5)",
+    "CREATE VIRTUAL TABLE a USING embedding(dim=4, num_embeddings=6, seed=9,"
+    " optimizer=adam, max_norm=2.0)",
+    "CREATE TABLE doc(pos INTEGER PRIMARY KEY, token_id INTEGER)",
+    "INSERT INTO doc(token_id) VALUES (3), (1), (4), (1), (5)",
+    /* pure functions */
+    "SELECT embed_version(), embed_vector('[1, 2.5, -3e-2, 4]'),"
+    " embed_json(X'0000803F000000400000404000008040'), embed_dim('[1,2]'),"
+    " embed_norm('[3,4]'), embed_dot('[1,2]', '[3,4]'),"
+    " embed_cosine('[1,0]', X'0000803F0000803F'), embed_l2('[0,0]', '[3,4]')",
+    "SELECT embed_add('[1,2]', '[3,4]'), embed_sub('[1,2]', '[3,4]'),"
+    " embed_scale('[1,2]', 2.5), embed_normalize('[3,4]'),"
+    " embed_sigmoid(0.5), embed_log_sigmoid(-2), embed_json(embed_vector("
+    "embed_json(embed_normalize('[1,2,3,4,5,6,7,8,9,10,11,12,13]'))))",
+    "SELECT embed_cosine('[1,2]', '[1,2,3]')", /* an error, named */
+    /* aggregates */
+    "SELECT embed_sum(vector), embed_sum(vector, id), embed_mean(vector),"
+    " embed_max(vector), embed_stack(vector) FROM t",
+    "SELECT id % 3, embed_json(embed_mean(vector)), length(embed_stack(vector))"
+    " FROM t GROUP BY 1 ORDER BY 1",
+    /* writes */
+    "INSERT INTO t(id) VALUES (8)",
+    "INSERT INTO t(id, vector) VALUES (9, '[1, 2, 3, 4]')",
+    "INSERT INTO t(vector) VALUES (X'0000803F000000400000404000008040')",
+    "INSERT OR REPLACE INTO t(id, vector) VALUES (9, '[4, 3, 2, 1]')",
+    "INSERT OR IGNORE INTO t(id, vector) VALUES (9, '[0, 0, 0, 1]')",
+    "INSERT INTO t(id, vector) VALUES (9, '[0, 0, 0, 1]')", /* UNIQUE */
+    "UPDATE t SET vector = embed_scale(vector, 2) WHERE id = 9",
+    "UPDATE t SET id = 20 WHERE id = 9",
+    "DELETE FROM t WHERE id = 8",
+    "INSERT INTO t(id, vector) SELECT 100 + pos, embed_scale(e.vector, pos)"
+    " FROM doc JOIN t e ON e.id = doc.token_id",
+    /* reads */
+    "SELECT id, vector FROM t WHERE id = 3",
+    "SELECT id, embed_norm(vector) FROM t WHERE id IN (1, 3, 5, 77)",
+    "SELECT id FROM t WHERE id IN (SELECT token_id FROM doc)",
+    "SELECT id, vector FROM t WHERE id BETWEEN 2 AND 5 ORDER BY id DESC",
+    "SELECT id FROM t WHERE id > 4 AND id < 102",
+    "SELECT d.pos, e.vector FROM doc d JOIN t e ON e.id = d.token_id",
+    "SELECT count(*), sum(length(vector)) FROM t",
+    /* search: the snapshot, filters, LIMIT, then inside a transaction (the
+    ** table scan) and after a change */
+    "SELECT id, distance FROM t WHERE vector MATCH '[1, 0, 0, 0]' AND k = 3",
+    "SELECT id, distance, vector FROM t WHERE vector MATCH '[0, 1, 0, 0]'"
+    " AND k = 4 AND id IN (SELECT token_id FROM doc)",
+    "SELECT id, distance FROM t WHERE vector MATCH '[1, 1, 1, 1]'"
+    " ORDER BY distance LIMIT 2",
+    "SELECT id FROM t WHERE vector MATCH '[1, 1, 1, 1]' AND k = 2"
+    " AND id BETWEEN 1 AND 6",
+    "SELECT id, distance FROM a WHERE vector MATCH '[1, 1, 0, 0]' AND k = 3",
+    "BEGIN",
+    "UPDATE t SET vector = '[9, 9, 9, 9]' WHERE id = 4",
+    "SELECT id, distance FROM t WHERE vector MATCH '[1, 1, 1, 1]' AND k = 3",
+    "COMMIT",
+    "SELECT id, distance FROM t WHERE vector MATCH '[1, 1, 1, 1]' AND k = 3",
+    /* training: lookup, SGD single/batch/bound, Adam, transactions */
+    "SELECT embed_lookup('t', 3), embed_lookup('t', '[3, 1, 3]'),"
+    " embed_lookup('a', 2)",
+    "SELECT embed_lookup(id) FROM t WHERE id IN (1, 2)",
+    "SELECT embed_update('t', 3, '[0.5, -0.5, 1, 0]', 0.1)",
+    "SELECT embed_update('t', '[1, 2, 1]', '[[1,0,0,0],[0,1,0,0],[0,0,1,0]]',"
+    " 0.5)",
+    "SELECT embed_update('t', '[5, 6]', X'0000803F0000803F0000803F0000803F"
+    "00000040000000400000004000000040', 1)",
+    "SELECT embed_update(id, '[1, 1, 1, 1]', 0.25) FROM t WHERE id = 6",
+    "SELECT embed_update('t', '[1, 999]', '[[1,0,0,0],[0,1,0,0]]', 0.5)",
+    "SELECT embed_update('a', 1, '[1, 2, 3, 4]', 0.01)",
+    "SELECT embed_update('a', '[1, 2, 3]', '[[1,1,1,1],[2,2,2,2],[3,3,3,3]]',"
+    " 0.01)",
+    "BEGIN",
+    "SELECT embed_update('a', '[2, 3, 4, 2]',"
+    " '[[1,0,0,0],[0,1,0,0],[0,0,1,0],[0,0,0,1]]', 0.01)",
+    "SELECT embed_update('t', '[0, 1, 2, 3]',"
+    " '[[1,0,0,0],[0,1,0,0],[0,0,1,0],[0,0,0,1]]', 0.5)",
+    "COMMIT",
+    "BEGIN",
+    "SELECT embed_update('t', '[4, 5]', '[[1,0,0,0],[0,1,0,0]]', 0.5)",
+    "ROLLBACK",
+    "SELECT embed_json(embed_lookup('a', '[1, 2]')), count(*) FROM a_state",
+    "SELECT embed_optimizer_reset('a')",
+    "DELETE FROM a WHERE id = 1",
+    "UPDATE a SET id = 40 WHERE id = 2",
+    /* schema changes */
+    "ALTER TABLE t RENAME TO t2",
+    "SELECT embed_json(embed_lookup('t2', 3)), count(*) FROM t2",
+    "SELECT embed_update('t2', 3, '[1, 1, 1, 1]', 0.5)",
+    "DROP TABLE a",
+    "CREATE VIRTUAL TABLE b USING embedding(dim=3, num_embeddings=3,"
+    " init=uniform, seed=1, optimizer=adagrad, metric=l2)",
+    "SELECT embed_update('b', '[0, 2]', '[[1,1,1],[2,2,2]]', 0.1)",
+    "SELECT embed_json(embed_lookup('b', '[0, 2]'))",
+    /* files (@FILE@: a scratch file, replaced at start) */
+    "SELECT embed_save('@FILE@', 'word2vec', 'tok' || id, vector) FROM t2"
+    " WHERE id < 6",
+    "SELECT n, token, vector FROM embed_file('@FILE@')",
+    "SELECT count(*) FROM embed_file('@FILE@', 'glove') WHERE n > 2",
+    "SELECT embed_save('@FILE@.bin', 'word2vec-binary', 'w' || id, vector)"
+    " FROM t2 WHERE id < 4",
+    "INSERT INTO t2(id, vector) SELECT 200 + n, vector FROM"
+    " embed_file('@FILE@.bin')",
+    "DROP TABLE t2",
+};
+#define N_STEPS ((int)(sizeof(WORKLOAD) / sizeof(WORKLOAD[0])))
+
+/* FNV-1a, to compare outputs and database contents cheaply. */
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+  const unsigned char *s = (const unsigned char *)p;
+  while (n--) h = (h ^ *s++) * 1099511628211ULL;
+  return h;
+}
+#define FNV0 1469598103934665603ULL
+
+static uint64_t hash_row(uint64_t h, sqlite3_stmt *stmt) {
+  int i, n = sqlite3_column_count(stmt);
+  for (i = 0; i < n; i++) {
+    int type = sqlite3_column_type(stmt, i);
+    h = fnv(h, &type, sizeof(type));
+    if (type == SQLITE_INTEGER) {
+      sqlite3_int64 v = sqlite3_column_int64(stmt, i);
+      h = fnv(h, &v, sizeof(v));
+    } else if (type == SQLITE_FLOAT) {
+      double v = sqlite3_column_double(stmt, i);
+      h = fnv(h, &v, sizeof(v));
+    } else if (type != SQLITE_NULL) {
+      const void *p = type == SQLITE_BLOB ? sqlite3_column_blob(stmt, i)
+                                          : sqlite3_column_text(stmt, i);
+      h = fnv(h, p, (size_t)sqlite3_column_bytes(stmt, i));
+    }
+  }
+  return h;
+}
+
+typedef struct step_result {
+  int rc;          /* SQLITE_OK, or the first error */
+  uint64_t output; /* hash of the rows (and error text) */
+  char err[200];
+} step_result;
+
+/* Run one step; its output hash covers every row and any error message. */
+static void run_step(sqlite3 *db, const char *sql, step_result *out) {
+  const char *tail = sql;
+  uint64_t h = FNV0;
+  int rc = SQLITE_OK;
+  out->err[0] = 0;
+  while (rc == SQLITE_OK && tail && *tail) {
+    sqlite3_stmt *stmt = 0;
+    rc = sqlite3_prepare_v2(db, tail, -1, &stmt, &tail);
+    if (rc != SQLITE_OK) break;
+    if (!stmt) break;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) h = hash_row(h, stmt);
+    if (rc == SQLITE_DONE) rc = SQLITE_OK;
+    sqlite3_finalize(stmt);
+  }
+  if (rc != SQLITE_OK) {
+    snprintf(out->err, sizeof(out->err), "%s", sqlite3_errmsg(db));
+    h = fnv(h, out->err, strlen(out->err));
+  }
+  out->rc = rc;
+  out->output = h;
+}
+
+/* A hash of every ordinary table's rows (the shadow tables and doc), read
+** with the fault injection paused. */
+static int hash_content(sqlite3 *db, uint64_t *out) {
+  sqlite3_stmt *names = 0;
+  uint64_t h = FNV0;
+  int rc = sqlite3_prepare_v2(db,
+                              "SELECT name FROM sqlite_schema WHERE type = "
+                              "'table' AND sql NOT LIKE 'CREATE VIRTUAL%' "
+                              "ORDER BY name",
+                              -1, &names, 0);
+  while (rc == SQLITE_OK && sqlite3_step(names) == SQLITE_ROW) {
+    sqlite3_stmt *rows = 0;
+    const char *name = (const char *)sqlite3_column_text(names, 0);
+    char *sql = sqlite3_mprintf("SELECT * FROM \"%w\" ORDER BY 1", name);
+    h = fnv(h, name, strlen(name));
+    rc = sql ? sqlite3_prepare_v2(db, sql, -1, &rows, 0) : SQLITE_NOMEM;
+    sqlite3_free(sql);
+    while (rc == SQLITE_OK && (rc = sqlite3_step(rows)) == SQLITE_ROW) {
+      h = hash_row(h, rows);
+      rc = SQLITE_OK;
+    }
+    if (rc == SQLITE_DONE) rc = SQLITE_OK;
+    sqlite3_finalize(rows);
+  }
+  sqlite3_finalize(names);
+  *out = h;
+  return rc;
+}
+
+/* Every ordinary table as text, one row a line (for -v diagnosis of a
+** half-done step); the caller frees it with sqlite3_free. */
+static char *content_text(sqlite3 *db) {
+  sqlite3_stmt *names = 0;
+  sqlite3_str *out = sqlite3_str_new(db);
+  sqlite3_prepare_v2(db,
+                     "SELECT name FROM sqlite_schema WHERE type = 'table' AND "
+                     "sql NOT LIKE 'CREATE VIRTUAL%' ORDER BY name",
+                     -1, &names, 0);
+  while (names && sqlite3_step(names) == SQLITE_ROW) {
+    sqlite3_stmt *rows = 0;
+    char *sql = sqlite3_mprintf("SELECT * FROM \"%w\" ORDER BY 1",
+                                sqlite3_column_text(names, 0));
+    sqlite3_prepare_v2(db, sql, -1, &rows, 0);
+    sqlite3_free(sql);
+    while (rows && sqlite3_step(rows) == SQLITE_ROW) {
+      int i;
+      sqlite3_str_appendf(out, "   %s:", sqlite3_column_text(names, 0));
+      for (i = 0; i < sqlite3_column_count(rows); i++) {
+        if (sqlite3_column_type(rows, i) == SQLITE_BLOB) {
+          const unsigned char *b = sqlite3_column_blob(rows, i);
+          int j, nb = sqlite3_column_bytes(rows, i);
+          sqlite3_str_appendf(out, " x'");
+          for (j = 0; j < nb; j++) sqlite3_str_appendf(out, "%02x", b[j]);
+          sqlite3_str_appendf(out, "'");
+        } else {
+          const char *t = (const char *)sqlite3_column_text(rows, i);
+          sqlite3_str_appendf(out, " %s", t ? t : "NULL");
+        }
+      }
+      sqlite3_str_appendf(out, "\n");
+    }
+    sqlite3_finalize(rows);
+  }
+  sqlite3_finalize(names);
+  return sqlite3_str_finish(out);
+}
+
+/* Print the lines of a that are not in b, prefixed with tag. */
+static void print_missing_lines(const char *a, const char *b, const char *tag) {
+  while (a && *a) {
+    const char *eol = strchr(a, '\n');
+    size_t n = eol ? (size_t)(eol - a + 1) : strlen(a);
+    const char *p = b;
+    int found = 0;
+    while (p && *p && !found) {
+      const char *e = strchr(p, '\n');
+      size_t m = e ? (size_t)(e - p + 1) : strlen(p);
+      found = m == n && memcmp(a, p, n) == 0;
+      p += m;
+    }
+    if (!found) fprintf(stderr, "%s%.*s", tag, (int)n, a);
+    a += n;
+  }
+}
+
+/* ------------------------------------------------------------- the sweep */
+
+static step_result ref[N_STEPS];
+static uint64_t ref_content[N_STEPS + 1]; /* [s]: before step s */
+static int ref_in_txn[N_STEPS + 1];       /* [s]: a txn is open before s */
+static int ref_txn_start[N_STEPS + 1];    /* [s]: the step that began it */
+static long ref_allocs_before[N_STEPS + 1];
+static char *ref_text[N_STEPS + 1]; /* -v only: content before step s */
+static int verbose;
+static int after_fault = 5; /* steps run after the faulty one (--all: all) */
+static long failures, absorbed, n_errors;
+static const char *current_mode = "reference";
+static long current_n;
+static int current_step = -1;
+
+static void on_signal(int sig) {
+  char buf[200];
+  int n = snprintf(buf, sizeof(buf),
+                   "oom: CRASH (signal %d) in %s run, allocation %ld failing, "
+                   "step %d\n",
+                   sig, current_mode, current_n, current_step);
+  if (n > 0) (void)!write(2, buf, (size_t)n);
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+/* Distinct findings (kind, step), with how many runs had them. */
+#define MAX_KINDS 200
+static struct {
+  const char *what;
+  int step;
+  long runs, first_n;
+  const char *first_mode;
+  char detail[200];
+} kinds[MAX_KINDS];
+static int n_kinds;
+static long failing_runs, last_failing_run = -1, run_id;
+
+static void finding(const char *what, int step, const char *detail) {
+  int k;
+  failures++;
+  if (last_failing_run != run_id) {
+    failing_runs++;
+    last_failing_run = run_id;
+  }
+  for (k = 0; k < n_kinds; k++)
+    if (kinds[k].what == what && kinds[k].step == step) break;
+  if (k == n_kinds && n_kinds < MAX_KINDS) {
+    n_kinds++;
+    kinds[k].what = what;
+    kinds[k].step = step;
+    kinds[k].first_n = current_n;
+    kinds[k].first_mode = current_mode;
+    snprintf(kinds[k].detail, sizeof(kinds[k].detail), "%s",
+             detail ? detail : "");
+  }
+  if (k < n_kinds) kinds[k].runs++;
+  if (verbose)
+    fprintf(stderr,
+            "oom: FAIL %s run, allocation %ld, step %d: %s%s%s\n   %s\n",
+            current_mode, current_n, step, what, detail ? ": " : "",
+            detail ? detail : "", step >= 0 ? WORKLOAD[step] : "");
+}
+
+static void print_findings(void) {
+  int k;
+  for (k = 0; k < n_kinds; k++) {
+    fprintf(
+        stderr,
+        "oom: FAIL step %d: %s (%ld runs; first: %s run, allocation %ld%s%s)"
+        "\n   %s\n",
+        kinds[k].step, kinds[k].what, kinds[k].runs, kinds[k].first_mode,
+        kinds[k].first_n, kinds[k].detail[0] ? "; " : "", kinds[k].detail,
+        kinds[k].step >= 0 ? WORKLOAD[kinds[k].step] : "(open/close)");
+  }
+}
+
+/* One run of the workload: reference when fail_at == 0. */
+static void run_workload(long fail_at, int persist, int is_reference) {
+  sqlite3 *db = 0;
+  sqlite3_int64 before;
+  int s, rc, fault_step = -1;
+  step_result res;
+
+  before = sqlite3_memory_used();
+  run_id++;
+  memset(&F, 0, sizeof(F));
+  F.fail_at = fail_at;
+  F.persist = persist;
+  F.counting = 1;
+  current_step = -1;
+  rc = sqlite3_open(":memory:", &db);
+  F.counting = 0;
+  if (rc != SQLITE_OK) {
+    if (is_reference) {
+      fprintf(stderr, "oom: cannot open: %s\n", sqlite3_errmsg(db));
+      exit(2);
+    }
+    if (!F.fired)
+      finding("sqlite3_open failed without a fault", -1, 0);
+    else
+      n_errors++;
+    goto close;
+  }
+  if (is_reference) {
+    ref_allocs_before[0] = F.count;
+    if (hash_content(db, &ref_content[0])) exit(2);
+  }
+  for (s = 0; s < N_STEPS; s++) {
+    long fired_before = F.fired;
+    /* after a fault, AFTER_FAULT more steps show the connection still
+    ** works (or fails cleanly); the rest would repeat the reference */
+    if (fault_step >= 0 && s > fault_step + after_fault) break;
+    uint64_t content;
+    int in_txn_before = !sqlite3_get_autocommit(db);
+    current_step = s;
+    F.counting = 1;
+    run_step(db, WORKLOAD[s], is_reference ? &ref[s] : &res);
+    F.counting = 0;
+    if (is_reference) {
+      ref_allocs_before[s + 1] = F.count;
+      ref_in_txn[s + 1] = !sqlite3_get_autocommit(db);
+      ref_txn_start[s + 1] =
+          ref_in_txn[s + 1] ? (ref_in_txn[s] ? ref_txn_start[s] : s) : -1;
+      if (hash_content(db, &ref_content[s + 1])) exit(2);
+      if (verbose) {
+        {
+          char *t = content_text(db);
+          free(ref_text[s + 1]);
+          ref_text[s + 1] = t ? strdup(t) : 0;
+          sqlite3_free(t);
+        }
+      }
+      continue;
+    }
+    if (fault_step >= 0 || F.fired == fired_before) continue;
+    /* allocation fail_at failed during this step */
+    fault_step = s;
+    if (hash_content(db, &content) != SQLITE_OK) {
+      finding("database unreadable after the failed step", s, 0);
+      continue;
+    }
+    if (res.rc == SQLITE_OK) {
+      if (res.output != ref[s].output)
+        finding("step succeeded with a different result", s, 0);
+      else if (content != ref_content[s + 1])
+        finding("step succeeded but the database differs", s, 0);
+      else
+        absorbed++;
+    } else if (ref[s].rc != SQLITE_OK && res.output == ref[s].output) {
+      absorbed++; /* the deliberate error, unchanged */
+    } else if (!ref_in_txn[s] && !sqlite3_get_autocommit(db)) {
+      n_errors++;
+      finding("the failed step left a transaction open (its changes pending)",
+              s, res.err);
+      if (verbose) {
+        char *now = content_text(db);
+        fprintf(stderr, "   rows before the step that are gone:\n");
+        print_missing_lines(ref_text[s], now, "   -");
+        fprintf(stderr, "   rows after the step that are new:\n");
+        print_missing_lines(now, ref_text[s], "   +");
+        sqlite3_free(now);
+      }
+    } else {
+      int ok = content == ref_content[s];
+      n_errors++;
+      /* SQLite rolls the whole transaction back on NOMEM in some cases */
+      if (!ok && in_txn_before && sqlite3_get_autocommit(db))
+        ok = content == ref_content[ref_txn_start[s]];
+      /* a failed COMMIT may leave the transaction open: same content */
+      if (!ok && ref[s].rc != SQLITE_OK) ok = content == ref_content[s + 1];
+      if (!ok) {
+        char detail[260];
+        snprintf(detail, sizeof(detail), "%s", res.err);
+        finding("the failed step changed the database", s, detail);
+        if (verbose) {
+          char *now = content_text(db);
+          fprintf(stderr, "   rows before the step that are gone:\n");
+          print_missing_lines(ref_text[s], now, "   -");
+          fprintf(stderr, "   rows after the step that are new:\n");
+          print_missing_lines(now, ref_text[s], "   +");
+          sqlite3_free(now);
+        }
+      }
+      if ((res.rc & 0xff) != SQLITE_NOMEM && verbose)
+        fprintf(stderr,
+                "oom: note: %s run, allocation %ld, step %d: "
+                "error %d \"%s\" (not SQLITE_NOMEM)\n",
+                current_mode, fail_at, s, res.rc, res.err);
+    }
+  }
+  current_step = N_STEPS;
+close:
+  F.counting = 0;
+  rc = sqlite3_close(db);
+  if (rc != SQLITE_OK) {
+    char detail[100];
+    snprintf(detail, sizeof(detail), "sqlite3_close returned %d", rc);
+    finding("close failed", -1, detail);
+    sqlite3_close_v2(db);
+  }
+  if (sqlite3_memory_used() != before) {
+    char detail[100];
+    snprintf(detail, sizeof(detail), "%lld bytes still allocated",
+             (long long)(sqlite3_memory_used() - before));
+    finding("memory leak", fault_step, detail);
+  }
+  if (!is_reference && fail_at && !F.fired)
+    finding("the fault was never injected (workload not deterministic?)", -1,
+            0);
+}
+
+/* Put the scratch file's path into the steps that name @FILE@. */
+static int place_file(char *path) {
+  int s, fd = mkstemp(path);
+  if (fd < 0) return -1;
+  close(fd);
+  for (s = 0; s < N_STEPS; s++) {
+    const char *at = strstr(WORKLOAD[s], "@FILE@");
+    char *step;
+    if (!at) continue;
+    step = malloc(strlen(WORKLOAD[s]) + strlen(path) + 1);
+    if (!step) return -1;
+    sprintf(step, "%.*s%s%s", (int)(at - WORKLOAD[s]), WORKLOAD[s], path,
+            at + 6);
+    WORKLOAD[s] = step;
+  }
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  static const sqlite3_mem_methods oom_methods = {
+      oom_malloc,  oom_free, oom_realloc,  oom_size,
+      oom_roundup, oom_init, oom_shutdown, 0};
+  long stride = 1, n, total, points = 0, only = 0;
+  static char scratch[] = "/tmp/embed-oom-XXXXXX";
+  char bin[64];
+  int i, s, benign_hooks;
+  for (i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "-v") == 0)
+      verbose = 1;
+    else if (strcmp(argv[i], "--stride") == 0 && i + 1 < argc)
+      stride = atol(argv[++i]);
+    else if (strcmp(argv[i], "--all") == 0)
+      after_fault = N_STEPS;
+    else if (strcmp(argv[i], "--at") == 0 && i + 1 < argc)
+      only = atol(argv[++i]);
+    else {
+      fprintf(stderr, "usage: %s [-v] [--all] [--stride N] [--at N]\n",
+              argv[0]);
+      return 2;
+    }
+  }
+  if (stride < 1) stride = 1;
+  if (place_file(scratch)) {
+    perror("oom: scratch file");
+    return 2;
+  }
+  signal(SIGSEGV, on_signal);
+  signal(SIGBUS, on_signal);
+  signal(SIGABRT, on_signal);
+  signal(SIGFPE, on_signal);
+  /* one thread: no mutexes, a faster sweep */
+  if (sqlite3_config(SQLITE_CONFIG_SINGLETHREAD) != SQLITE_OK ||
+      sqlite3_config(SQLITE_CONFIG_GETMALLOC, &real_mem) != SQLITE_OK ||
+      sqlite3_config(SQLITE_CONFIG_MALLOC, &oom_methods) != SQLITE_OK ||
+      sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 1) != SQLITE_OK) {
+    fprintf(stderr, "oom: cannot install the allocator\n");
+    return 2;
+  }
+  benign_hooks = sqlite3_test_control(SQLITE_TESTCTRL_BENIGN_MALLOC_HOOKS,
+                                      benign_begin, benign_end) == SQLITE_OK;
+  sqlite3_initialize();
+  sqlite3_auto_extension((void (*)(void))sqlite3_embed_init);
+
+  run_workload(0, 0, 1); /* warm up global state */
+  run_workload(0, 0, 1);
+  total = F.count;
+  for (s = 0; s < N_STEPS; s++) {
+    if (ref[s].rc != SQLITE_OK && verbose)
+      printf("oom: reference step %d errs (expected): %s\n", s, ref[s].err);
+  }
+  printf("oom: workload of %d steps, %ld allocations%s\n", N_STEPS, total,
+         benign_hooks ? "" : " (no benign-malloc hooks)");
+  fflush(stdout);
+
+  for (i = 0; i < 2; i++) {
+    current_mode = i ? "persistent" : "transient";
+    for (n = only ? only : 1; n <= (only ? only : total); n += stride) {
+      current_n = n;
+      run_workload(n, i, 0);
+      points++;
+    }
+  }
+  printf(
+      "oom: %ld failing-statement errors, %ld failures absorbed with the "
+      "fault-free result\n",
+      n_errors, absorbed);
+  print_findings();
+  unlink(scratch);
+  snprintf(bin, sizeof(bin), "%s.bin", scratch);
+  unlink(bin);
+  printf("oom: %ld allocation points tried, %ld failures\n", points,
+         failing_runs);
+  return failing_runs ? 1 : 0;
+}
