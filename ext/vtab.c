@@ -256,10 +256,12 @@ static int bind_vector(sqlite3_stmt *stmt, int i, const float *v, int64_t dim) {
 #endif
 }
 
+/* Run a write statement to completion and reset it. Its parameters stay
+** bound (each use binds them all again); a BLOB bound SQLITE_STATIC is
+** never read after the reset. */
 static int step_done(sqlite3_stmt *stmt) {
   int rc = sqlite3_step(stmt);
   int rc2 = sqlite3_reset(stmt);
-  sqlite3_clear_bindings(stmt);
   if (rc == SQLITE_DONE) return SQLITE_OK;
   return rc2 ? rc2 : rc;
 }
