@@ -65,6 +65,9 @@ import time
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import cpu_model  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA_DIR = os.path.join(ROOT, "bench", ".data")
 DB_PATH = os.path.join(DATA_DIR, "bench.db")
@@ -80,17 +83,6 @@ REPS = 3
 CACHE_KIB = 1_000_000  # cache_size = -CACHE_KIB
 
 T_START = time.perf_counter()
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def log(msg):

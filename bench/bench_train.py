@@ -52,7 +52,6 @@ ids' gradient sums; tests/test_oracle.py checks the math to 1e-6).
 import argparse
 import json
 import os
-import platform
 import sqlite3
 import statistics
 import sys
@@ -60,6 +59,9 @@ import time
 
 import numpy as np
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import cpu_model  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA_DIR = os.path.join(ROOT, "bench", ".data")
@@ -72,17 +74,6 @@ OPTIMIZERS = [
     ("adagrad", "optimizer=adagrad", torch.optim.Adagrad),
     ("adam", "optimizer=adam", torch.optim.SparseAdam),
 ]
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def fresh_db():
