@@ -132,10 +132,7 @@ test-valgrind: embed.so
 	sh tests/valgrind.sh ./embed
 test-fuzz:
 	SRC="$(SRC)" sh fuzz/run.sh 10
-# test-oom is not in test-robust yet: 118 of its ~29,000 allocation points
-# still fail (an out-of-memory error inside embed_update can leave the
-# call's transaction open; see the README's Reliability section).
-test-robust: test-ioerr test-defensive test-valgrind test-fuzz
+test-robust: test-oom test-ioerr test-defensive test-valgrind test-fuzz
 
 fuzz: embed.so $(BUILD)/oom-asan $(BUILD)/ioerr
 	ASAN_OPTIONS=detect_leaks=0 $(BUILD)/oom-asan --all
@@ -173,8 +170,8 @@ test-asan: $(BUILD)/asan/embed.so $(BUILD)/unit-asan
 	  $(PYTHON) -m pytest -q -p no:cacheprovider tests
 
 # What `make test` runs (make stops at the first failing one).
-SUITES = unit static-app app sql python asan newer-sqlite ioerr defensive \
-         valgrind fuzz
+SUITES = unit static-app app sql python asan newer-sqlite oom ioerr \
+         defensive valgrind fuzz
 
 test: test-deps
 	$(MAKE) embed.so

@@ -406,22 +406,32 @@ static int run_control(embed_vtab *tab, embed_stmt which) {
   return rc;
 }
 
-static int call_begin(embed_vtab *tab, int *mode) {
-  sqlite3 *db = tab->db;
+/* Finalize and prepare again the control statement `which`: a cached one
+** that a schema change expired would have to be prepared again when run,
+** which SQLite refuses after an out-of-memory error. */
+static int fresh_control(embed_vtab *tab, embed_stmt which) {
   sqlite3_stmt *unused;
+  sqlite3_finalize(tab->stmt[which]);
+  tab->stmt[which] = 0;
+  return embed_table_stmt(tab, which, &unused);
+}
+
+/* several: the call may write more than one statement's worth (a batch,
+** optimizer state, a step count); a single-row write is atomic alone. */
+static int call_begin(embed_vtab *tab, int several, int *mode) {
+  sqlite3 *db = tab->db;
   int rc;
   *mode = CALL_NONE;
   if (writer_running(db)) return SQLITE_OK; /* its statement journal */
-  /* prepared now, so that they run even after an out-of-memory error */
-  rc = embed_table_stmt(tab, STMT_ROLLBACK, &unused);
-  if (rc == SQLITE_OK) rc = embed_table_stmt(tab, STMT_ROLLBACK_TO, &unused);
-  if (rc == SQLITE_OK) rc = embed_table_stmt(tab, STMT_RELEASE, &unused);
-  if (rc) return rc;
   if (sqlite3_get_autocommit(db)) {
-    rc = sqlite3_exec(db, "BEGIN IMMEDIATE", 0, 0, 0);
+    rc = fresh_control(tab, STMT_ROLLBACK);
+    if (rc == SQLITE_OK) rc = sqlite3_exec(db, "BEGIN IMMEDIATE", 0, 0, 0);
     if (rc == SQLITE_OK) *mode = CALL_TRANSACTION;
   } else {
-    rc = sqlite3_exec(db, "SAVEPOINT embed_call", 0, 0, 0);
+    if (!several) return SQLITE_OK;
+    rc = fresh_control(tab, STMT_ROLLBACK_TO);
+    if (rc == SQLITE_OK) rc = fresh_control(tab, STMT_RELEASE);
+    if (rc == SQLITE_OK) rc = sqlite3_exec(db, "SAVEPOINT embed_call", 0, 0, 0);
     if (rc == SQLITE_OK) *mode = CALL_SAVEPOINT;
   }
   return rc;
@@ -536,7 +546,11 @@ static void update(sqlite3_context *ctx, embed_vtab *tab, sqlite3_value *idv,
     rc = read_grads(tab, who, gradv, ids.n, ids.is_batch, &grads, &zErr);
   if (rc) goto done;
 
-  rc = call_begin(tab, &own);
+  rc = call_begin(tab,
+                  ids.n > 1 || embed_optimizer_state_size(&tab->cfg, dim) > 0 ||
+                      embed_optimizer_counts_steps(&tab->cfg) ||
+                      embed_optimizer_steps_untouched_rows(&tab->cfg),
+                  &own);
   if (rc) goto done;
   b.dim = dim;
   b.state_size = embed_optimizer_state_size(&tab->cfg, dim);
@@ -618,7 +632,7 @@ static void reset(sqlite3_context *ctx, embed_vtab *tab) {
   static const char who[] = "embed_optimizer_reset";
   sqlite3_int64 deleted = 0;
   char *zErr = 0;
-  int mode, rc = call_begin(tab, &mode);
+  int mode, rc = call_begin(tab, 1, &mode);
   if (rc == SQLITE_OK) {
     sqlite3_int64 before = sqlite3_total_changes64(tab->db);
     rc = run_control(tab, STMT_STATE_CLEAR);
