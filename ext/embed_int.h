@@ -266,9 +266,8 @@ typedef enum embed_stmt {
   STMT_STEP_READ,      /* the optimizer step count */
   STMT_STEP_WRITE,
   STMT_STATE_CLEAR, /* DELETE every optimizer state */
-  STMT_ROLLBACK,    /* transaction control, prepared before they are */
-  STMT_ROLLBACK_TO, /* needed: after an out-of-memory error only */
-  STMT_RELEASE,     /* prepared statements still run */
+  STMT_ROLLBACK,    /* prepared before it is needed: after an */
+                    /* out-of-memory error only prepared ones run */
   EMBED_N_STMT
 } embed_stmt;
 

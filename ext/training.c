@@ -345,7 +345,8 @@ static int step_row(embed_vtab *tab, const char *who, step_batch *b, int64_t id,
 
 /* Write the batch: rows, optimizer states, step count (inside the call's
 ** transaction, see call_begin). */
-static int write_batch(embed_vtab *tab, const step_batch *b, char **pzErr) {
+static int write_batch(embed_vtab *tab, const step_batch *b, int *wrote,
+                       char **pzErr) {
   sqlite3_stmt *stmt;
   int64_t i;
   int rc = SQLITE_OK;
@@ -356,10 +357,12 @@ static int write_batch(embed_vtab *tab, const step_batch *b, char **pzErr) {
       rc = embed_rows_seek(&many, b->ids[i], pzErr);
       if (rc == SQLITE_OK)
         rc = embed_rows_write(&many, b->rows + i * b->dim, pzErr);
+      if (rc == SQLITE_OK) *wrote = 1;
     }
     embed_rows_close(&many);
   } else if (b->n == 1 && rc == SQLITE_OK) {
     rc = embed_table_write(tab, b->ids[0], b->rows, pzErr);
+    if (rc == SQLITE_OK) *wrote = 1;
   }
   for (i = 0; rc == SQLITE_OK && b->states && i < b->n; i++) {
     rc = embed_table_stmt(tab, STMT_STATE_WRITE, &stmt);
@@ -392,7 +395,7 @@ static int write_batch(embed_vtab *tab, const step_batch *b, char **pzErr) {
 ** then SQLITE_BUSY, and nothing changes. Inside the caller's transaction a
 ** savepoint makes the call all or nothing; inside a writing statement, that
 ** statement's own journal does. */
-enum { CALL_NONE, CALL_TRANSACTION, CALL_SAVEPOINT };
+enum { CALL_NONE, CALL_TRANSACTION, CALL_INSIDE };
 
 /* Run a prepared transaction-control statement. */
 static int run_control(embed_vtab *tab, embed_stmt which) {
@@ -427,33 +430,36 @@ static int call_begin(embed_vtab *tab, int several, int *mode) {
     rc = fresh_control(tab, STMT_ROLLBACK);
     if (rc == SQLITE_OK) rc = sqlite3_exec(db, "BEGIN IMMEDIATE", 0, 0, 0);
     if (rc == SQLITE_OK) *mode = CALL_TRANSACTION;
-  } else {
-    if (!several) return SQLITE_OK;
-    rc = fresh_control(tab, STMT_ROLLBACK_TO);
-    if (rc == SQLITE_OK) rc = fresh_control(tab, STMT_RELEASE);
-    if (rc == SQLITE_OK) rc = sqlite3_exec(db, "SAVEPOINT embed_call", 0, 0, 0);
-    if (rc == SQLITE_OK) *mode = CALL_SAVEPOINT;
+    return rc;
   }
+  if (!several) return SQLITE_OK; /* one write statement is atomic alone */
+  /* Inside the caller's transaction no savepoint: its sub-journal would
+  ** copy every page the call touches. A write that fails after others
+  ** succeeded rolls the transaction back instead, as SQLite itself does
+  ** after an I/O or out-of-memory error. */
+  rc = fresh_control(tab, STMT_ROLLBACK);
+  if (rc == SQLITE_OK) *mode = CALL_INSIDE;
   return rc;
 }
 
-static int call_end(embed_vtab *tab, int mode, int rc, const char *who,
-                    char **pzErr) {
+/* wrote: some write of the call succeeded before rc. */
+static int call_end(embed_vtab *tab, int mode, int rc, int wrote,
+                    const char *who, char **pzErr) {
   sqlite3 *db = tab->db;
-  if (mode == CALL_NONE) return rc;
-  if (rc == SQLITE_OK)
-    rc = mode == CALL_TRANSACTION ? sqlite3_exec(db, "COMMIT", 0, 0, 0)
-                                  : run_control(tab, STMT_RELEASE);
-  if (rc != SQLITE_OK) {
+  if (mode == CALL_TRANSACTION && rc == SQLITE_OK)
+    rc = sqlite3_exec(db, "COMMIT", 0, 0, 0);
+  if (rc == SQLITE_OK || mode == CALL_NONE) return rc;
+  if (mode == CALL_TRANSACTION) { /* the call's alone: end it */
     if (!*pzErr)
       *pzErr = sqlite3_mprintf("%s: %s; nothing was changed", who,
                                sqlite3_errmsg(db));
-    if (mode == CALL_TRANSACTION) { /* the call's alone: end it */
-      run_control(tab, STMT_ROLLBACK);
-    } else { /* undo the call's part of the caller's transaction */
-      run_control(tab, STMT_ROLLBACK_TO);
-      run_control(tab, STMT_RELEASE);
-    }
+    run_control(tab, STMT_ROLLBACK);
+  } else if (wrote) { /* half a call must not stay in the transaction */
+    char *why =
+        *pzErr ? *pzErr : sqlite3_mprintf("%s: %s", who, sqlite3_errmsg(db));
+    *pzErr = sqlite3_mprintf("%s; the transaction was rolled back", why);
+    sqlite3_free(why);
+    run_control(tab, STMT_ROLLBACK);
   }
   return rc;
 }
@@ -526,7 +532,7 @@ static void update(sqlite3_context *ctx, embed_vtab *tab, sqlite3_value *idv,
   id_pos *order = 0;
   step_batch b;
   embed_rows many;
-  int own = 0;
+  int own = 0, wrote = 0;
   int64_t dim = tab->cfg.dim, i, j, n_groups = 0, n_extra = 0, *extra = 0;
   double lr = 0;
   char *zErr = 0;
@@ -603,9 +609,9 @@ static void update(sqlite3_context *ctx, embed_vtab *tab, sqlite3_value *idv,
     if (rc == SQLITE_OK) rc = step_row(tab, who, &b, extra[i], zero, lr, &zErr);
   }
   embed_rows_close(&many);
-  if (rc == SQLITE_OK) rc = write_batch(tab, &b, &zErr);
+  if (rc == SQLITE_OK) rc = write_batch(tab, &b, &wrote, &zErr);
 done:
-  rc = call_end(tab, own, rc, who, &zErr);
+  rc = call_end(tab, own, rc, wrote, who, &zErr);
   if (rc == SQLITE_OK) sqlite3_result_int64(ctx, b.n);
   if (rc) {
     if (!zErr)
@@ -632,11 +638,12 @@ static void reset(sqlite3_context *ctx, embed_vtab *tab) {
   static const char who[] = "embed_optimizer_reset";
   sqlite3_int64 deleted = 0;
   char *zErr = 0;
-  int mode, rc = call_begin(tab, 1, &mode);
+  int mode, wrote = 0, rc = call_begin(tab, 1, &mode);
   if (rc == SQLITE_OK) {
     sqlite3_int64 before = sqlite3_total_changes64(tab->db);
     rc = run_control(tab, STMT_STATE_CLEAR);
     deleted = sqlite3_total_changes64(tab->db) - before;
+    wrote = rc == SQLITE_OK;
   }
   if (rc == SQLITE_OK) {
     sqlite3_stmt *stmt;
@@ -647,7 +654,7 @@ static void reset(sqlite3_context *ctx, embed_vtab *tab) {
       sqlite3_reset(stmt);
     }
   }
-  rc = call_end(tab, mode, rc, who, &zErr);
+  rc = call_end(tab, mode, rc, wrote, who, &zErr);
   if (rc) {
     if (!zErr)
       zErr = sqlite3_mprintf("%s: embedding %s: %s", who, tab->name,

@@ -154,8 +154,6 @@ static const char *const stmt_sql[EMBED_N_STMT] = {
         "VALUES ('step', ?1)",
     [STMT_STATE_CLEAR] = "DELETE FROM \"%w\".\"%w_state\"",
     [STMT_ROLLBACK] = "ROLLBACK /* %w %w */",
-    [STMT_ROLLBACK_TO] = "ROLLBACK TO embed_call /* %w %w */",
-    [STMT_RELEASE] = "RELEASE embed_call /* %w %w */",
 };
 
 int embed_table_stmt(embed_vtab *tab, embed_stmt which, sqlite3_stmt **out) {
@@ -1482,9 +1480,8 @@ static void match_placeholder(sqlite3_context *ctx, int argc,
                               sqlite3_value **argv) {
   (void)argc;
   (void)argv;
-  sqlite3_result_error(ctx,
-                       "unable to use function MATCH in the requested context",
-                       -1);
+  sqlite3_result_error(
+      ctx, "unable to use function MATCH in the requested context", -1);
 }
 
 int embed_register_vtab(sqlite3 *db, embed_registry *registry) {
