@@ -6,7 +6,7 @@
 **     embed_rows r;
 **     embed_rows_init(&r, tab, writable);
 **     rc = embed_rows_seek(&r, id, &zErr);     // SQLITE_OK or SQLITE_NOTFOUND
-**     rc = embed_rows_read(&r, floats, &zErr);   // decoded, checked finite
+**     rc = embed_rows_read(&r, floats, &zErr);   // checked, decoded
 **     rc = embed_rows_write(&r, floats, &zErr);   // in place (writable only)
 **     embed_rows_close(&r);
 **
@@ -110,24 +110,20 @@ int embed_rows_seek(embed_rows *r, int64_t id, char **pzErr) {
   return rc;
 }
 
-static int wrong_length(embed_rows *r, int nbytes, char **pzErr) {
-  *pzErr = sqlite3_mprintf(
-      "embedding %s: corrupt vector for id %lld "
-      "(%d bytes, expected %lld)",
-      r->tab->name, (long long)r->id, nbytes, (long long)r->tab->cfg.dim * 4);
-  return *pzErr ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
-}
-
 int embed_rows_read_bytes(embed_rows *r, void *out, char **pzErr) {
-  int n = (int)(r->tab->cfg.dim * 4), rc, tries;
+  int64_t n = r->tab->cfg.dim * 4;
+  int rc, tries;
   for (tries = 0; tries < 2; tries++) {
     if (!r->blob) {
       rc = embed_rows_seek(r, r->id, pzErr);
       if (rc) return rc;
     }
-    if (sqlite3_blob_bytes(r->blob) != n)
-      return wrong_length(r, sqlite3_blob_bytes(r->blob), pzErr);
-    rc = sqlite3_blob_read(r->blob, out, n, 0);
+    if (sqlite3_blob_bytes(r->blob) != n) /* the checker words the error */
+      return embed_stored_vector(r->tab, r->id, SQLITE_BLOB, 0,
+                                 sqlite3_blob_bytes(r->blob), 0, pzErr);
+    rc = sqlite3_blob_read(r->blob, out, (int)n, 0);
+    if (rc == SQLITE_OK)
+      return embed_stored_vector(r->tab, r->id, SQLITE_BLOB, out, n, 0, pzErr);
     if (rc != SQLITE_ABORT) return rc;
     embed_rows_close(r); /* the row changed since the seek: look again */
     if (lost_transaction(r)) return seek_failed(r, rc, pzErr);
@@ -136,17 +132,14 @@ int embed_rows_read_bytes(embed_rows *r, void *out, char **pzErr) {
 }
 
 int embed_rows_read(embed_rows *r, float *out, char **pzErr) {
-  embed_error err;
   int rc = embed_rows_read_bytes(r, out, pzErr);
-  if (rc) return rc;
-  if (embed_blob_decode(out, r->tab->cfg.dim, out, &err) != EMBED_OK) {
-    *pzErr = sqlite3_mprintf(
-        "embedding %s: corrupt vector for id %lld "
-        "(element %lld is not finite)",
-        r->tab->name, (long long)r->id, (long long)err.a);
-    return *pzErr ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  if (rc == SQLITE_OK) {
+    embed_error err;
+    embed_blob_decode(out, r->tab->cfg.dim, out, &err); /* checked: swap */
   }
-  return SQLITE_OK;
+#endif
+  return rc;
 }
 
 int embed_rows_write(embed_rows *r, const float *v, char **pzErr) {

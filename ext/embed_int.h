@@ -289,8 +289,13 @@ int embed_register_vtab(sqlite3 *db, embed_registry *registry);
 /* Read row id into out[dim]: SQLITE_OK, SQLITE_NOTFOUND when absent, or an
 ** error with *pzErr set (a corrupt row names the table and id). */
 int embed_table_read(embed_vtab *tab, int64_t id, float *out, char **pzErr);
-int embed_table_write(embed_vtab *tab, int64_t id, const float *v,
-                      char **pzErr);
+int embed_table_write(embed_vtab *tab, int64_t id, const float *v);
+/* Check a stored vector of row id: SQL type, 4*dim bytes, every float
+** finite (and, with out, decode it). Every path that reads vectors checks
+** here; the error names the table and the id. */
+int embed_stored_vector(embed_vtab *tab, int64_t id, int type,
+                        const void *bytes, int64_t nbytes, float *out,
+                        char **pzErr);
 /* The table's cached statement `which`, prepared on first use. */
 int embed_table_stmt(embed_vtab *tab, embed_stmt which, sqlite3_stmt **out);
 /* Run a cached statement returning one integer (SQLITE_NOTFOUND: no row). */
@@ -307,8 +312,8 @@ typedef struct embed_rows {
 void embed_rows_init(embed_rows *r, embed_vtab *tab, int writable);
 /* Move to row id: SQLITE_OK, SQLITE_NOTFOUND, or an error. */
 int embed_rows_seek(embed_rows *r, int64_t id, char **pzErr);
-/* The row's dim*4 bytes as stored (length checked), or decoded floats
-** (also checked finite); errors name the table and id. */
+/* The row's dim*4 bytes as stored, or as floats; checked by
+** embed_stored_vector either way. */
 int embed_rows_read_bytes(embed_rows *r, void *out, char **pzErr);
 int embed_rows_read(embed_rows *r, float *out, char **pzErr);
 /* Rewrite the row's vector in place (writable handles). */

@@ -199,31 +199,13 @@ static int build(embed_vtab *tab, embed_snapshot **out, char **pzErr) {
   }
   while (rc == SQLITE_OK && sqlite3_step(stmt) == SQLITE_ROW) {
     int64_t id = sqlite3_column_int64(stmt, 0);
-    const void *blob = sqlite3_column_blob(stmt, 1);
-    int64_t nbytes = sqlite3_column_bytes(stmt, 1);
+    int type = sqlite3_column_type(stmt, 1); /* before reading converts */
+    const void *bytes = sqlite3_column_blob(stmt, 1);
     float *row = snap->vectors + n * dim;
-    embed_error err;
     if (n >= cap) break; /* rows appeared since count(*): cannot happen */
-    if (sqlite3_column_type(stmt, 1) != SQLITE_BLOB) {
-      *pzErr = sqlite3_mprintf(
-          "embedding %s: corrupt vector for id %lld "
-          "(%s, not a BLOB)",
-          tab->name, (long long)id,
-          embed_type_name(sqlite3_column_type(stmt, 1)));
-      rc = *pzErr ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
-    } else if (nbytes != dim * 4) {
-      *pzErr = sqlite3_mprintf(
-          "embedding %s: corrupt vector for id %lld "
-          "(%lld bytes, expected %lld)",
-          tab->name, (long long)id, (long long)nbytes, (long long)dim * 4);
-      rc = *pzErr ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
-    } else if (embed_blob_decode(blob, dim, row, &err) != EMBED_OK) {
-      *pzErr = sqlite3_mprintf(
-          "embedding %s: corrupt vector for id %lld "
-          "(element %lld is not finite)",
-          tab->name, (long long)id, (long long)err.a);
-      rc = *pzErr ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
-    } else {
+    rc = embed_stored_vector(tab, id, type, bytes,
+                             sqlite3_column_bytes(stmt, 1), row, pzErr);
+    if (rc == SQLITE_OK) {
       snap->ids[n] = id;
       snap->norms[n] = embed_norm2(row, dim);
       n++;

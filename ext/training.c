@@ -361,7 +361,7 @@ static int write_batch(embed_vtab *tab, const step_batch *b, int *wrote,
     }
     embed_rows_close(&many);
   } else if (b->n == 1 && rc == SQLITE_OK) {
-    rc = embed_table_write(tab, b->ids[0], b->rows, pzErr);
+    rc = embed_table_write(tab, b->ids[0], b->rows);
     if (rc == SQLITE_OK) *wrote = 1;
   }
   for (i = 0; rc == SQLITE_OK && b->states && i < b->n; i++) {

@@ -185,12 +185,9 @@ static void finalize_statements(embed_vtab *tab) {
   }
 }
 
-/* Check a stored vector's length; the error names the table and id. */
-static int check_stored(embed_vtab *tab, int64_t id, sqlite3_stmt *stmt,
-                        int col, char **pzErr) {
-  int type = sqlite3_column_type(stmt, col);
-  const void *blob = sqlite3_column_blob(stmt, col);
-  int nbytes = sqlite3_column_bytes(stmt, col);
+int embed_stored_vector(embed_vtab *tab, int64_t id, int type,
+                        const void *bytes, int64_t nbytes, float *out,
+                        char **pzErr) {
   embed_error err;
   if (type != SQLITE_BLOB) {
     *pzErr = sqlite3_mprintf(
@@ -200,9 +197,11 @@ static int check_stored(embed_vtab *tab, int64_t id, sqlite3_stmt *stmt,
   } else if (nbytes != tab->cfg.dim * 4) {
     *pzErr = sqlite3_mprintf(
         "embedding %s: corrupt vector for id %lld "
-        "(%d bytes, expected %lld)",
-        tab->name, (long long)id, nbytes, (long long)tab->cfg.dim * 4);
-  } else if (embed_blob_check(blob, tab->cfg.dim, &err) != EMBED_OK) {
+        "(%lld bytes, expected %lld)",
+        tab->name, (long long)id, (long long)nbytes,
+        (long long)tab->cfg.dim * 4);
+  } else if ((out ? embed_blob_decode(bytes, tab->cfg.dim, out, &err)
+                  : embed_blob_check(bytes, tab->cfg.dim, &err)) != EMBED_OK) {
     *pzErr = sqlite3_mprintf(
         "embedding %s: corrupt vector for id %lld "
         "(element %lld is not finite)",
@@ -213,6 +212,15 @@ static int check_stored(embed_vtab *tab, int64_t id, sqlite3_stmt *stmt,
   return *pzErr ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
 }
 
+/* The vector in column col of stmt's row, checked (and decoded into out). */
+static int stored_column(embed_vtab *tab, int64_t id, sqlite3_stmt *stmt,
+                         int col, float *out, char **pzErr) {
+  int type = sqlite3_column_type(stmt, col); /* before reading converts it */
+  const void *bytes = sqlite3_column_blob(stmt, col);
+  return embed_stored_vector(tab, id, type, bytes,
+                             sqlite3_column_bytes(stmt, col), out, pzErr);
+}
+
 int embed_table_read(embed_vtab *tab, int64_t id, float *out, char **pzErr) {
   sqlite3_stmt *stmt;
   int rc = embed_table_stmt(tab, STMT_READ, &stmt);
@@ -220,17 +228,7 @@ int embed_table_read(embed_vtab *tab, int64_t id, float *out, char **pzErr) {
   sqlite3_bind_int64(stmt, 1, id);
   rc = sqlite3_step(stmt);
   if (rc == SQLITE_ROW) {
-    rc = check_stored(tab, id, stmt, 0, pzErr);
-    if (rc == SQLITE_OK) {
-      memcpy(out, sqlite3_column_blob(stmt, 0), (size_t)tab->cfg.dim * 4);
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-      {
-        embed_error err;
-        embed_blob_decode(sqlite3_column_blob(stmt, 0), tab->cfg.dim, out,
-                          &err);
-      }
-#endif
-    }
+    rc = stored_column(tab, id, stmt, 0, out, pzErr);
   } else if (rc == SQLITE_DONE) {
     rc = SQLITE_NOTFOUND;
   }
@@ -264,11 +262,9 @@ static int step_done(sqlite3_stmt *stmt) {
   return rc2 ? rc2 : rc;
 }
 
-int embed_table_write(embed_vtab *tab, int64_t id, const float *v,
-                      char **pzErr) {
+int embed_table_write(embed_vtab *tab, int64_t id, const float *v) {
   sqlite3_stmt *stmt;
   int rc = embed_table_stmt(tab, STMT_WRITE, &stmt);
-  (void)pzErr;
   if (rc) return rc;
   sqlite3_bind_int64(stmt, 1, id);
   rc = bind_vector(stmt, 2, v, tab->cfg.dim);
@@ -853,11 +849,6 @@ static int collect_ids(embed_cursor *cur, sqlite3_value *arg, int is_in) {
   return SQLITE_OK;
 }
 
-static int prepare_cursor_stmt(embed_vtab *tab, sqlite3_stmt **slot,
-                               const char *zFormat) {
-  return prepare_shadow(tab, slot, zFormat);
-}
-
 /* Position a list cursor on the first existing id at or after pos. */
 static int list_seek(embed_cursor *cur) {
   int rc;
@@ -890,16 +881,8 @@ static int list_vector(embed_cursor *cur, const void **out, char **pzErr) {
     if (!cur->vector) return SQLITE_NOMEM;
   }
   if (!cur->have_vector) {
-    embed_error err;
     rc = embed_rows_read_bytes(&cur->rows, cur->vector, pzErr);
     if (rc) return rc;
-    if (embed_blob_check(cur->vector, tab->cfg.dim, &err) != EMBED_OK) {
-      *pzErr = sqlite3_mprintf(
-          "embedding %s: corrupt vector for id %lld "
-          "(element %lld is not finite)",
-          tab->name, (long long)cur->id, (long long)err.a);
-      return *pzErr ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
-    }
     cur->have_vector = 1;
   }
   *out = cur->vector;
@@ -919,8 +902,7 @@ static int scan_step(embed_cursor *cur) {
 
 static int open_scan(embed_cursor *cur, int desc, int64_t lo, int64_t hi) {
   embed_vtab *tab = (embed_vtab *)cur->base.pVtab;
-  int rc =
-      prepare_cursor_stmt(tab, &cur->scan_stmt[desc],
+  int rc = prepare_shadow(tab, &cur->scan_stmt[desc],
                           desc ? "SELECT id, vector FROM \"%w\".\"%w_vectors\" "
                                  "WHERE id BETWEEN ?1 AND ?2 ORDER BY id DESC"
                                : "SELECT id, vector FROM \"%w\".\"%w_vectors\" "
@@ -980,19 +962,13 @@ static int scan_knn(embed_cursor *cur, const embed_vec *q, double qnorm,
     if (rc == SQLITE_OK) rc = scan_step(cur);
   }
   while (rc == SQLITE_OK && !cur->eof) {
-    const void *blob = 0;
-    embed_error err;
-    if (has_list) {
-      rc = list_vector(cur, &blob, &zErr);
-    } else {
-      rc = check_stored(tab, cur->id, cur->row, cur->row_vector_col, &zErr);
-      blob = sqlite3_column_blob(cur->row, cur->row_vector_col);
-    }
+    rc = has_list ? embed_rows_read(&cur->rows, row, &zErr)
+                  : stored_column(tab, cur->id, cur->row, cur->row_vector_col,
+                                  row, &zErr);
     if (rc) {
       vtab_error(tab, rc, zErr);
       break;
     }
-    embed_blob_decode(blob, tab->cfg.dim, row, &err); /* checked above */
     embed_topk_push(topk, cur->id,
                     embed_distance(tab->cfg.metric, q->v, qnorm, row,
                                    tab->cfg.metric == EMBED_METRIC_COSINE
@@ -1126,9 +1102,9 @@ static int embedEof(sqlite3_vtab_cursor *pCursor) {
 /* The current KNN row's vector, fetched on demand. */
 static int knn_vector(embed_cursor *cur, sqlite3_context *ctx) {
   embed_vtab *tab = (embed_vtab *)cur->base.pVtab;
-  int rc = prepare_cursor_stmt(
-      tab, &cur->point_stmt,
-      "SELECT vector FROM \"%w\".\"%w_vectors\" WHERE id = ?1");
+  int rc =
+      prepare_shadow(tab, &cur->point_stmt,
+                     "SELECT vector FROM \"%w\".\"%w_vectors\" WHERE id = ?1");
   if (rc) return rc;
   sqlite3_reset(cur->point_stmt);
   sqlite3_bind_int64(cur->point_stmt, 1, cur->id);
@@ -1163,7 +1139,8 @@ static int embedColumn_impl(sqlite3_vtab_cursor *pCursor, sqlite3_context *ctx,
         if (rc) return vtab_error(tab, rc, zErr);
         nbytes = (int)(tab->cfg.dim * 4);
       } else {
-        rc = check_stored(tab, cur->id, cur->row, cur->row_vector_col, &zErr);
+        rc = stored_column(tab, cur->id, cur->row, cur->row_vector_col, 0,
+                           &zErr);
         if (rc) return vtab_error(tab, rc, zErr);
         blob = sqlite3_column_blob(cur->row, cur->row_vector_col);
         nbytes = sqlite3_column_bytes(cur->row, cur->row_vector_col);
@@ -1399,11 +1376,8 @@ static int embedUpdate_impl(sqlite3_vtab *pVtab, int argc, sqlite3_value **argv,
                                           tab->name));
     }
     if (id != old_id) rc = move_row(tab, old_id, id);
-    if (rc == SQLITE_OK && vector_changed) {
-      char *zErr = 0;
-      rc = embed_table_write(tab, id, vec.v, &zErr);
-      sqlite3_free(zErr);
-    }
+    if (rc == SQLITE_OK && vector_changed)
+      rc = embed_table_write(tab, id, vec.v);
   }
   embed_vec_free(&vec);
   return rc;
