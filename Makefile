@@ -20,13 +20,16 @@ CFLAGS ?= -O2 -g
 ALL_CFLAGS = -std=gnu11 -fPIC $(WARN) $(CFLAGS) -Iext
 LDLIBS  = -lm
 
-SRC = ext/embed.c ext/vector.c ext/kernels.c ext/initializer.c ext/options.c \
-      ext/optimizer.c \
-      ext/sqlvalue.c ext/functions.c ext/vtab.c ext/search.c ext/registry.c \
-      ext/training.c ext/blobrows.c ext/files.c
-HDR = ext/embed.h ext/embed_int.h
-PURE_SRC = ext/vector.c ext/kernels.c ext/initializer.c ext/options.c \
-           ext/optimizer.c
+# The sources by layer, in dependency order (docs/DESIGN.md): each layer
+# uses only the layers before it.
+CORE_SRC  = $(sort $(wildcard ext/core/*.c))
+VALUE_SRC = $(sort $(wildcard ext/value/*.c))
+TABLE_SRC = $(sort $(wildcard ext/table/*.c))
+SQL_SRC   = $(sort $(wildcard ext/sql/*.c))
+IO_SRC    = $(sort $(wildcard ext/io/*.c))
+SRC = $(CORE_SRC) $(VALUE_SRC) $(TABLE_SRC) $(SQL_SRC) $(IO_SRC) ext/embed.c
+HDR = $(sort $(wildcard ext/*.h ext/*/*.h))
+PURE_SRC = $(CORE_SRC)
 
 BUILD = build
 
@@ -222,7 +225,7 @@ uninstall:
 	  rm -f $(DESTDIR)$(LOADER_DIR)/embed.so; fi
 
 format:
-	clang-format -i ext/*.c ext/*.h tests/*.c examples/*.c bench/*.c fuzz/*.c fuzz/*.h
+	clang-format -i ext/*.c ext/*.h ext/*/*.c ext/*/*.h tests/*.c examples/*.c bench/*.c fuzz/*.c fuzz/*.h
 
 clean:
 	rm -rf $(BUILD) embed.so libembed.a

@@ -14,7 +14,9 @@
 ** per-connection table registry is owned by the module and freed with it.
 */
 #include "embed.h"
-#include "embed_int.h"
+#include "table/table.h"
+#include "sql/sql.h"
+#include "io/io.h"
 
 #ifndef SQLITE_CORE
 SQLITE_EXTENSION_INIT1

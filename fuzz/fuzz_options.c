@@ -17,8 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define EMBED_NO_SQLITE
-#include "embed_int.h"
+#include "core/core.h"
 
 #define CHECK(cond, ...)                                             \
   do {                                                               \
@@ -34,7 +33,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   embed_config cfg, back;
-  char err[300];
+  embed_error err;
   size_t start = 0, i;
   int k, ok = 1, args = 0;
   if (size > 4096) return 0;
@@ -48,16 +47,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       arg[len] = 0;
       if (len > 0 || i < size) {
         args++;
-        ok = embed_config_apply_arg(&cfg, arg, err, sizeof(err)) == 0;
-        if (!ok) CHECK(err[0] != 0, "an error without a message for '%s'", arg);
+        ok = embed_config_apply_arg(&cfg, arg, &err) == 0;
+        if (!ok) CHECK(err.text[0] != 0, "an error without a message for '%s'", arg);
       }
       free(arg);
       start = i + 1;
     }
   }
   if (!ok || args == 0) return 0;
-  if (embed_config_finish(&cfg, err, sizeof(err))) {
-    CHECK(err[0] != 0, "finish failed without a message");
+  if (embed_config_finish(&cfg, &err)) {
+    CHECK(err.text[0] != 0, "finish failed without a message");
     return 0;
   }
   /* replay the stored form, as load_config does on CONNECT */
@@ -68,8 +67,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     embed_config_value(&cfg, k, value, sizeof(value));
     CHECK(strlen(value) < STORED, "option %s stores %zu bytes: '%s'",
           embed_config_key(k), strlen(value), value);
-    CHECK(embed_config_apply(&back, embed_config_key(k), value, err,
-                             sizeof(err)) == 0,
+    CHECK(embed_config_apply(&back, embed_config_key(k), value, &err) == 0,
           "stored option %s='%s' does not read back: %s", embed_config_key(k),
           value, err);
   }

@@ -20,8 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define EMBED_NO_SQLITE
-#include "embed_int.h"
+#include "core/core.h"
 
 #define CHECK(cond)                                                          \
   do {                                                                       \

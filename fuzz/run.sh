@@ -19,7 +19,7 @@ root=$(dirname "$here")
 cd "$root"
 CLANG=${CLANG:-clang}
 SQLITE_A=${SQLITE_A:-/usr/lib/x86_64-linux-gnu/libsqlite3.a}
-SRC=${SRC:-$(ls ext/*.c)}
+SRC=${SRC:-$(ls ext/*.c ext/*/*.c)}
 out=${FUZZ_OUT:-build/fuzz}
 mkdir -p "$out/artifacts"
 FLAGS="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -Iext ${FUZZ_FLAGS:-}"
@@ -29,7 +29,7 @@ names=${*:-fuzz_vector fuzz_options fuzz_sqlfn fuzz_knn fuzz_shadow}
 OBJFLAGS=$(echo "$FLAGS" | sed 's/-fsanitize=fuzzer,/-fsanitize=fuzzer-no-link,/')
 obj() {
   o="$out/obj/$(basename "$1" .c).o"
-  if [ ! -f "$o" ] || [ -n "$(find "$1" ext/*.h -newer "$o" 2>/dev/null | head -1)" ]; then
+  if [ ! -f "$o" ] || [ -n "$(find "$1" ext/*.h ext/*/*.h -newer "$o" 2>/dev/null | head -1)" ]; then
     mkdir -p "$out/obj"
     # shellcheck disable=SC2086
     $CLANG $OBJFLAGS -DSQLITE_CORE -c -o "$o" "$1" || return 1
@@ -40,8 +40,8 @@ obj() {
 build() {
   name=$1
   case $name in
-    fuzz_vector) srcs="ext/vector.c ext/kernels.c" libs="-lm" ;;
-    fuzz_options) srcs="ext/options.c" libs="-lm" ;;
+    fuzz_vector) srcs="ext/core/vector.c ext/core/kernels.c" libs="-lm" ;;
+    fuzz_options) srcs="ext/core/options.c" libs="-lm" ;;
     *) srcs="$SRC" libs="$SQLITE_A -lm -lpthread -ldl" ;;
   esac
   objs=""

@@ -14,8 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define EMBED_NO_SQLITE
-#include "embed_int.h"
+#include "core/core.h"
 
 static int passed, failed;
 
@@ -413,36 +412,36 @@ static void test_initializer(void) {
 
 static void test_options(void) {
   embed_config c;
-  char err[300], value[64];
+  embed_error err;
+  char value[64];
   int i;
   embed_config_defaults(&c);
-  CHECK(embed_config_apply_arg(&c, " dim = 50 ", err, sizeof(err)) == 0 &&
+  CHECK(embed_config_apply_arg(&c, " dim = 50 ", &err) == 0 &&
         c.dim == 50);
-  CHECK(embed_config_apply_arg(&c, "metric='l2'", err, sizeof(err)) == 0 &&
+  CHECK(embed_config_apply_arg(&c, "metric='l2'", &err) == 0 &&
         c.metric == EMBED_METRIC_L2);
-  CHECK(embed_config_apply_arg(&c, "MAX_NORM=2.5", err, sizeof(err)) == 0 &&
+  CHECK(embed_config_apply_arg(&c, "MAX_NORM=2.5", &err) == 0 &&
         c.max_norm == 2.5);
-  CHECK(embed_config_apply_arg(&c, "dim=3", err, sizeof(err)) != 0 &&
-        strcmp(err, "option 'dim' given twice") == 0);
-  CHECK(embed_config_apply_arg(&c, "nope=1", err, sizeof(err)) != 0 &&
-        strcmp(err, "unknown option 'nope'") == 0);
-  CHECK(embed_config_apply_arg(&c, "seed", err, sizeof(err)) != 0);
-  CHECK(embed_config_finish(&c, err, sizeof(err)) == 0);
+  CHECK(embed_config_apply_arg(&c, "dim=3", &err) != 0 &&
+        strcmp(err.text, "option 'dim' given twice") == 0);
+  CHECK(embed_config_apply_arg(&c, "nope=1", &err) != 0 &&
+        strcmp(err.text, "unknown option 'nope'") == 0);
+  CHECK(embed_config_apply_arg(&c, "seed", &err) != 0);
+  CHECK(embed_config_finish(&c, &err) == 0);
   /* the stored form replays to the same configuration */
   {
     embed_config d;
     embed_config_defaults(&d);
     for (i = 0; i < embed_config_count(); i++) {
       embed_config_value(&c, i, value, sizeof(value));
-      CHECK(embed_config_apply(&d, embed_config_key(i), value, err,
-                               sizeof(err)) == 0);
+      CHECK(embed_config_apply(&d, embed_config_key(i), value, &err) == 0);
     }
     CHECK(d.dim == c.dim && d.metric == c.metric && d.max_norm == c.max_norm &&
           d.has_padding_idx == c.has_padding_idx && d.seed == c.seed);
   }
   embed_config_defaults(&c);
-  CHECK(embed_config_finish(&c, err, sizeof(err)) != 0 &&
-        strcmp(err, "missing required option 'dim'") == 0);
+  CHECK(embed_config_finish(&c, &err) != 0 &&
+        strcmp(err.text, "missing required option 'dim'") == 0);
 }
 
 int main(void) {

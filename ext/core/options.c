@@ -26,8 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define EMBED_NO_SQLITE
-#include "embed_int.h"
+#include "core/core.h"
 
 static int lower(int c) {
   return (c >= 'A' && c <= 'Z') ? c + 32 : c;
@@ -88,28 +87,22 @@ static void format_real(double x, char *out, size_t n) {
   snprintf(out, n, "%.17g", x);
 }
 
-typedef int (*option_parser)(embed_config *, const char *, char *, size_t);
+typedef int (*option_parser)(embed_config *, const char *, embed_error *);
 typedef void (*option_printer)(const embed_config *, char *, size_t);
 
-#define BAD(...)                      \
-  do {                                \
-    snprintf(err, nerr, __VA_ARGS__); \
-    return -1;                        \
-  } while (0)
-
-static int set_dim(embed_config *c, const char *v, char *err, size_t nerr) {
+static int set_dim(embed_config *c, const char *v, embed_error *err) {
   if (parse_int(v, &c->dim) || c->dim < 1 || c->dim > EMBED_MAX_DIM)
-    BAD("dim must be an integer in [1, %d], got '%s'", EMBED_MAX_DIM, v);
+    return embed_error_set(err, "dim must be an integer in [1, %d], got '%s'", EMBED_MAX_DIM, v);
   return 0;
 }
 static void get_dim(const embed_config *c, char *o, size_t n) {
   snprintf(o, n, "%lld", (long long)c->dim);
 }
 
-static int set_num(embed_config *c, const char *v, char *err, size_t nerr) {
+static int set_num(embed_config *c, const char *v, embed_error *err) {
   if (parse_int(v, &c->num_embeddings) || c->num_embeddings < 0 ||
       c->num_embeddings > EMBED_MAX_ROWS_AT_CREATE)
-    BAD("num_embeddings must be an integer in [0, %lld], got '%s'",
+    return embed_error_set(err, "num_embeddings must be an integer in [0, %lld], got '%s'",
         EMBED_MAX_ROWS_AT_CREATE, v);
   return 0;
 }
@@ -118,21 +111,21 @@ static void get_num(const embed_config *c, char *o, size_t n) {
 }
 
 static const char *const init_names[] = {"normal", "uniform", "zeros"};
-static int set_init(embed_config *c, const char *v, char *err, size_t nerr) {
+static int set_init(embed_config *c, const char *v, embed_error *err) {
   int i;
   for (i = 0; i < 3; i++)
     if (same_word(v, init_names[i])) {
       c->init = (embed_init)i;
       return 0;
     }
-  BAD("init must be normal, uniform or zeros, got '%s'", v);
+  return embed_error_set(err, "init must be normal, uniform or zeros, got '%s'", v);
 }
 static void get_init(const embed_config *c, char *o, size_t n) {
   snprintf(o, n, "%s", init_names[c->init]);
 }
 
-static int set_seed(embed_config *c, const char *v, char *err, size_t nerr) {
-  if (parse_int(v, &c->seed)) BAD("seed must be a 64-bit integer, got '%s'", v);
+static int set_seed(embed_config *c, const char *v, embed_error *err) {
+  if (parse_int(v, &c->seed)) return embed_error_set(err, "seed must be a 64-bit integer, got '%s'", v);
   c->has_seed = 1;
   return 0;
 }
@@ -140,13 +133,13 @@ static void get_seed(const embed_config *c, char *o, size_t n) {
   snprintf(o, n, "%lld", (long long)c->seed);
 }
 
-static int set_padding(embed_config *c, const char *v, char *err, size_t nerr) {
+static int set_padding(embed_config *c, const char *v, embed_error *err) {
   if (same_word(v, "none")) {
     c->has_padding_idx = 0;
     return 0;
   }
   if (parse_int(v, &c->padding_idx))
-    BAD("padding_idx must be an integer, got '%s'", v);
+    return embed_error_set(err, "padding_idx must be an integer, got '%s'", v);
   c->has_padding_idx = 1;
   return 0;
 }
@@ -157,14 +150,13 @@ static void get_padding(const embed_config *c, char *o, size_t n) {
     snprintf(o, n, "none");
 }
 
-static int set_max_norm(embed_config *c, const char *v, char *err,
-                        size_t nerr) {
+static int set_max_norm(embed_config *c, const char *v, embed_error *err) {
   if (same_word(v, "none")) {
     c->max_norm = 0;
     return 0;
   }
   if (parse_real(v, &c->max_norm) || !(c->max_norm > 0))
-    BAD("max_norm must be a positive number, got '%s'", v);
+    return embed_error_set(err, "max_norm must be a positive number, got '%s'", v);
   return 0;
 }
 static void get_max_norm(const embed_config *c, char *o, size_t n) {
@@ -174,14 +166,13 @@ static void get_max_norm(const embed_config *c, char *o, size_t n) {
     snprintf(o, n, "none");
 }
 
-static int set_norm_type(embed_config *c, const char *v, char *err,
-                         size_t nerr) {
+static int set_norm_type(embed_config *c, const char *v, embed_error *err) {
   if (same_word(v, "inf")) {
     c->norm_type = INFINITY;
     return 0;
   }
   if (parse_real(v, &c->norm_type) || !(c->norm_type > 0))
-    BAD("norm_type must be a positive number or inf, got '%s'", v);
+    return embed_error_set(err, "norm_type must be a positive number or inf, got '%s'", v);
   return 0;
 }
 static void get_norm_type(const embed_config *c, char *o, size_t n) {
@@ -191,9 +182,9 @@ static void get_norm_type(const embed_config *c, char *o, size_t n) {
     format_real(c->norm_type, o, n);
 }
 
-static int set_sgbf(embed_config *c, const char *v, char *err, size_t nerr) {
+static int set_sgbf(embed_config *c, const char *v, embed_error *err) {
   if (parse_bool(v, &c->scale_grad_by_freq))
-    BAD("scale_grad_by_freq must be true, false, 1 or 0, got '%s'", v);
+    return embed_error_set(err, "scale_grad_by_freq must be true, false, 1 or 0, got '%s'", v);
   return 0;
 }
 static void get_sgbf(const embed_config *c, char *o, size_t n) {
@@ -201,15 +192,14 @@ static void get_sgbf(const embed_config *c, char *o, size_t n) {
 }
 
 static const char *const optimizer_names[] = {"sgd", "adagrad", "adam"};
-static int set_optimizer(embed_config *c, const char *v, char *err,
-                         size_t nerr) {
+static int set_optimizer(embed_config *c, const char *v, embed_error *err) {
   int i;
   for (i = 0; i < 3; i++)
     if (same_word(v, optimizer_names[i])) {
       c->optimizer = (embed_optimizer)i;
       return 0;
     }
-  BAD("optimizer must be sgd, adagrad or adam, got '%s'", v);
+  return embed_error_set(err, "optimizer must be sgd, adagrad or adam, got '%s'", v);
 }
 static void get_optimizer(const embed_config *c, char *o, size_t n) {
   snprintf(o, n, "%s", optimizer_names[c->optimizer]);
@@ -217,16 +207,16 @@ static void get_optimizer(const embed_config *c, char *o, size_t n) {
 
 /* A real-valued hyperparameter: finite, >= 0 (or > 0 when positive). */
 static int set_hyper(double *field, const char *name, int positive,
-                     const char *v, char *err, size_t nerr) {
+                     const char *v, embed_error *err) {
   if (parse_real(v, field) || *field < 0 || (positive && *field == 0))
-    BAD("%s must be a %s number, got '%s'", name,
+    return embed_error_set(err, "%s must be a %s number, got '%s'", name,
         positive ? "positive" : "non-negative", v);
   return 0;
 }
 #define HYPER(fn, field, name, positive)                           \
-  static int set_##fn(embed_config *c, const char *v, char *err,   \
-                      size_t nerr) {                               \
-    return set_hyper(&c->field, name, positive, v, err, nerr);     \
+  static int set_##fn(embed_config *c, const char *v,              \
+                      embed_error *err) {                          \
+    return set_hyper(&c->field, name, positive, v, err);     \
   }                                                                \
   static void get_##fn(const embed_config *c, char *o, size_t n) { \
     format_real(c->field, o, n);                                   \
@@ -237,10 +227,9 @@ HYPER(lr_decay, lr_decay, "lr_decay", 0)
 HYPER(init_acc, initial_accumulator_value, "initial_accumulator_value", 0)
 HYPER(eps, eps, "eps", 1)
 
-static int set_dampening(embed_config *c, const char *v, char *err,
-                         size_t nerr) {
+static int set_dampening(embed_config *c, const char *v, embed_error *err) {
   if (parse_real(v, &c->dampening))
-    BAD("dampening must be a number, got '%s'", v);
+    return embed_error_set(err, "dampening must be a number, got '%s'", v);
   return 0;
 }
 static void get_dampening(const embed_config *c, char *o, size_t n) {
@@ -248,10 +237,10 @@ static void get_dampening(const embed_config *c, char *o, size_t n) {
 }
 
 #define FLAG(fn, field, name)                                      \
-  static int set_##fn(embed_config *c, const char *v, char *err,   \
-                      size_t nerr) {                               \
+  static int set_##fn(embed_config *c, const char *v,              \
+                      embed_error *err) {                          \
     if (parse_bool(v, &c->field))                                  \
-      BAD("%s must be true, false, 1 or 0, got '%s'", name, v);    \
+      return embed_error_set(err, "%s must be true, false, 1 or 0, got '%s'", name, v);    \
     return 0;                                                      \
   }                                                                \
   static void get_##fn(const embed_config *c, char *o, size_t n) { \
@@ -261,15 +250,15 @@ FLAG(nesterov, nesterov, "nesterov")
 FLAG(maximize, maximize, "maximize")
 
 /* betas=(0.9, 0.999), as torch.optim.SparseAdam's betas tuple */
-static int set_betas(embed_config *c, const char *v, char *err, size_t nerr) {
+static int set_betas(embed_config *c, const char *v, embed_error *err) {
   char buf[128], *comma, *a, *b, *end;
   size_t len = strlen(v);
   if (len < 2 || len >= sizeof(buf) || v[0] != '(' || v[len - 1] != ')')
-    BAD("betas must be (beta1, beta2), got '%s'", v);
+    return embed_error_set(err, "betas must be (beta1, beta2), got '%s'", v);
   memcpy(buf, v + 1, len - 2);
   buf[len - 2] = 0;
   comma = strchr(buf, ',');
-  if (!comma) BAD("betas must be (beta1, beta2), got '%s'", v);
+  if (!comma) return embed_error_set(err, "betas must be (beta1, beta2), got '%s'", v);
   *comma = 0;
   a = buf;
   b = comma + 1;
@@ -281,7 +270,7 @@ static int set_betas(embed_config *c, const char *v, char *err, size_t nerr) {
   while (end > b && is_space_char(end[-1])) *--end = 0;
   if (parse_real(a, &c->beta1) || parse_real(b, &c->beta2) || c->beta1 < 0 ||
       c->beta1 >= 1 || c->beta2 < 0 || c->beta2 >= 1)
-    BAD("betas must be two numbers in [0, 1), got '%s'", v);
+    return embed_error_set(err, "betas must be two numbers in [0, 1), got '%s'", v);
   return 0;
 }
 static void get_betas(const embed_config *c, char *o, size_t n) {
@@ -295,22 +284,22 @@ static const char *const metric_names[] = {"cosine", "l2", "dot"};
 const char *embed_metric_name(embed_metric m) {
   return metric_names[m];
 }
-static int set_metric(embed_config *c, const char *v, char *err, size_t nerr) {
+static int set_metric(embed_config *c, const char *v, embed_error *err) {
   int i;
   for (i = 0; i < 3; i++)
     if (same_word(v, metric_names[i])) {
       c->metric = (embed_metric)i;
       return 0;
     }
-  BAD("metric must be cosine, l2 or dot, got '%s'", v);
+  return embed_error_set(err, "metric must be cosine, l2 or dot, got '%s'", v);
 }
 static void get_metric(const embed_config *c, char *o, size_t n) {
   snprintf(o, n, "%s", metric_names[c->metric]);
 }
 
-static int set_cache(embed_config *c, const char *v, char *err, size_t nerr) {
+static int set_cache(embed_config *c, const char *v, embed_error *err) {
   if (parse_bool(v, &c->search_cache))
-    BAD("search_cache must be true, false, 1 or 0, got '%s'", v);
+    return embed_error_set(err, "search_cache must be true, false, 1 or 0, got '%s'", v);
   return 0;
 }
 static void get_cache(const embed_config *c, char *o, size_t n) {
@@ -365,17 +354,17 @@ void embed_config_defaults(embed_config *cfg) {
 }
 
 int embed_config_apply(embed_config *cfg, const char *key, const char *value,
-                       char *err, size_t nerr) {
+                       embed_error *err) {
   int i;
   for (i = 0; i < N_OPTIONS; i++) {
     if (same_word(key, options[i].key) ||
         (options[i].alias && same_word(key, options[i].alias))) {
-      if (cfg->seen & (1u << i)) BAD("option '%s' given twice", key);
+      if (cfg->seen & (1u << i)) return embed_error_set(err, "option '%s' given twice", key);
       cfg->seen |= 1u << i;
-      return options[i].parse(cfg, value, err, nerr);
+      return options[i].parse(cfg, value, err);
     }
   }
-  BAD("unknown option '%s'", key);
+  return embed_error_set(err, "unknown option '%s'", key);
 }
 
 /* Copy [s, e) trimmed into out; strip one level of '...' or "..." quotes,
@@ -402,16 +391,15 @@ static int copy_token(const char *s, const char *e, char *out, size_t nout) {
   return 0;
 }
 
-int embed_config_apply_arg(embed_config *cfg, const char *arg, char *err,
-                           size_t nerr) {
+int embed_config_apply_arg(embed_config *cfg, const char *arg, embed_error *err) {
   char key[64], value[256];
   const char *eq = strchr(arg, '=');
-  if (!eq) BAD("malformed option '%.100s' (expected key=value)", arg);
+  if (!eq) return embed_error_set(err, "malformed option '%.100s' (expected key=value)", arg);
   if (copy_token(arg, eq, key, sizeof(key)) || !key[0])
-    BAD("malformed option '%.100s' (expected key=value)", arg);
+    return embed_error_set(err, "malformed option '%.100s' (expected key=value)", arg);
   if (copy_token(eq + 1, eq + strlen(eq), value, sizeof(value)))
-    BAD("value of option '%s' is too long", key);
-  return embed_config_apply(cfg, key, value, err, nerr);
+    return embed_error_set(err, "value of option '%s' is too long", key);
+  return embed_config_apply(cfg, key, value, err);
 }
 
 static int option_index(const char *key) {
@@ -421,32 +409,32 @@ static int option_index(const char *key) {
   return -1;
 }
 
-int embed_config_finish(embed_config *cfg, char *err, size_t nerr) {
+int embed_config_finish(embed_config *cfg, embed_error *err) {
   int i;
-  if (!(cfg->seen & 1u)) BAD("missing required option 'dim'");
+  if (!(cfg->seen & 1u)) return embed_error_set(err, "missing required option 'dim'");
   for (i = 0; i < N_OPTIONS; i++) {
     unsigned mask = options[i].optimizers;
     if ((cfg->seen & (1u << i)) && mask && !(mask & (1u << cfg->optimizer)))
-      BAD("option '%s' does not apply to optimizer=%s", options[i].key,
+      return embed_error_set(err, "option '%s' does not apply to optimizer=%s", options[i].key,
           optimizer_names[cfg->optimizer]);
   }
   if (cfg->optimizer == EMBED_OPTIMIZER_ADAM &&
       !(cfg->seen & (1u << option_index("eps"))))
     cfg->eps = 1e-8; /* torch.optim.SparseAdam's default */
   if (cfg->nesterov && (cfg->momentum <= 0 || cfg->dampening != 0))
-    BAD("nesterov momentum requires a momentum and zero dampening");
+    return embed_error_set(err, "nesterov momentum requires a momentum and zero dampening");
   if (cfg->num_embeddings > 0 &&
       cfg->num_embeddings > (((int64_t)1) << 36) / cfg->dim)
-    BAD("num_embeddings=%lld x dim=%lld is over the limit of 2^36 floats",
+    return embed_error_set(err, "num_embeddings=%lld x dim=%lld is over the limit of 2^36 floats",
         (long long)cfg->num_embeddings, (long long)cfg->dim);
   if (cfg->has_padding_idx && cfg->num_embeddings > 0) {
     int64_t given = cfg->padding_idx;
     if (cfg->padding_idx < 0) cfg->padding_idx += cfg->num_embeddings;
     if (cfg->padding_idx < 0 || cfg->padding_idx >= cfg->num_embeddings)
-      BAD("padding_idx %lld must be within num_embeddings (%lld)",
+      return embed_error_set(err, "padding_idx %lld must be within num_embeddings (%lld)",
           (long long)given, (long long)cfg->num_embeddings);
   } else if (cfg->has_padding_idx && cfg->padding_idx < 0) {
-    BAD("a negative padding_idx needs num_embeddings");
+    return embed_error_set(err, "a negative padding_idx needs num_embeddings");
   }
   return 0;
 }

@@ -1,5 +1,5 @@
 /*
-** sqlvalue.c - vectors in and out of SQL values, and the text of errors.
+** value.c - vectors in and out of SQL values, and the text of errors.
 **
 ** Usage (inside an SQL function):
 **
@@ -19,7 +19,7 @@
 */
 #include <string.h>
 
-#include "embed_int.h"
+#include "value/value.h"
 
 const char *embed_type_name(int type) {
   switch (type) {
@@ -65,6 +65,8 @@ char *embed_error_text(const char *who, const embed_error *err) {
           "%s: id %lld of the JSON array is not a 64-bit "
           "integer",
           who, (long long)err->a);
+    case EMBED_E_MESSAGE:
+      return sqlite3_mprintf("%s: %s", who, err->text);
     case EMBED_E_TOO_MANY:
       return sqlite3_mprintf("%s: more than %lld ids (the batch limit)", who,
                              (long long)err->b);
@@ -155,4 +157,22 @@ void embed_result_error(sqlite3_context *ctx, int rc, char *zErr) {
     if (rc != SQLITE_ERROR) sqlite3_result_error_code(ctx, rc);
   }
   sqlite3_free(zErr);
+}
+
+int embed_exec(sqlite3 *db, char *zSql) {
+  int rc;
+  if (!zSql) return SQLITE_NOMEM;
+  rc = sqlite3_exec(db, zSql, 0, 0, 0);
+  sqlite3_free(zSql);
+  return rc;
+}
+
+int embed_prepare(sqlite3 *db, char *zSql, unsigned flags,
+                  sqlite3_stmt **out) {
+  int rc;
+  *out = 0;
+  if (!zSql) return SQLITE_NOMEM;
+  rc = sqlite3_prepare_v3(db, zSql, -1, flags, out, 0);
+  sqlite3_free(zSql);
+  return rc;
 }

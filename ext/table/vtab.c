@@ -61,7 +61,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "embed_int.h"
+#include "table/table.h"
 
 #define EMBED_EST_ROWS 1000000.0
 
@@ -288,7 +288,7 @@ static int exec_sql(sqlite3 *db, char *zSql) {
 /* Read the options back from T_config. */
 static int load_config(embed_vtab *tab, char **pzErr) {
   sqlite3_stmt *stmt = 0;
-  char err[300];
+  embed_error err;
   int rc;
   char *zSql = sqlite3_mprintf("SELECT key, value FROM \"%w\".\"%w_config\"",
                                tab->schema, tab->name);
@@ -306,10 +306,10 @@ static int load_config(embed_vtab *tab, char **pzErr) {
     const char *value = (const char *)sqlite3_column_text(stmt, 1);
     if (key && sqlite3_stricmp(key, "step") == 0) continue; /* training.c */
     if (!key || !value ||
-        embed_config_apply(&tab->cfg, key, value, err, sizeof(err))) {
-      if (!key || !value) snprintf(err, sizeof(err), "NULL key or value");
+        embed_config_apply(&tab->cfg, key, value, &err)) {
+      if (!key || !value) embed_error_set(&err, "NULL key or value");
       *pzErr = sqlite3_mprintf("embedding %s: corrupt %s_config: %s", tab->name,
-                               tab->name, err);
+                               tab->name, err.text);
       sqlite3_finalize(stmt);
       return SQLITE_CORRUPT_VTAB;
     }
@@ -445,13 +445,13 @@ static int embedInit(sqlite3 *db, void *pAux, int argc, const char *const *argv,
     goto fail;
   }
   if (is_create) {
-    char err[300];
+    embed_error err;
     embed_config_defaults(&tab->cfg);
     for (i = 3; i < argc; i++) {
-      if (embed_config_apply_arg(&tab->cfg, argv[i], err, sizeof(err))) break;
+      if (embed_config_apply_arg(&tab->cfg, argv[i], &err)) break;
     }
-    if (i < argc || embed_config_finish(&tab->cfg, err, sizeof(err))) {
-      *pzErr = sqlite3_mprintf("embedding %s: %s", tab->name, err);
+    if (i < argc || embed_config_finish(&tab->cfg, &err)) {
+      *pzErr = sqlite3_mprintf("embedding %s: %s", tab->name, err.text);
       rc = SQLITE_ERROR;
       goto fail;
     }

@@ -51,8 +51,7 @@
 #include <math.h>
 #include <string.h>
 
-#define EMBED_NO_SQLITE
-#include "embed_int.h"
+#include "core/core.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define EMBED_HAVE_X86 1

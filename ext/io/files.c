@@ -113,7 +113,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-#include "embed_int.h"
+#include "io/io.h"
 
 #define FILE_CHUNK (1 << 20)     /* bytes a read asks for */
 #define FILE_MAX_LINE (16 << 20) /* longest text line accepted */

@@ -16,7 +16,7 @@
 **     SELECT embed_sigmoid(x), embed_log_sigmoid(x);  -- skip-gram pieces
 **
 ** Design: every function is DETERMINISTIC | INNOCUOUS and takes vectors as
-** BLOB or JSON (sqlvalue.c). One implementation serves each family (reductions
+** BLOB or JSON (value/value.c). One implementation serves each family (reductions
 ** to REAL, element-wise to BLOB, aggregates); the registration table gives
 ** each SQL name its operation through the user-data pointer. NULL arguments
 ** give NULL; an aggregate over no non-NULL rows gives NULL; dimension
@@ -26,7 +26,7 @@
 #include <string.h>
 
 #include "embed.h"
-#include "embed_int.h"
+#include "sql/sql.h"
 
 typedef enum fn_op {
   OP_VERSION,

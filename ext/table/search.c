@@ -37,7 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "embed_int.h"
+#include "table/table.h"
 
 double embed_distance(embed_metric metric, const float *q, double qnorm,
                       const float *v, double vnorm, int64_t dim) {

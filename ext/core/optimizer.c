@@ -39,8 +39,7 @@
 */
 #include <math.h>
 
-#define EMBED_NO_SQLITE
-#include "embed_int.h"
+#include "core/core.h"
 
 int64_t embed_optimizer_state_size(const embed_config *cfg, int64_t dim) {
   switch (cfg->optimizer) {

@@ -28,7 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "embed_int.h"
+#include "table/table.h"
 
 /* ------------------------------------------------------------ arguments */
 

@@ -26,18 +26,12 @@
 */
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define EMBED_NO_SQLITE
-#include "embed_int.h"
-
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-#define EMBED_BIG_ENDIAN 1
-#else
-#define EMBED_BIG_ENDIAN 0
-#endif
+#include "core/core.h"
 
 static void set_error(embed_error *err, embed_code code, int64_t a, int64_t b,
                       int64_t c, const char *what) {
@@ -48,6 +42,17 @@ static void set_error(embed_error *err, embed_code code, int64_t a, int64_t b,
     err->c = c;
     err->what = what;
   }
+}
+
+int embed_error_set(embed_error *err, const char *format, ...) {
+  va_list ap;
+  err->code = EMBED_E_MESSAGE;
+  err->a = err->b = err->c = 0;
+  err->what = 0;
+  va_start(ap, format);
+  vsnprintf(err->text, sizeof(err->text), format, ap);
+  va_end(ap);
+  return -1;
 }
 
 static int check_finite(float x, int64_t index, embed_error *err) {
@@ -77,50 +82,47 @@ int embed_blob_decode(const void *blob, int64_t n, float *out,
                       embed_error *err) {
   int rc = embed_blob_check(blob, n, err);
   if (rc) return rc;
-  if ((const void *)out != blob) memcpy(out, blob, (size_t)n * sizeof(float));
-#if EMBED_BIG_ENDIAN
-  {
+  if ((const void *)out != blob)
+    memcpy(out, blob, (size_t)n * EMBED_FLOAT_BYTES);
+  if (!EMBED_HOST_LE) {
     int64_t i;
     for (i = 0; i < n; i++) {
       uint32_t u;
       memcpy(&u, &out[i], 4);
-      u = __builtin_bswap32(u);
+      u = embed_le32(u);
       memcpy(&out[i], &u, 4);
     }
   }
-#endif
   return EMBED_OK;
 }
 
 int embed_blob_check(const void *blob, int64_t n, embed_error *err) {
   const unsigned char *p = (const unsigned char *)blob;
   int64_t i = 0;
-#if !EMBED_BIG_ENDIAN
-  /* Branch-free first pass, two floats per 64-bit word: an all-ones
-  ** exponent (NaN or Inf) plus one carries into the float's sign bit, and
-  ** never into the other float. Only when one does, find the element. */
-  const uint64_t EXP = 0x7f8000007f800000ull, ONE = 0x0080000000800000ull;
-  uint64_t high = 0;
-  for (; i + 8 <= n; i += 8) {
-    uint64_t w[4];
-    memcpy(w, p + 4 * i, sizeof(w));
-    high |= ((w[0] & EXP) + ONE) | ((w[1] & EXP) + ONE) | ((w[2] & EXP) + ONE) |
-            ((w[3] & EXP) + ONE);
+  if (EMBED_HOST_LE) {
+    /* Branch-free first pass, two floats per 64-bit word: an all-ones
+    ** exponent (NaN or Inf) plus one carries into the float's sign bit, and
+    ** never into the other float. Only when one does, find the element. */
+    const uint64_t EXP = 0x7f8000007f800000ull, ONE = 0x0080000000800000ull;
+    uint64_t high = 0;
+    for (; i + 8 <= n; i += 8) {
+      uint64_t w[4];
+      memcpy(w, p + EMBED_FLOAT_BYTES * i, sizeof(w));
+      high |= ((w[0] & EXP) + ONE) | ((w[1] & EXP) + ONE) |
+              ((w[2] & EXP) + ONE) | ((w[3] & EXP) + ONE);
+    }
+    for (; i < n; i++) {
+      uint32_t u;
+      memcpy(&u, p + EMBED_FLOAT_BYTES * i, 4);
+      high |= (u & 0x7f800000u) + 0x00800000u;
+    }
+    if (!(high & 0x8000000080000000ull)) return EMBED_OK;
   }
-  for (; i < n; i++) {
-    uint32_t u;
-    memcpy(&u, p + 4 * i, 4);
-    high |= (u & 0x7f800000u) + 0x00800000u;
-  }
-  if (!(high & 0x8000000080000000ull)) return EMBED_OK;
-#endif
   for (i = 0; i < n; i++) {
     float f;
     uint32_t u;
-    memcpy(&u, p + 4 * i, 4);
-#if EMBED_BIG_ENDIAN
-    u = __builtin_bswap32(u);
-#endif
+    memcpy(&u, p + EMBED_FLOAT_BYTES * i, 4);
+    u = embed_le32(u);
     memcpy(&f, &u, 4);
     if (!isfinite(f)) return check_finite(f, i, err);
   }
@@ -128,18 +130,18 @@ int embed_blob_check(const void *blob, int64_t n, embed_error *err) {
 }
 
 void embed_blob_encode(const float *v, int64_t n, void *out) {
-#if EMBED_BIG_ENDIAN
   unsigned char *p = (unsigned char *)out;
   int64_t i;
+  if (EMBED_HOST_LE) {
+    memcpy(out, v, (size_t)n * EMBED_FLOAT_BYTES);
+    return;
+  }
   for (i = 0; i < n; i++) {
     uint32_t u;
     memcpy(&u, &v[i], 4);
-    u = __builtin_bswap32(u);
-    memcpy(p + 4 * i, &u, 4);
+    u = embed_le32(u);
+    memcpy(p + EMBED_FLOAT_BYTES * i, &u, 4);
   }
-#else
-  memcpy(out, v, (size_t)n * sizeof(float));
-#endif
 }
 
 /* ---------------------------------------------------------------- JSON */

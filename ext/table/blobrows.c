@@ -23,7 +23,7 @@
 */
 #include <string.h>
 
-#include "embed_int.h"
+#include "table/table.h"
 
 void embed_rows_init(embed_rows *r, embed_vtab *tab, int writable) {
   r->tab = tab;

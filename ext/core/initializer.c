@@ -31,8 +31,7 @@
 */
 #include <math.h>
 
-#define EMBED_NO_SQLITE
-#include "embed_int.h"
+#include "core/core.h"
 
 #define EMBED_TWO_PI 6.283185307179586476925286766559
 

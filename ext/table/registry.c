@@ -25,7 +25,7 @@
 */
 #include <string.h>
 
-#include "embed_int.h"
+#include "table/table.h"
 
 struct embed_registry {
   sqlite3 *db;
