@@ -14,7 +14,7 @@
 ** per-connection table registry is owned by the module and freed with it.
 */
 #include "embed.h"
-#include "table/table.h"
+#include "table/module.h"
 #include "sql/sql.h"
 #include "io/io.h"
 

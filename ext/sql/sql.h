@@ -1,12 +1,14 @@
 /*
 ** sql/sql.h - the SQL functions of embed: the pure vector functions and
-** aggregates (functions.c).
+** aggregates (functions.c), and embed_lookup, embed_update and
+** embed_optimizer_reset (training.c).
 */
 #ifndef EMBED_SQL_H
 #define EMBED_SQL_H
 
-#include "value/value.h"
+#include "table/table.h"
 
 int embed_register_functions(sqlite3 *db);
+int embed_register_training(sqlite3 *db, embed_registry *registry);
 
 #endif /* EMBED_SQL_H */

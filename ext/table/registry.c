@@ -1,7 +1,8 @@
 /*
 ** registry.c - which embedding table a function call means.
 **
-** Usage (the rules of embed_lookup / embed_update, SPEC section 5):
+** Usage (the rules of embed_lookup / embed_update, README "Lookup and
+** training"):
 **
 **     SELECT embed_lookup('tok', 3);               -- named: table tok
 **     SELECT embed_update(id, :g, 0.1) FROM tok;   -- bound via xFindFunction
@@ -16,8 +17,8 @@
 ** of another schema (the table has open cursors).
 **
 ** Design: each connection has one registry (the module's client data) that
-** lists the embedding tables connected on it; vtab.c adds and removes
-** entries in xConnect/xCreate and xDisconnect/xDestroy. A name that is not
+** lists the embedding tables connected on it; the module (module.c) adds
+** and removes entries in xConnect/xCreate and xDisconnect/xDestroy. A name that is not
 ** connected yet is connected by preparing a statement that reads it. The
 ** unnamed form reads main.sqlite_schema and picks the CREATE VIRTUAL TABLE
 ** statements whose module is `embedding` (the module name is found with a
@@ -27,11 +28,16 @@
 
 #include "table/table.h"
 
+struct embed_registry_entry {
+  embed_store *st;
+  int readers; /* statements reading the table now */
+  embed_registry_entry *next;
+};
+
 struct embed_registry {
   sqlite3 *db;
-  embed_vtab *head;
-  int64_t writes;       /* vector writes made by this extension */
-  embed_vtab *only;     /* cached answer of the unnamed form... */
+  embed_registry_entry *head;
+  embed_registry_entry *only; /* cached answer of the unnamed form... */
   int64_t only_version; /* ...valid while main's schema_version is this */
 };
 
@@ -42,52 +48,59 @@ embed_registry *embed_registry_new(sqlite3 *db) {
     reg->head = 0;
     reg->only = 0;
     reg->only_version = 0;
-    reg->writes = 0;
   }
   return reg;
 }
 
 void embed_registry_free(void *registry) {
-  sqlite3_free(registry);
+  embed_registry *reg = (embed_registry *)registry;
+  while (reg && reg->head) embed_registry_remove(reg, reg->head);
+  sqlite3_free(reg);
 }
 
-void embed_registry_note_write(embed_registry *reg) {
-  reg->writes++;
-}
-int64_t embed_registry_writes(embed_registry *reg) {
-  return reg->writes;
+embed_registry_entry *embed_registry_add(embed_registry *reg, embed_store *st) {
+  embed_registry_entry *e =
+      (embed_registry_entry *)sqlite3_malloc64(sizeof(*e));
+  if (!e) return 0;
+  e->st = st;
+  e->readers = 0;
+  e->next = reg->head;
+  reg->head = e;
+  return e;
 }
 
-void embed_registry_add(embed_registry *reg, embed_vtab *tab) {
-  tab->next = reg->head;
-  reg->head = tab;
-}
-
-void embed_registry_remove(embed_registry *reg, embed_vtab *tab) {
-  embed_vtab **p;
-  if (reg->only == tab) reg->only = 0;
+void embed_registry_remove(embed_registry *reg, embed_registry_entry *entry) {
+  embed_registry_entry **p;
+  if (reg->only == entry) reg->only = 0;
   for (p = &reg->head; *p; p = &(*p)->next) {
-    if (*p == tab) {
-      *p = tab->next;
+    if (*p == entry) {
+      *p = entry->next;
+      sqlite3_free(entry);
       return;
     }
   }
 }
 
-static embed_vtab *find(embed_registry *reg, const char *schema,
-                        const char *name) {
-  embed_vtab *tab, *other = 0;
-  for (tab = reg->head; tab; tab = tab->next) {
-    if (sqlite3_stricmp(tab->name, name) != 0) continue;
-    if (schema && sqlite3_stricmp(tab->schema, schema) != 0) continue;
-    if (sqlite3_stricmp(tab->schema, "main") == 0) return tab;
-    if (!other) other = tab;
+void embed_registry_reading(embed_registry_entry *entry, int delta) {
+  entry->readers += delta;
+}
+
+static embed_registry_entry *registry_find(embed_registry *reg,
+                                           const char *schema,
+                                           const char *name) {
+  embed_registry_entry *e, *other = 0;
+  for (e = reg->head; e; e = e->next) {
+    if (sqlite3_stricmp(embed_store_name(e->st), name) != 0) continue;
+    if (schema && sqlite3_stricmp(embed_store_schema(e->st), schema) != 0)
+      continue;
+    if (sqlite3_stricmp(embed_store_schema(e->st), "main") == 0) return e;
+    if (!other) other = e;
   }
   return other;
 }
 
 /* Connect a table by preparing a statement that reads it. */
-static int touch(sqlite3 *db, const char *schema, const char *name) {
+static int registry_touch(sqlite3 *db, const char *schema, const char *name) {
   sqlite3_stmt *stmt = 0;
   char *zSql = schema ? sqlite3_mprintf("SELECT 1 FROM \"%w\".\"%w\" LIMIT 0",
                                         schema, name)
@@ -102,7 +115,7 @@ static int touch(sqlite3 *db, const char *schema, const char *name) {
 
 /* Next SQL token of s at *i: sets [*start, *end) and returns its first
 ** character, or 0 at the end. Quoted identifiers are one token. */
-static char next_token(const char *s, int *i, int *start, int *end) {
+static char registry_next_token(const char *s, int *i, int *start, int *end) {
   char c;
   while (s[*i] == ' ' || s[*i] == '\t' || s[*i] == '\n' || s[*i] == '\r')
     (*i)++;
@@ -136,7 +149,7 @@ static char next_token(const char *s, int *i, int *start, int *end) {
   return c;
 }
 
-static int token_is(const char *s, int start, int end, const char *word) {
+static int registry_token_is(const char *s, int start, int end, const char *word) {
   int n = (int)strlen(word);
   if (end - start == n + 2 && (s[start] == '"' || s[start] == '`' ||
                                s[start] == '[' || s[start] == '\''))
@@ -147,28 +160,22 @@ static int token_is(const char *s, int start, int end, const char *word) {
 /* Is this CREATE VIRTUAL TABLE statement's module `embedding`? */
 static int uses_embedding_module(const char *sql) {
   int i = 0, start, end, seen_using = 0;
-  while (next_token(sql, &i, &start, &end)) {
-    if (seen_using) return token_is(sql, start, end, "embedding");
+  while (registry_next_token(sql, &i, &start, &end)) {
+    if (seen_using) return registry_token_is(sql, start, end, "embedding");
     if (sql[start] != '"' && sql[start] != '`' && sql[start] != '[' &&
-        sql[start] != '\'' && token_is(sql, start, end, "using"))
+        sql[start] != '\'' && registry_token_is(sql, start, end, "using"))
       seen_using = 1;
   }
   return 0;
 }
 
-/* main's schema_version, read through a statement the table owns (a
-** statement the registry owned would keep sqlite3_close from closing). */
-static int schema_version(embed_vtab *tab, int64_t *version) {
-  return embed_table_int(tab, STMT_SCHEMA_VERSION, version);
-}
-
-static int error_out(char **pzErr, char *zMsg) {
+static int registry_error(char **pzErr, char *zMsg) {
   *pzErr = zMsg;
   return zMsg ? SQLITE_ERROR : SQLITE_NOMEM;
 }
 
 /* The only embedding table of main, or an error listing the candidates. */
-static int only_table(embed_registry *reg, const char *who, char **name,
+static int registry_only_table(embed_registry *reg, const char *who, char **name,
                       char **pzErr) {
   sqlite3_stmt *stmt = 0;
   sqlite3_str *list = sqlite3_str_new(reg->db);
@@ -195,12 +202,12 @@ static int only_table(embed_registry *reg, const char *who, char **name,
     char *candidates = sqlite3_str_value(list);
     sqlite3_free(*name);
     *name = 0;
-    rc = n == 0 ? error_out(pzErr,
+    rc = n == 0 ? registry_error(pzErr,
                             sqlite3_mprintf("%s: no embedding table in the "
                                             "main schema; create one or name "
                                             "it as the first argument",
                                             who))
-                : error_out(pzErr, sqlite3_mprintf(
+                : registry_error(pzErr, sqlite3_mprintf(
                                        "%s: %d embedding tables (%s); "
                                        "name one as the first argument",
                                        who, n, candidates ? candidates : ""));
@@ -209,66 +216,64 @@ static int only_table(embed_registry *reg, const char *who, char **name,
   return rc;
 }
 
+/* main's schema_version is read through a statement the table's storage
+** owns (a statement the registry owned would keep sqlite3_close from
+** closing). */
 int embed_registry_resolve(embed_registry *reg, sqlite3_value *namev,
-                           const char *who, embed_vtab **out, char **pzErr) {
+                           const char *who, embed_store **out, char **pzErr) {
+  embed_registry_entry *found = 0;
   char *owned = 0;
   const char *name, *dot;
   int rc = SQLITE_OK;
   *out = 0;
   if (namev == 0) { /* refuse to guess while a query reads another schema's */
-    embed_vtab *other;
+    embed_registry_entry *other;
     for (other = reg->head; other; other = other->next) {
-      if (other->open_cursors > 0 &&
-          sqlite3_stricmp(other->schema, "main") != 0)
-        return error_out(pzErr,
-                         sqlite3_mprintf("%s: embedding table %s.%s is in use "
-                                         "outside the main schema; name the "
-                                         "table as the first argument",
-                                         who, other->schema, other->name));
+      if (other->readers > 0 &&
+          sqlite3_stricmp(embed_store_schema(other->st), "main") != 0)
+        return registry_error(pzErr, sqlite3_mprintf("%s: embedding table %s.%s is in use outside the main schema; name the table as the first argument", who, embed_store_schema(other->st), embed_store_name(other->st)));
     }
   }
   if (namev == 0 && reg->only) { /* the unnamed form, asked again */
     int64_t version = -1;
-    if (schema_version(reg->only, &version) == SQLITE_OK &&
+    if (embed_store_schema_version(reg->only->st, &version) == SQLITE_OK &&
         version == reg->only_version) {
-      *out = reg->only;
+      *out = reg->only->st;
       return SQLITE_OK;
     }
     reg->only = 0;
   }
   if (namev == 0) {
-    rc = only_table(reg, who, &owned, pzErr);
+    rc = registry_only_table(reg, who, &owned, pzErr);
     if (rc) return rc;
     name = owned;
   } else if (sqlite3_value_type(namev) == SQLITE_TEXT) {
     name = (const char *)sqlite3_value_text(namev);
     if (!name) return SQLITE_NOMEM;
   } else {
-    return error_out(
-        pzErr, sqlite3_mprintf("%s: the table name must be TEXT, got %s", who,
-                               embed_type_name(sqlite3_value_type(namev))));
+    return registry_error(pzErr, sqlite3_mprintf("%s: the table name must be TEXT, got %s", who, embed_type_name(sqlite3_value_type(namev))));
   }
-  *out = find(reg, namev ? 0 : "main", name);
-  if (!*out && touch(reg->db, namev ? 0 : "main", name) == SQLITE_OK)
-    *out = find(reg, namev ? 0 : "main", name);
-  if (!*out && namev && (dot = strchr(name, '.')) != 0) {
+  found = registry_find(reg, namev ? 0 : "main", name);
+  if (!found && registry_touch(reg->db, namev ? 0 : "main", name) == SQLITE_OK)
+    found = registry_find(reg, namev ? 0 : "main", name);
+  if (!found && namev && (dot = strchr(name, '.')) != 0) {
     /* "schema.table" */
     char *schema = sqlite3_mprintf("%.*s", (int)(dot - name), name);
     if (!schema) {
       rc = SQLITE_NOMEM;
     } else {
-      *out = find(reg, schema, dot + 1);
-      if (!*out && touch(reg->db, schema, dot + 1) == SQLITE_OK)
-        *out = find(reg, schema, dot + 1);
+      found = registry_find(reg, schema, dot + 1);
+      if (!found && registry_touch(reg->db, schema, dot + 1) == SQLITE_OK)
+        found = registry_find(reg, schema, dot + 1);
     }
     sqlite3_free(schema);
   }
-  if (!*out && rc == SQLITE_OK)
-    rc = error_out(
-        pzErr, sqlite3_mprintf("%s: no embedding table named '%s'", who, name));
-  if (*out && namev == 0 &&
-      schema_version(*out, &reg->only_version) == SQLITE_OK)
-    reg->only = *out;
+  if (!found && rc == SQLITE_OK)
+    rc = registry_error(pzErr, sqlite3_mprintf("%s: no embedding table named '%s'", who, name));
+  if (found && namev == 0 &&
+      embed_store_schema_version(found->st, &reg->only_version) == SQLITE_OK)
+    reg->only = found;
+  if (found) *out = found->st;
   sqlite3_free(owned);
   return rc;
 }

@@ -8,12 +8,10 @@
 **     SELECT id, distance FROM tok WHERE vector MATCH :q AND k = 10
 **                                    AND id IN (SELECT token_id FROM doc);
 **
-** vtab.c plans the query; this file ranks:
+** The module (table/cursor.c) plans the query and asks here:
 **
-**     embed_topk t;  embed_topk_init(&t, k);
-**     embed_snapshot_get(tab, &snap, &zErr);   // NULL: scan the table instead
-**     embed_snapshot_search(snap, metric, q, |q|, ids, n_ids, lo, hi, &t);
-**     n = embed_topk_finish(&t);     // t.heap[0..n) ascending (distance, id)
+**     rc = embed_search_knn(&snapshot, st, scan, q, k, ids, n_ids, lo, hi,
+**                           &hits, &n, &zErr);  // hits ascending (distance, id)
 **
 ** Design:
 **  - Distances: cosine = 1 - dot / (max(|q|, 1e-8) max(|v|, 1e-8)) (torch's
@@ -27,10 +25,10 @@
 **    connection. It is used only while it is exact: it records PRAGMA
 **    data_version (which moves when another connection commits) and
 **    sqlite3_total_changes64() (which moves when this connection changes
-**    rows) and the extension's own count of vector writes (in-place blob
-**    writes move neither), and it is rebuilt by the next search when any
-**    of the three moved.
-**    While this connection has a write transaction open, searches scan the
+**    rows) and the storage layer's count of in-place vector writes (which
+**    move neither), and it is rebuilt by the next search when any of the
+**    three moved.
+**    While this connection has a write transaction open, searches read the
 **    table itself, so uncommitted rows are seen and a ROLLBACK can never
 **    leave a stale copy. The table option search_cache=0 turns it off.
 */
@@ -39,7 +37,7 @@
 
 #include "table/table.h"
 
-double embed_distance(embed_metric metric, const float *q, double qnorm,
+static double search_distance(embed_metric metric, const float *q, double qnorm,
                       const float *v, double vnorm, int64_t dim) {
   switch (metric) {
     case EMBED_METRIC_L2:
@@ -61,13 +59,20 @@ double embed_distance(embed_metric metric, const float *q, double qnorm,
 
 /* ------------------------------------------------------------------ top-k */
 
+/* A bounded max-heap keeping the k smallest (distance, id). */
+typedef struct search_topk {
+  embed_hit *heap;
+  int64_t k, n, cap; /* k == 0: keep every hit */
+  int nomem;         /* a hit could not be kept (k == 0 only) */
+} search_topk;
+
 /* Is a ranked after b? (larger distance, then larger id) */
-static int worse(const embed_hit *a, const embed_hit *b) {
+static int hit_worse(const embed_hit *a, const embed_hit *b) {
   if (a->distance != b->distance) return a->distance > b->distance;
   return a->id > b->id;
 }
 
-int embed_topk_init(embed_topk *t, int64_t k) {
+static int topk_init(search_topk *t, int64_t k) {
   t->k = k;
   t->n = 0;
   t->cap = k > 0 ? k : 1024;
@@ -78,7 +83,7 @@ int embed_topk_init(embed_topk *t, int64_t k) {
 }
 
 /* k == 0: keep every hit (ORDER BY distance without a bound). */
-static void keep_all(embed_topk *t, embed_hit hit) {
+static void topk_keep_all(search_topk *t, embed_hit hit) {
   if (t->n == t->cap) {
     embed_hit *grown = (embed_hit *)sqlite3_realloc64(
         t->heap, (sqlite3_uint64)t->cap * 2 * sizeof(embed_hit));
@@ -92,12 +97,12 @@ static void keep_all(embed_topk *t, embed_hit hit) {
   t->heap[t->n++] = hit;
 }
 
-static void sift_down(embed_hit *h, int64_t n, int64_t i) {
+static void topk_sift_down(embed_hit *h, int64_t n, int64_t i) {
   for (;;) {
     int64_t l = 2 * i + 1, r = l + 1, m = i;
     embed_hit tmp;
-    if (l < n && worse(&h[l], &h[m])) m = l;
-    if (r < n && worse(&h[r], &h[m])) m = r;
+    if (l < n && hit_worse(&h[l], &h[m])) m = l;
+    if (r < n && hit_worse(&h[r], &h[m])) m = r;
     if (m == i) return;
     tmp = h[i];
     h[i] = h[m];
@@ -106,49 +111,58 @@ static void sift_down(embed_hit *h, int64_t n, int64_t i) {
   }
 }
 
-void embed_topk_push(embed_topk *t, int64_t id, double distance) {
+static void topk_push(search_topk *t, int64_t id, double distance) {
   embed_hit hit;
   hit.id = id;
   hit.distance = distance;
   if (t->k == 0) {
-    keep_all(t, hit);
+    topk_keep_all(t, hit);
   } else if (t->n < t->k) {
     int64_t i = t->n++;
     t->heap[i] = hit;
     while (i > 0) { /* sift up */
       int64_t p = (i - 1) / 2;
       embed_hit tmp;
-      if (!worse(&t->heap[i], &t->heap[p])) break;
+      if (!hit_worse(&t->heap[i], &t->heap[p])) break;
       tmp = t->heap[i];
       t->heap[i] = t->heap[p];
       t->heap[p] = tmp;
       i = p;
     }
-  } else if (t->k > 0 && worse(&t->heap[0], &hit)) {
+  } else if (t->k > 0 && hit_worse(&t->heap[0], &hit)) {
     t->heap[0] = hit;
-    sift_down(t->heap, t->n, 0);
+    topk_sift_down(t->heap, t->n, 0);
   }
 }
 
-static int compare_hits(const void *a, const void *b) {
+static int hit_compare(const void *a, const void *b) {
   const embed_hit *x = (const embed_hit *)a, *y = (const embed_hit *)b;
-  if (worse(x, y)) return 1;
-  if (worse(y, x)) return -1;
+  if (hit_worse(x, y)) return 1;
+  if (hit_worse(y, x)) return -1;
   return 0;
 }
 
-int64_t embed_topk_finish(embed_topk *t) {
-  qsort(t->heap, (size_t)t->n, sizeof(embed_hit), compare_hits);
+static int64_t topk_finish(search_topk *t) {
+  qsort(t->heap, (size_t)t->n, sizeof(embed_hit), hit_compare);
   return t->n;
 }
 
-void embed_topk_free(embed_topk *t) {
+static void topk_free(search_topk *t) {
   sqlite3_free(t->heap);
   t->heap = 0;
   t->n = 0;
 }
 
 /* --------------------------------------------------------------- snapshot */
+
+/* An in-memory copy of a table's committed vectors. */
+struct embed_snapshot {
+  int64_t n, dim;
+  int64_t *ids;                                /* ascending */
+  float *vectors;                              /* n x dim, row i is ids[i] */
+  double *norms;                               /* L2 norm of each row */
+  int64_t data_version, total_changes, writes; /* what it was built from */
+};
 
 void embed_snapshot_free(embed_snapshot *snap) {
   if (!snap) return;
@@ -158,63 +172,38 @@ void embed_snapshot_free(embed_snapshot *snap) {
   sqlite3_free(snap);
 }
 
-static int data_version(embed_vtab *tab, int64_t *version) {
-  return embed_table_int(tab, STMT_DATA_VERSION, version);
-}
-
-/* Copy every row of the table into a new snapshot. */
-static int build(embed_vtab *tab, embed_snapshot **out, char **pzErr) {
-  sqlite3_stmt *stmt = 0;
+/* Copy every row of the table into a new snapshot, through scan. */
+static int snapshot_build(embed_store *st, embed_scan *scan,
+                          embed_snapshot **out, char **pzErr) {
   embed_snapshot *snap;
-  int64_t dim = tab->cfg.dim, cap = 0, n = 0;
-  char *zSql;
+  int64_t dim = embed_store_config(st)->dim, cap = 0, n = 0;
   int rc;
   *out = 0;
   snap = (embed_snapshot *)sqlite3_malloc64(sizeof(*snap));
   if (!snap) return SQLITE_NOMEM;
   memset(snap, 0, sizeof(*snap));
   snap->dim = dim;
-  zSql = sqlite3_mprintf("SELECT count(*) FROM \"%w\".\"%w_vectors\"",
-                         tab->schema, tab->name);
-  rc = zSql ? sqlite3_prepare_v2(tab->db, zSql, -1, &stmt, 0) : SQLITE_NOMEM;
-  sqlite3_free(zSql);
-  if (rc == SQLITE_OK && sqlite3_step(stmt) == SQLITE_ROW)
-    cap = sqlite3_column_int64(stmt, 0);
-  if (rc == SQLITE_OK) rc = sqlite3_finalize(stmt);
-  stmt = 0;
+  rc = embed_store_count(st, &cap);
   if (rc == SQLITE_OK && cap > 0) {
-    snap->ids = (int64_t *)sqlite3_malloc64((sqlite3_uint64)cap * 8);
-    snap->norms = (double *)sqlite3_malloc64((sqlite3_uint64)cap * 8);
-    snap->vectors = (float *)sqlite3_malloc64((sqlite3_uint64)cap *
-                                              (sqlite3_uint64)dim * 4);
+    snap->ids = (int64_t *)sqlite3_malloc64((sqlite3_uint64)cap * EMBED_ID_BYTES);
+    snap->norms = (double *)sqlite3_malloc64((sqlite3_uint64)cap * sizeof(double));
+    snap->vectors = (float *)sqlite3_malloc64((sqlite3_uint64)cap * (sqlite3_uint64)dim * EMBED_FLOAT_BYTES);
     if (!snap->ids || !snap->norms || !snap->vectors) rc = SQLITE_NOMEM;
   }
-  if (rc == SQLITE_OK) {
-    zSql = sqlite3_mprintf(
-        "SELECT id, vector FROM \"%w\".\"%w_vectors\" "
-        "ORDER BY id",
-        tab->schema, tab->name);
-    rc = zSql ? sqlite3_prepare_v2(tab->db, zSql, -1, &stmt, 0) : SQLITE_NOMEM;
-    sqlite3_free(zSql);
-  }
-  while (rc == SQLITE_OK && sqlite3_step(stmt) == SQLITE_ROW) {
-    int64_t id = sqlite3_column_int64(stmt, 0);
-    int type = sqlite3_column_type(stmt, 1); /* before reading converts */
-    const void *bytes = sqlite3_column_blob(stmt, 1);
+  if (rc == SQLITE_OK) rc = embed_scan_start(scan, 0, INT64_MIN, INT64_MAX);
+  while (rc == SQLITE_OK && (rc = embed_scan_step(scan)) == SQLITE_ROW) {
     float *row = snap->vectors + n * dim;
+    rc = SQLITE_OK;
     if (n >= cap) break; /* rows appeared since count(*): cannot happen */
-    rc = embed_stored_vector(tab, id, type, bytes,
-                             sqlite3_column_bytes(stmt, 1), row, pzErr);
+    rc = embed_scan_vector(scan, row, pzErr);
     if (rc == SQLITE_OK) {
-      snap->ids[n] = id;
+      snap->ids[n] = embed_scan_id(scan);
       snap->norms[n] = embed_norm2(row, dim);
       n++;
     }
   }
-  if (stmt) {
-    int rc2 = sqlite3_finalize(stmt);
-    if (rc == SQLITE_OK) rc = rc2;
-  }
+  if (rc == SQLITE_DONE) rc = SQLITE_OK;
+  embed_scan_reset(scan);
   snap->n = n;
   if (rc) {
     embed_snapshot_free(snap);
@@ -224,36 +213,40 @@ static int build(embed_vtab *tab, embed_snapshot **out, char **pzErr) {
   return SQLITE_OK;
 }
 
-int embed_snapshot_get(embed_vtab *tab, embed_snapshot **out, char **pzErr) {
+/* The table's snapshot in *slot, rebuilt if stale; *out is NULL when the
+** connection has an open write transaction (its uncommitted rows must be
+** seen, so the caller reads the table instead) or the cache is off. */
+static int snapshot_get(embed_snapshot **slot, embed_store *st,
+                        embed_scan *scan, embed_snapshot **out, char **pzErr) {
+  sqlite3 *db = embed_store_db(st);
   int64_t version = 0, changes, writes;
   int rc;
   *out = 0;
-  if (!tab->cfg.search_cache ||
-      sqlite3_txn_state(tab->db, tab->schema) == SQLITE_TXN_WRITE)
+  if (!embed_store_config(st)->search_cache ||
+      sqlite3_txn_state(db, embed_store_schema(st)) == SQLITE_TXN_WRITE)
     return SQLITE_OK;
-  rc = data_version(tab, &version);
+  rc = embed_store_data_version(st, &version);
   if (rc) return rc;
-  changes = sqlite3_total_changes64(tab->db);
-  writes = embed_registry_writes(tab->registry);
-  if (tab->snapshot && tab->snapshot->data_version == version &&
-      tab->snapshot->total_changes == changes &&
-      tab->snapshot->writes == writes) {
-    *out = tab->snapshot;
+  changes = sqlite3_total_changes64(db);
+  writes = embed_store_writes(st);
+  if (*slot && (*slot)->data_version == version &&
+      (*slot)->total_changes == changes && (*slot)->writes == writes) {
+    *out = *slot;
     return SQLITE_OK;
   }
-  embed_snapshot_free(tab->snapshot);
-  tab->snapshot = 0;
-  rc = build(tab, &tab->snapshot, pzErr);
+  embed_snapshot_free(*slot);
+  *slot = 0;
+  rc = snapshot_build(st, scan, slot, pzErr);
   if (rc) return rc;
-  tab->snapshot->data_version = version;
-  tab->snapshot->total_changes = changes;
-  tab->snapshot->writes = writes;
-  *out = tab->snapshot;
+  (*slot)->data_version = version;
+  (*slot)->total_changes = changes;
+  (*slot)->writes = writes;
+  *out = *slot;
   return SQLITE_OK;
 }
 
 /* First index i with ids[i] >= id. */
-static int64_t lower_bound(const int64_t *ids, int64_t n, int64_t id) {
+static int64_t search_lower_bound(const int64_t *ids, int64_t n, int64_t id) {
   int64_t lo = 0, hi = n;
   while (lo < hi) {
     int64_t mid = lo + (hi - lo) / 2;
@@ -265,28 +258,109 @@ static int64_t lower_bound(const int64_t *ids, int64_t n, int64_t id) {
   return lo;
 }
 
-void embed_snapshot_search(const embed_snapshot *snap, embed_metric metric,
-                           const float *q, double qnorm, const int64_t *ids,
-                           int64_t n_ids, int64_t lo, int64_t hi,
-                           embed_topk *t) {
+/* Rank the snapshot's rows allowed by the id filter (ids: sorted list, or
+** NULL for the range [lo, hi]) into t. */
+static void snapshot_search(const embed_snapshot *snap, embed_metric metric,
+                            const float *q, double qnorm, const int64_t *ids,
+                            int64_t n_ids, int64_t lo, int64_t hi,
+                            search_topk *t) {
   int64_t dim = snap->dim, i;
   if (ids) {
     int64_t from = 0;
     for (i = 0; i < n_ids; i++) { /* ids ascending: search forward only */
-      int64_t at = from + lower_bound(snap->ids + from, snap->n - from, ids[i]);
+      int64_t at =
+          from + search_lower_bound(snap->ids + from, snap->n - from, ids[i]);
       if (at < snap->n && snap->ids[at] == ids[i] && ids[i] >= lo &&
           ids[i] <= hi)
-        embed_topk_push(
-            t, ids[i],
-            embed_distance(metric, q, qnorm, snap->vectors + at * dim,
-                           snap->norms[at], dim));
+        topk_push(t, ids[i],
+                  search_distance(metric, q, qnorm, snap->vectors + at * dim,
+                                  snap->norms[at], dim));
       from = at;
     }
     return;
   }
-  for (i = lower_bound(snap->ids, snap->n, lo);
+  for (i = search_lower_bound(snap->ids, snap->n, lo);
        i < snap->n && snap->ids[i] <= hi; i++)
-    embed_topk_push(t, snap->ids[i],
-                    embed_distance(metric, q, qnorm, snap->vectors + i * dim,
-                                   snap->norms[i], dim));
+    topk_push(t, snap->ids[i],
+              search_distance(metric, q, qnorm, snap->vectors + i * dim,
+                              snap->norms[i], dim));
+}
+
+/* ----------------------------------------------------------- table scan */
+
+/* Rank the rows the id filters allow by reading the table itself. */
+static int search_table(embed_store *st, embed_scan *scan, const float *q,
+                        double qnorm, const int64_t *ids, int64_t n_ids,
+                        int64_t lo, int64_t hi, search_topk *t, char **pzErr) {
+  const embed_config *cfg = embed_store_config(st);
+  int64_t dim = cfg->dim, i = 0;
+  embed_rows rows;
+  int rc = SQLITE_OK;
+  float *row = (float *)sqlite3_malloc64((sqlite3_uint64)dim * EMBED_FLOAT_BYTES);
+  if (!row) return SQLITE_NOMEM;
+  embed_rows_init(&rows, st, 0);
+  if (!ids) rc = embed_scan_start(scan, 0, lo, hi);
+  while (rc == SQLITE_OK) {
+    int64_t id;
+    if (ids) { /* the next listed id that exists */
+      if (i == n_ids) break;
+      id = ids[i++];
+      if (id < lo || id > hi) continue;
+      rc = embed_rows_seek(&rows, id, pzErr);
+      if (rc == SQLITE_NOTFOUND) {
+        sqlite3_free(*pzErr);
+        *pzErr = 0;
+        rc = SQLITE_OK;
+        continue;
+      }
+      if (rc == SQLITE_OK) rc = embed_rows_read(&rows, row, pzErr);
+    } else {
+      rc = embed_scan_step(scan);
+      if (rc != SQLITE_ROW) break;
+      id = embed_scan_id(scan);
+      rc = embed_scan_vector(scan, row, pzErr);
+    }
+    if (rc == SQLITE_OK)
+      topk_push(t, id,
+                search_distance(cfg->metric, q, qnorm, row,
+                                cfg->metric == EMBED_METRIC_COSINE
+                                    ? embed_norm2(row, dim)
+                                    : 0,
+                                dim));
+  }
+  if (rc == SQLITE_DONE) rc = SQLITE_OK;
+  embed_rows_close(&rows);
+  embed_scan_reset(scan);
+  sqlite3_free(row);
+  return rc;
+}
+
+/* --------------------------------------------------------------- search */
+
+int embed_search_knn(embed_snapshot **snapshot, embed_store *st,
+                     embed_scan *scan, const float *q, int64_t k,
+                     const int64_t *ids, int64_t n_ids, int64_t lo, int64_t hi,
+                     embed_hit **hits, int64_t *n_hits, char **pzErr) {
+  const embed_config *cfg = embed_store_config(st);
+  double qnorm = embed_norm2(q, cfg->dim);
+  embed_snapshot *snap = 0;
+  search_topk topk;
+  int rc;
+  *hits = 0;
+  *n_hits = 0;
+  memset(&topk, 0, sizeof(topk));
+  rc = topk_init(&topk, k);
+  if (rc == SQLITE_OK) rc = snapshot_get(snapshot, st, scan, &snap, pzErr);
+  if (rc == SQLITE_OK && snap)
+    snapshot_search(snap, cfg->metric, q, qnorm, ids, n_ids, lo, hi, &topk);
+  else if (rc == SQLITE_OK)
+    rc = search_table(st, scan, q, qnorm, ids, n_ids, lo, hi, &topk, pzErr);
+  if (rc == SQLITE_OK && topk.nomem) rc = SQLITE_NOMEM;
+  if (rc == SQLITE_OK) {
+    *n_hits = topk_finish(&topk);
+    *hits = topk.heap;
+    topk.heap = 0;
+  }
+  topk_free(&topk);
+  return rc;
 }

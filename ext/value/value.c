@@ -17,6 +17,7 @@
 ** the form "who: problem (values)", e.g.
 ** "embed_cosine: dimension mismatch (3 vs 4)".
 */
+#include <math.h>
 #include <string.h>
 
 #include "value/value.h"
@@ -175,4 +176,21 @@ int embed_prepare(sqlite3 *db, char *zSql, unsigned flags,
   rc = sqlite3_prepare_v3(db, zSql, -1, flags, out, 0);
   sqlite3_free(zSql);
   return rc;
+}
+
+int embed_value_as_id(sqlite3_value *v, int64_t *id) {
+  int type = sqlite3_value_numeric_type(v);
+  if (type == SQLITE_INTEGER) {
+    *id = sqlite3_value_int64(v);
+    return 1;
+  }
+  if (type == SQLITE_FLOAT) {
+    double d = sqlite3_value_double(v);
+    if (d >= -9223372036854775808.0 && d < 9223372036854775808.0 &&
+        d == floor(d)) {
+      *id = (int64_t)d;
+      return 1;
+    }
+  }
+  return 0;
 }

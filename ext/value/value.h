@@ -39,6 +39,9 @@ void embed_result_error(sqlite3_context *ctx, int rc, char *zErr);
 /* Read a finite REAL/INTEGER argument. */
 int embed_number_from_value(sqlite3_value *val, const char *who,
                             const char *what, double *out, char **pzErr);
+/* The integer a value means as an id, if any (returns 1): integers,
+** integral reals, and text that INTEGER affinity makes one. */
+int embed_value_as_id(sqlite3_value *v, int64_t *id);
 /* Run a statement built with sqlite3_mprintf (zSql may be NULL: out of
 ** memory; it is freed here) to completion, as sqlite3_exec does. */
 int embed_exec(sqlite3 *db, char *zSql);

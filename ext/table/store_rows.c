@@ -1,10 +1,11 @@
 /*
-** blobrows.c - many rows of a table's vectors through one sqlite3_blob.
+** store_rows.c - many rows of a table's vectors through one sqlite3_blob:
+** part of the storage layer (table/store.h).
 **
-** Usage (vtab.c for IN and join lookups, training.c for batches):
+** Usage (the cursor for IN and join lookups, training for batches):
 **
 **     embed_rows r;
-**     embed_rows_init(&r, tab, writable);
+**     embed_rows_init(&r, st, writable);
 **     rc = embed_rows_seek(&r, id, &zErr);     // SQLITE_OK or SQLITE_NOTFOUND
 **     rc = embed_rows_read(&r, floats, &zErr);   // checked, decoded
 **     rc = embed_rows_write(&r, floats, &zErr);   // in place (writable only)
@@ -16,21 +17,21 @@
 ** size never changes). SQLite aborts a handle when the row it points at
 ** changes or does not exist, so seek reopens a fresh handle after any
 ** failure, and a read or write that finds its handle expired seeks again
-** once. A row that does not exist is told apart from an error by the
-** table's point-lookup statement. The handle is closed by embed_rows_close
+** once. A row that does not exist is told apart from an error by
+** embed_store_exists. The handle is closed by embed_rows_close
 ** (at the end of a call, or when a cursor closes), so no handle outlives
 ** the statement that opened it.
 */
 #include <string.h>
 
-#include "table/table.h"
+#include "table/store.h"
 
-void embed_rows_init(embed_rows *r, embed_vtab *tab, int writable) {
-  r->tab = tab;
+void embed_rows_init(embed_rows *r, embed_store *st, int writable) {
+  r->st = st;
   r->blob = 0;
   r->writable = writable;
   r->id = 0;
-  r->in_transaction = !sqlite3_get_autocommit(tab->db);
+  r->in_transaction = !sqlite3_get_autocommit(embed_store_db(st));
 }
 
 void embed_rows_close(embed_rows *r) {
@@ -38,28 +39,15 @@ void embed_rows_close(embed_rows *r) {
   r->blob = 0;
 }
 
-/* Does row id exist? (after a failed open, to tell "missing" from errors) */
-static int row_exists(embed_vtab *tab, int64_t id) {
-  sqlite3_stmt *stmt;
-  int rc = embed_table_stmt(tab, STMT_READ, &stmt);
-  if (rc) return rc;
-  sqlite3_bind_int64(stmt, 1, id);
-  rc = sqlite3_step(stmt);
-  sqlite3_reset(stmt);
-  return rc == SQLITE_ROW    ? SQLITE_OK
-         : rc == SQLITE_DONE ? SQLITE_NOTFOUND
-                             : rc;
-}
-
 /* Did the transaction the handle started in end (rolled back by an I/O
 ** error, say)? Then reopening would silently continue outside it. */
 static int lost_transaction(embed_rows *r) {
-  return r->in_transaction && sqlite3_get_autocommit(r->tab->db);
+  return r->in_transaction && sqlite3_get_autocommit(embed_store_db(r->st));
 }
 
 static int seek_failed(embed_rows *r, int rc, char **pzErr) {
   if (!*pzErr)
-    *pzErr = sqlite3_mprintf("embedding %s: %s", r->tab->name,
+    *pzErr = sqlite3_mprintf("embedding %s: %s", embed_store_name(r->st),
                              rc == SQLITE_ABORT && lost_transaction(r)
                                  ? "the transaction was rolled back"
                                  : sqlite3_errstr(rc));
@@ -67,8 +55,9 @@ static int seek_failed(embed_rows *r, int rc, char **pzErr) {
 }
 
 int embed_rows_seek(embed_rows *r, int64_t id, char **pzErr) {
-  embed_vtab *tab = r->tab;
-  char *table;
+  embed_store *st = r->st;
+  sqlite3 *db = embed_store_db(st);
+  const char *name = embed_store_name(st);
   int rc;
   r->id = id;
   if (r->blob) {
@@ -81,37 +70,30 @@ int embed_rows_seek(embed_rows *r, int64_t id, char **pzErr) {
       return seek_failed(r, rc, pzErr);
   }
   if (lost_transaction(r)) return seek_failed(r, SQLITE_ABORT, pzErr);
-  table = sqlite3_mprintf("%s_vectors", tab->name);
-  if (!table) return SQLITE_NOMEM;
-  rc = sqlite3_blob_open(tab->db, tab->schema, table, "vector", id, r->writable,
-                         &r->blob);
-  sqlite3_free(table);
+  rc = sqlite3_blob_open(db, embed_store_schema(st),
+                         embed_store_vectors_table(st), "vector", id,
+                         r->writable, &r->blob);
   if (rc == SQLITE_OK) return SQLITE_OK;
   r->blob = 0;
   if (rc == SQLITE_ERROR) {
-    char *why = sqlite3_mprintf("%s", sqlite3_errmsg(tab->db));
+    char *why = sqlite3_mprintf("%s", sqlite3_errmsg(db));
     if (!why) return SQLITE_NOMEM;
-    rc = row_exists(tab, id);
+    rc = embed_store_exists(st, id);
     if (rc == SQLITE_OK) { /* it exists: the stored value is no BLOB */
-      *pzErr = sqlite3_mprintf(
-          "embedding %s: corrupt vector for id %lld "
-          "(%s)",
-          tab->name, (long long)id, why);
+      *pzErr = sqlite3_mprintf("embedding %s: corrupt vector for id %lld (%s)", name, (long long)id, why);
       rc = *pzErr ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
     } else if (rc != SQLITE_NOTFOUND && !*pzErr) {
-      *pzErr = sqlite3_mprintf("embedding %s: %s", tab->name,
-                               sqlite3_errmsg(tab->db));
+      *pzErr = sqlite3_mprintf("embedding %s: %s", name, sqlite3_errmsg(db));
     }
     sqlite3_free(why);
   } else if (!*pzErr) {
-    *pzErr =
-        sqlite3_mprintf("embedding %s: %s", tab->name, sqlite3_errmsg(tab->db));
+    *pzErr = sqlite3_mprintf("embedding %s: %s", name, sqlite3_errmsg(db));
   }
   return rc;
 }
 
 int embed_rows_read_bytes(embed_rows *r, void *out, char **pzErr) {
-  int64_t n = r->tab->cfg.dim * 4;
+  int64_t n = embed_store_config(r->st)->dim * EMBED_FLOAT_BYTES;
   int rc, tries;
   for (tries = 0; tries < 2; tries++) {
     if (!r->blob) {
@@ -119,11 +101,11 @@ int embed_rows_read_bytes(embed_rows *r, void *out, char **pzErr) {
       if (rc) return rc;
     }
     if (sqlite3_blob_bytes(r->blob) != n) /* the checker words the error */
-      return embed_stored_vector(r->tab, r->id, SQLITE_BLOB, 0,
-                                 sqlite3_blob_bytes(r->blob), 0, pzErr);
+      return embed_store_check(r->st, r->id, SQLITE_BLOB, 0,
+                               sqlite3_blob_bytes(r->blob), 0, pzErr);
     rc = sqlite3_blob_read(r->blob, out, (int)n, 0);
     if (rc == SQLITE_OK)
-      return embed_stored_vector(r->tab, r->id, SQLITE_BLOB, out, n, 0, pzErr);
+      return embed_store_check(r->st, r->id, SQLITE_BLOB, out, n, 0, pzErr);
     if (rc != SQLITE_ABORT) return rc;
     embed_rows_close(r); /* the row changed since the seek: look again */
     if (lost_transaction(r)) return seek_failed(r, rc, pzErr);
@@ -133,35 +115,31 @@ int embed_rows_read_bytes(embed_rows *r, void *out, char **pzErr) {
 
 int embed_rows_read(embed_rows *r, float *out, char **pzErr) {
   int rc = embed_rows_read_bytes(r, out, pzErr);
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-  if (rc == SQLITE_OK) {
-    embed_error err;
-    embed_blob_decode(out, r->tab->cfg.dim, out, &err); /* checked: swap */
+  if (rc == SQLITE_OK && !EMBED_HOST_LE) {
+    embed_error err; /* checked already: this only swaps the bytes */
+    embed_blob_decode(out, embed_store_config(r->st)->dim, out, &err);
   }
-#endif
   return rc;
 }
 
 int embed_rows_write(embed_rows *r, const float *v, char **pzErr) {
-  int64_t dim = r->tab->cfg.dim;
-  int rc, tries;
+  int64_t dim = embed_store_config(r->st)->dim;
+  int nbytes = (int)(dim * EMBED_FLOAT_BYTES), rc, tries;
   for (tries = 0; tries < 2; tries++) {
     if (!r->blob) {
       rc = embed_rows_seek(r, r->id, pzErr);
       if (rc) return rc;
     }
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    {
-      void *le = sqlite3_malloc64((sqlite3_uint64)dim * 4);
+    if (EMBED_HOST_LE) {
+      rc = sqlite3_blob_write(r->blob, v, nbytes, 0);
+    } else {
+      void *le = sqlite3_malloc64((sqlite3_uint64)nbytes);
       if (!le) return SQLITE_NOMEM;
       embed_blob_encode(v, dim, le);
-      rc = sqlite3_blob_write(r->blob, le, (int)(dim * 4), 0);
+      rc = sqlite3_blob_write(r->blob, le, nbytes, 0);
       sqlite3_free(le);
     }
-#else
-    rc = sqlite3_blob_write(r->blob, v, (int)(dim * 4), 0);
-#endif
-    if (rc == SQLITE_OK) embed_registry_note_write(r->tab->registry);
+    if (rc == SQLITE_OK) embed_store_note_write(r->st);
     if (rc != SQLITE_ABORT) return rc;
     embed_rows_close(r);
     if (lost_transaction(r)) return seek_failed(r, rc, pzErr);

@@ -1,0 +1,172 @@
+/*
+** table/store.h - the storage layer of an embedding table: the only code
+** that names a shadow table or prepares SQL against one (store.c,
+** store_rows.c). Everything above it (search, training, the module) reads
+** and writes rows through these calls.
+**
+** Usage:
+**
+**     embed_store *st;
+**     rc = embed_store_open(db, "main", "tok", &cfg, 1, &st, &zErr);  // CREATE
+**     rc = embed_store_open(db, "main", "tok", 0, 0, &st, &zErr);     // CONNECT
+**     rc = embed_store_read(st, 7, row, &zErr);   // SQLITE_NOTFOUND: no row
+**     rc = embed_store_write(st, 7, row);
+**     embed_store_close(st);
+**
+** Shadow tables of table T in schema S (README "Storage"; docs/DESIGN.md):
+**
+**     S.T_config   (key TEXT PRIMARY KEY, value) WITHOUT ROWID
+**                  one row per option, and ('step', n): the optimizer's
+**                  step count
+**     S.T_vectors  (id INTEGER PRIMARY KEY, vector BLOB NOT NULL
+**                   CHECK (typeof(vector) = 'blob'))
+**                  D little-endian float32 per row, keyed by token id
+**     S.T_state    (id INTEGER PRIMARY KEY, state BLOB NOT NULL
+**                   CHECK (typeof(state) = 'blob'))
+**                  a trained row's optimizer state (optimizer.c's size)
+**
+** Every read of a stored vector is checked (SQL type, 4*D bytes, every
+** float finite); a damaged row is SQLITE_CORRUPT_VTAB with a message that
+** names the table and the id. Every shadow statement is a nested statement
+** on the table's connection, so transactions, ROLLBACK and statement
+** aborts cover it. Errors follow value/value.h: an SQLite code, and
+** *pzErr (sqlite3_mprintf'd) where the call takes one.
+*/
+#ifndef EMBED_STORE_H
+#define EMBED_STORE_H
+
+#include "value/value.h"
+
+/* One connected table's storage: its identity, options and statement
+** cache (opaque; store.c owns it). */
+typedef struct embed_store embed_store;
+
+/* ------------------------------------------------------------ lifecycle */
+
+/* Open the storage of table `name` in `schema`. With create, make the
+** shadow tables, store cfg (its seed already chosen) and create rows
+** 0..num_embeddings-1; else read the options back and check that the
+** shadow tables exist. */
+int embed_store_open(sqlite3 *db, const char *schema, const char *name,
+                     const embed_config *cfg, int create, embed_store **out,
+                     char **pzErr);
+void embed_store_close(embed_store *st);
+/* Drop the shadow tables (DROP TABLE of the virtual table). */
+int embed_store_drop(embed_store *st);
+/* Rename the shadow tables to zNew's (ALTER TABLE ... RENAME). */
+int embed_store_rename(embed_store *st, const char *zNew);
+/* Is zSuffix the suffix of one of the shadow tables? (xShadowName) */
+int embed_store_is_shadow(const char *zSuffix);
+
+sqlite3 *embed_store_db(const embed_store *st);
+const char *embed_store_schema(const embed_store *st);
+const char *embed_store_name(const embed_store *st);
+const char *embed_store_label(const embed_store *st); /* "embedding NAME" */
+const embed_config *embed_store_config(const embed_store *st);
+
+/* ----------------------------------------------------------------- rows */
+
+/* Check a stored vector of row id (SQL type, 4*dim bytes, finite) and,
+** with out, decode it. The one checker of every read path. */
+int embed_store_check(const embed_store *st, int64_t id, int type,
+                      const void *bytes, int64_t nbytes, float *out,
+                      char **pzErr);
+/* Row id into out[dim]: SQLITE_OK, SQLITE_NOTFOUND, or an error. */
+int embed_store_read(embed_store *st, int64_t id, float *out, char **pzErr);
+/* Row id's stored value, unchecked, as a function result (NULL when the
+** row is gone): the vector column of a search result. */
+int embed_store_result(embed_store *st, int64_t id, sqlite3_context *ctx);
+/* Does row id exist? SQLITE_OK, SQLITE_NOTFOUND, or an error. */
+int embed_store_exists(embed_store *st, int64_t id);
+/* Rewrite row id's vector. */
+int embed_store_write(embed_store *st, int64_t id, const float *v);
+/* Insert row id with v (floats), or with raw, a valid stored-form BLOB of
+** the table's dimension (bound as it is). conflict is the statement's
+** sqlite3_vtab_on_conflict(); a duplicate id fails with the UNIQUE
+** constraint message in *pzErr. */
+int embed_store_insert(embed_store *st, int64_t id, const float *v,
+                       const void *raw, int conflict, char **pzErr);
+/* Delete row id and its optimizer state. */
+int embed_store_delete(embed_store *st, int64_t id);
+/* Give row old_id (and its state) the id new_id, which must be free. */
+int embed_store_move(embed_store *st, int64_t old_id, int64_t new_id);
+/* The id after the largest (0 for an empty table). */
+int embed_store_next_id(embed_store *st, int64_t *id, char **pzErr);
+/* Number of rows. */
+int embed_store_count(embed_store *st, int64_t *n);
+
+/* A scan of rows lo..hi in id order (ascending, or descending with desc).
+** Each cursor owns one; it keeps its statements between scans. */
+typedef struct embed_scan embed_scan;
+int embed_scan_new(embed_store *st, embed_scan **out);
+void embed_scan_free(embed_scan *scan);
+int embed_scan_start(embed_scan *scan, int desc, int64_t lo, int64_t hi);
+/* Step: SQLITE_ROW (positioned), SQLITE_DONE, or an error. */
+int embed_scan_step(embed_scan *scan);
+void embed_scan_reset(embed_scan *scan);
+int64_t embed_scan_id(const embed_scan *scan);
+/* The current row's vector, checked: its stored bytes (valid until the
+** next step), or decoded into out. */
+int embed_scan_bytes(embed_scan *scan, const void **bytes, char **pzErr);
+int embed_scan_vector(embed_scan *scan, float *out, char **pzErr);
+
+/* Many rows through one sqlite3_blob handle (store_rows.c): a seek is a
+** b-tree seek instead of a statement run, and a write rewrites the vector
+** in place. Fields are private to store_rows.c. */
+typedef struct embed_rows {
+  embed_store *st;
+  sqlite3_blob *blob; /* on T_vectors.vector, or NULL */
+  int writable;
+  int in_transaction; /* a transaction was open at init */
+  int64_t id;         /* the row sought last */
+} embed_rows;
+void embed_rows_init(embed_rows *r, embed_store *st, int writable);
+/* Move to row id: SQLITE_OK, SQLITE_NOTFOUND, or an error. */
+int embed_rows_seek(embed_rows *r, int64_t id, char **pzErr);
+/* The row's stored bytes (dim*4), or its floats; checked either way. */
+int embed_rows_read_bytes(embed_rows *r, void *out, char **pzErr);
+int embed_rows_read(embed_rows *r, float *out, char **pzErr);
+/* Rewrite the row's vector in place (writable handles). */
+int embed_rows_write(embed_rows *r, const float *v, char **pzErr);
+void embed_rows_close(embed_rows *r);
+
+/* ------------------------------------------------------ optimizer state */
+
+/* Row id's optimizer state (n floats) into out: SQLITE_OK, SQLITE_NOTFOUND
+** (never stepped), or an error (a damaged state names the id). */
+int embed_store_state_read(embed_store *st, int64_t id, float *out, int64_t n,
+                           char **pzErr);
+int embed_store_state_write(embed_store *st, int64_t id, const float *state,
+                            int64_t n);
+/* Delete every row's state; *deleted counts them. */
+int embed_store_state_clear(embed_store *st, int64_t *deleted);
+/* The optimizer's step count in T_config. */
+int embed_store_step_read(embed_store *st, int64_t *step, char **pzErr);
+int embed_store_step_write(embed_store *st, int64_t step);
+/* Every id (ascending) of the table (of_state = 0) or of the rows with an
+** optimizer state (of_state = 1), sqlite3_malloc64'd. */
+int embed_store_ids(embed_store *st, int of_state, int64_t **ids, int64_t *n);
+
+/* --------------------------------------------- versions and transactions */
+
+/* PRAGMA data_version of the table's schema; main's schema_version. */
+int embed_store_data_version(embed_store *st, int64_t *version);
+int embed_store_schema_version(embed_store *st, int64_t *version);
+/* Vector writes this store made in place (blob handles move neither
+** data_version nor total_changes; search compares this count). */
+int64_t embed_store_writes(const embed_store *st);
+/* For store_rows.c: T_vectors' name for sqlite3_blob_open, and the count
+** of in-place writes. */
+const char *embed_store_vectors_table(const embed_store *st);
+void embed_store_note_write(embed_store *st);
+
+/* BEGIN IMMEDIATE / COMMIT around a call that writes in autocommit mode. */
+int embed_store_begin(embed_store *st);
+int embed_store_commit(embed_store *st);
+/* Prepare the ROLLBACK afresh before a call that may need it (after an
+** out-of-memory error SQLite runs only statements already prepared), and
+** run it. */
+int embed_store_prepare_rollback(embed_store *st);
+int embed_store_rollback(embed_store *st);
+
+#endif /* EMBED_STORE_H */

@@ -1,0 +1,571 @@
+/*
+** train.c - embed_lookup (the forward pass) and embed_update (one
+** optimizer step), as torch.nn.Embedding with a sparse-gradient SGD.
+**
+** Usage:
+**
+**     SELECT embed_lookup('tok', 3);             -- one row (after max_norm)
+**     SELECT embed_lookup('tok', '[3, 1, 3]');   -- 3 x D floats, in order
+**     SELECT embed_update('tok', 3, :grad, 0.1); -- w <- w - 0.1 * grad
+**     SELECT embed_update('tok', '[3, 1, 3]', :grads, 0.1);  -- a batch
+**     SELECT embed_update(id, :grad, 0.1) FROM tok WHERE id = 3;  -- bound
+**
+** Semantics (README "Lookup and training"):
+**  - max_norm: a row whose norm_type-norm exceeds max_norm is returned
+**    scaled by max_norm / (norm + 1e-7) (torch.embedding_renorm_), and an
+**    update applies its step to that rescaled row.
+**  - A batch coalesces repeated ids by summing their gradients (in the order
+**    given), divided by the id's count when scale_grad_by_freq is on.
+**  - padding_idx is never changed (its gradients are ignored).
+**  - All or nothing: every id is read and every new row computed and checked
+**    (finite) before the first write; any error leaves every row unchanged.
+**  - The step is float32 math: w[i] + (-lr) * g[i], as torch's add_(alpha).
+**
+** This file is the body of each call on a given table; which table a call
+** means is sql/training.c's (and xFindFunction's, for the bound forms).
+** Flags: embed_update is DIRECTONLY (it writes); embed_lookup is neither
+** DETERMINISTIC nor INNOCUOUS (it reads a table).
+*/
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "table/table.h"
+
+/* ------------------------------------------------------------ arguments */
+
+/* What an id argument is: one id, a JSON array of ids, or SQL NULL. */
+typedef struct train_ids {
+  int is_null;
+  int is_batch;
+  int64_t one;
+  int64_t *many; /* sqlite3_malloc64'd when is_batch */
+  int64_t n;
+} train_ids;
+
+static int train_fail(char **pzErr, char *zMsg) {
+  *pzErr = zMsg;
+  return zMsg ? SQLITE_ERROR : SQLITE_NOMEM;
+}
+
+static int train_read_ids(sqlite3_value *v, const char *who, train_ids *out,
+                    char **pzErr) {
+  int type = sqlite3_value_type(v);
+  memset(out, 0, sizeof(*out));
+  if (type == SQLITE_NULL) {
+    out->is_null = 1;
+    return SQLITE_OK;
+  }
+  if (type == SQLITE_INTEGER) {
+    out->one = sqlite3_value_int64(v);
+    out->n = 1;
+    return SQLITE_OK;
+  }
+  if (type == SQLITE_TEXT) {
+    const char *text = (const char *)sqlite3_value_text(v);
+    int64_t len = sqlite3_value_bytes(v), cap;
+    embed_error err;
+    if (!text) return SQLITE_NOMEM;
+    cap = embed_json_capacity(text, len);
+    if (cap > EMBED_MAX_BATCH) cap = EMBED_MAX_BATCH + 1;
+    out->many = (int64_t *)sqlite3_malloc64((sqlite3_uint64)cap * 8);
+    if (!out->many) return SQLITE_NOMEM;
+    if (embed_json_parse_ids(text, len, out->many, cap, &out->n, &err)) {
+      sqlite3_free(out->many);
+      out->many = 0;
+      if (err.code == EMBED_E_EMPTY)
+        return train_fail(pzErr, sqlite3_mprintf("%s: empty id array", who));
+      if (err.code == EMBED_E_JSON)
+        return train_fail(pzErr,
+                        sqlite3_mprintf("%s: malformed JSON id array at "
+                                        "offset %lld (expected %s)",
+                                        who, (long long)err.a, err.what));
+      *pzErr = embed_error_text(who, &err);
+      return *pzErr ? SQLITE_ERROR : SQLITE_NOMEM;
+    }
+    out->is_batch = 1;
+    return SQLITE_OK;
+  }
+  return train_fail(pzErr, sqlite3_mprintf("%s: id must be an INTEGER or a JSON "
+                                         "array of ids, got %s",
+                                         who, embed_type_name(type)));
+}
+
+static int train_missing_id(embed_store *st, const char *who, int64_t id,
+                      char **pzErr) {
+  return train_fail(pzErr, sqlite3_mprintf("%s: no id %lld in embedding %s", who,
+                                         (long long)id, embed_store_name(st)));
+}
+
+/* Read row id, apply max_norm; errors name who, the id and the table.
+** With `many` (a batch), rows are read through one blob handle. */
+static int train_read_row(embed_store *st, const char *who, int64_t id, float *out,
+                    embed_rows *many, int looked_up, char **pzErr) {
+  int rc = many ? embed_rows_seek(many, id, pzErr)
+                : embed_store_read(st, id, out, pzErr);
+  if (many && rc == SQLITE_OK) rc = embed_rows_read(many, out, pzErr);
+  if (rc == SQLITE_NOTFOUND) return train_missing_id(st, who, id, pzErr);
+  if (rc) {
+    if (!*pzErr)
+      *pzErr = sqlite3_mprintf("%s: %s", who, sqlite3_errmsg(embed_store_db(st)));
+    return rc;
+  }
+  if (looked_up) { /* the forward pass renorms */
+    const embed_config *cfg = embed_store_config(st);
+    if (cfg->max_norm > 0)
+      embed_renorm(out, cfg->dim, cfg->max_norm, cfg->norm_type);
+  }
+  return SQLITE_OK;
+}
+
+/* --------------------------------------------------------------- lookup */
+
+void embed_train_lookup(sqlite3_context *ctx, embed_store *st,
+                        sqlite3_value *idv) {
+  static const char who[] = "embed_lookup";
+  embed_rows many;
+  train_ids ids;
+  char *zErr = 0;
+  float *out = 0;
+  int64_t dim = embed_store_config(st)->dim, i;
+  int rc = train_read_ids(idv, who, &ids, &zErr);
+  if (rc) goto done;
+  if (ids.is_null) return;
+  if (ids.is_batch) {
+    sqlite3_int64 limit = sqlite3_limit(embed_store_db(st), SQLITE_LIMIT_LENGTH, -1);
+    if (ids.n > limit / 4 / dim) {
+      rc = train_fail(&zErr,
+                    sqlite3_mprintf("%s: %lld x %lld floats exceed "
+                                    "SQLite's length limit",
+                                    who, (long long)ids.n, (long long)dim));
+      goto done;
+    }
+  }
+  out = (float *)sqlite3_malloc64((sqlite3_uint64)ids.n * dim * 4);
+  if (!out) {
+    rc = SQLITE_NOMEM;
+    goto done;
+  }
+  embed_rows_init(&many, st, 0);
+  for (i = 0; rc == SQLITE_OK && i < ids.n; i++)
+    rc = train_read_row(st, who, ids.is_batch ? ids.many[i] : ids.one, out + i * dim,
+                  ids.n > 1 ? &many : 0, 1, &zErr);
+  embed_rows_close(&many);
+  if (rc == SQLITE_OK) embed_result_vector(ctx, out, ids.n * dim);
+done:
+  if (rc) embed_result_error(ctx, rc, zErr);
+  sqlite3_free(out);
+  sqlite3_free(ids.many);
+}
+
+/* --------------------------------------------------------------- update */
+
+/* One id of a batch with its position in the call, for coalescing. */
+typedef struct train_id_pos {
+  int64_t id;
+  int64_t pos;
+} train_id_pos;
+
+static int train_compare_id_pos(const void *a, const void *b) {
+  const train_id_pos *x = (const train_id_pos *)a, *y = (const train_id_pos *)b;
+  if (x->id != y->id) return x->id < y->id ? -1 : 1;
+  return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+/* Read the gradient argument: n rows of dim floats (n = 1 for one id). */
+static int train_read_grads(embed_store *st, const char *who, sqlite3_value *v,
+                      int64_t n, int batch, float **out, char **pzErr) {
+  int64_t dim = embed_store_config(st)->dim;
+  int type = sqlite3_value_type(v);
+  embed_error err;
+  *out = 0;
+  if (!batch) {
+    embed_vec g;
+    int rc = embed_vec_from_value(v, who, &g, pzErr);
+    if (rc) return rc;
+    if (!g.v)
+      return train_fail(pzErr, sqlite3_mprintf("%s: gradient is NULL", who));
+    if (g.dim != dim) {
+      int64_t got = g.dim;
+      embed_vec_free(&g);
+      return train_fail(pzErr, sqlite3_mprintf("%s: dimension mismatch "
+                                             "(gradient %lld vs embedding "
+                                             "%s %lld)",
+                                             who, (long long)got, embed_store_name(st),
+                                             (long long)dim));
+    }
+    *out = g.v;
+    return SQLITE_OK;
+  }
+  *out = (float *)sqlite3_malloc64((sqlite3_uint64)n * dim * 4);
+  if (!*out) return SQLITE_NOMEM;
+  if (type == SQLITE_BLOB) {
+    int64_t nbytes = sqlite3_value_bytes(v);
+    if (nbytes != n * dim * 4) {
+      return train_fail(
+          pzErr, sqlite3_mprintf("%s: gradient BLOB has %lld "
+                                 "bytes, expected %lld ids x %lld "
+                                 "floats = %lld",
+                                 who, (long long)nbytes, (long long)n,
+                                 (long long)dim, (long long)(n * dim * 4)));
+    }
+    if (embed_blob_decode(sqlite3_value_blob(v), n * dim, *out, &err)) {
+      *pzErr = embed_error_text(who, &err);
+      return *pzErr ? SQLITE_ERROR : SQLITE_NOMEM;
+    }
+    return SQLITE_OK;
+  }
+  if (type == SQLITE_TEXT) {
+    const char *text = (const char *)sqlite3_value_text(v);
+    int64_t len = sqlite3_value_bytes(v), rows = 0, cols = 0;
+    if (!text) return SQLITE_NOMEM;
+    if (embed_json_parse_floats(text, len, 1, *out, n * dim, &rows, &cols,
+                                &err)) {
+      if (err.code == EMBED_E_TOO_LONG)
+        return train_fail(pzErr,
+                        sqlite3_mprintf("%s: gradients have more "
+                                        "than %lld ids x %lld floats",
+                                        who, (long long)n, (long long)dim));
+      *pzErr = embed_error_text(who, &err);
+      return *pzErr ? SQLITE_ERROR : SQLITE_NOMEM;
+    }
+    if (rows != n || cols != dim)
+      return train_fail(pzErr,
+                      sqlite3_mprintf("%s: gradients are %lld x %lld, "
+                                      "expected %lld ids x %lld",
+                                      who, (long long)rows, (long long)cols,
+                                      (long long)n, (long long)dim));
+    return SQLITE_OK;
+  }
+  return train_fail(pzErr, sqlite3_mprintf("%s: gradients must be a BLOB of n "
+                                         "x D float32 or a JSON array of "
+                                         "arrays, got %s",
+                                         who, embed_type_name(type)));
+}
+
+static int train_is_padding(embed_store *st, int64_t id) {
+  const embed_config *cfg = embed_store_config(st);
+  return cfg->has_padding_idx && id == cfg->padding_idx;
+}
+
+/* Is a statement that writes running on db? Then our writes are already
+** inside its (statement) transaction. */
+static int train_writer_running(sqlite3 *db) {
+  sqlite3_stmt *stmt = 0;
+  while ((stmt = sqlite3_next_stmt(db, stmt)) != 0)
+    if (sqlite3_stmt_busy(stmt) && !sqlite3_stmt_readonly(stmt)) return 1;
+  return 0;
+}
+
+/* The rows one embed_update call changes, computed before any is written. */
+typedef struct train_batch {
+  int64_t dim, state_size;
+  int64_t n;     /* rows computed so far */
+  int64_t *ids;  /* [n] */
+  float *rows;   /* [n x dim] new weights */
+  float *states; /* [n x state_size] new optimizer states */
+  int64_t step;  /* the table's step count after this call; 0: unused */
+} train_batch;
+
+/* Row id's optimizer state into state (n floats); a row never stepped
+** gets the optimizer's initial state. */
+static int train_read_state(embed_store *st, int64_t id, float *state, int64_t n,
+                      char **pzErr) {
+  int rc = embed_store_state_read(st, id, state, n, pzErr);
+  if (rc == SQLITE_NOTFOUND) {
+    const embed_config *cfg = embed_store_config(st);
+    embed_optimizer_state_init(cfg, state, cfg->dim);
+    rc = SQLITE_OK;
+  }
+  return rc;
+}
+
+/* One optimizer step on row id (already read into the batch's next slot)
+** with the coalesced gradient g; fails if a result is not finite. */
+static int train_step_row(embed_store *st, const char *who, train_batch *b, int64_t id,
+                    float *g, double lr, char **pzErr) {
+  float *w = b->rows + b->n * b->dim;
+  float *state = b->states ? b->states + b->n * b->state_size : 0;
+  int64_t bad;
+  int rc = state ? train_read_state(st, id, state, b->state_size, pzErr) : 0;
+  if (rc) return rc;
+  embed_optimizer_step(embed_store_config(st), w, g, state, lr, b->step,
+                       b->dim);
+  bad = embed_first_nonfinite(w, b->dim);
+  if (bad >= 0)
+    return train_fail(pzErr, sqlite3_mprintf("%s: the step makes element %lld of id %lld not finite; nothing was changed", who, (long long)bad, (long long)id));
+  if (state && embed_first_nonfinite(state, b->state_size) >= 0)
+    return train_fail(pzErr, sqlite3_mprintf("%s: the step makes the optimizer state of id %lld not finite; nothing was changed", who, (long long)id));
+  b->ids[b->n++] = id;
+  return SQLITE_OK;
+}
+
+/* Write the batch: rows, optimizer states, step count (inside the call's
+** transaction, see train_call_begin). */
+static int train_write_batch(embed_store *st, const train_batch *b, int *wrote,
+                       char **pzErr) {
+  int64_t i;
+  int rc = SQLITE_OK;
+  if (b->n > 1) { /* in place, through one blob handle */
+    embed_rows many;
+    embed_rows_init(&many, st, 1);
+    for (i = 0; rc == SQLITE_OK && i < b->n; i++) {
+      rc = embed_rows_seek(&many, b->ids[i], pzErr);
+      if (rc == SQLITE_OK)
+        rc = embed_rows_write(&many, b->rows + i * b->dim, pzErr);
+      if (rc == SQLITE_OK) *wrote = 1;
+    }
+    embed_rows_close(&many);
+  } else if (b->n == 1) {
+    rc = embed_store_write(st, b->ids[0], b->rows);
+    if (rc == SQLITE_OK) *wrote = 1;
+  }
+  for (i = 0; rc == SQLITE_OK && b->states && i < b->n; i++)
+    rc = embed_store_state_write(st, b->ids[i], b->states + i * b->state_size,
+                                 b->state_size);
+  if (rc == SQLITE_OK && b->step) rc = embed_store_step_write(st, b->step);
+  return rc;
+}
+
+/* In autocommit mode, from a statement that does not write (SELECT
+** embed_update(...)), nothing would hold one transaction around the call's
+** reads and writes: each nested statement would run in its own, another
+** connection could commit in between, and a step computed from rows read
+** before would overwrite its work. The call therefore begins an IMMEDIATE
+** transaction (the write lock first, waiting as the busy timeout allows)
+** before its first read and commits it after its last write: a conflict is
+** then SQLITE_BUSY, and nothing changes. Inside the caller's transaction a
+** failed call that wrote rolls the transaction back; inside a writing
+** statement, that statement's own journal makes it all or nothing. */
+enum { TRAIN_CALL_NONE, TRAIN_CALL_TRANSACTION, TRAIN_CALL_INSIDE };
+
+/* several: the call may write more than one statement's worth (a batch,
+** optimizer state, a step count); a single-row write is atomic alone. */
+static int train_call_begin(embed_store *st, int several, int *mode) {
+  sqlite3 *db = embed_store_db(st);
+  int rc;
+  *mode = TRAIN_CALL_NONE;
+  if (train_writer_running(db)) return SQLITE_OK; /* its statement journal */
+  if (sqlite3_get_autocommit(db)) {
+    rc = embed_store_prepare_rollback(st);
+    if (rc == SQLITE_OK) rc = embed_store_begin(st);
+    if (rc == SQLITE_OK) *mode = TRAIN_CALL_TRANSACTION;
+    return rc;
+  }
+  if (!several) return SQLITE_OK; /* one write statement is atomic alone */
+  /* Inside the caller's transaction no savepoint: its sub-journal would
+  ** copy every page the call touches. A write that fails after others
+  ** succeeded rolls the transaction back instead, as SQLite itself does
+  ** after an I/O or out-of-memory error. */
+  rc = embed_store_prepare_rollback(st);
+  if (rc == SQLITE_OK) *mode = TRAIN_CALL_INSIDE;
+  return rc;
+}
+
+/* wrote: some write of the call succeeded before rc. */
+static int train_call_end(embed_store *st, int mode, int rc, int wrote,
+                    const char *who, char **pzErr) {
+  sqlite3 *db = embed_store_db(st);
+  if (mode == TRAIN_CALL_TRANSACTION && rc == SQLITE_OK) rc = embed_store_commit(st);
+  if (rc == SQLITE_OK || mode == TRAIN_CALL_NONE) return rc;
+  if (mode == TRAIN_CALL_TRANSACTION) { /* the call's alone: end it */
+    if (!*pzErr)
+      *pzErr = sqlite3_mprintf("%s: %s; nothing was changed", who,
+                               sqlite3_errmsg(db));
+    embed_store_rollback(st);
+  } else if (wrote) { /* half a call must not stay in the transaction */
+    char *why =
+        *pzErr ? *pzErr : sqlite3_mprintf("%s: %s", who, sqlite3_errmsg(db));
+    *pzErr = sqlite3_mprintf("%s; the transaction was rolled back", why);
+    sqlite3_free(why);
+    embed_store_rollback(st);
+  }
+  return rc;
+}
+
+/* Sum the gradients of the group order[i..j) (one id) into the slot of
+** the group's first occurrence, divided by the count with
+** scale_grad_by_freq (each gradient divided, then summed, as torch). */
+static float *train_coalesce(embed_store *st, float *grads, const train_id_pos *order,
+                       int64_t i, int64_t j) {
+  const embed_config *cfg = embed_store_config(st);
+  int64_t dim = cfg->dim, count = j - i, k, e;
+  float *gsum = grads + order[i].pos * dim;
+  int scale = cfg->scale_grad_by_freq && count > 1;
+  if (scale)
+    for (e = 0; e < dim; e++) gsum[e] /= (float)count;
+  for (k = i + 1; k < j; k++) {
+    const float *g = grads + order[k].pos * dim;
+    for (e = 0; e < dim; e++) gsum[e] += scale ? g[e] / (float)count : g[e];
+  }
+  return gsum;
+}
+
+/* The ids (ascending) a step moves besides the batch's, as torch does:
+** rows with a momentum buffer, or every row under weight_decay. */
+static int train_untouched_rows(embed_store *st, int64_t **out, int64_t *n) {
+  int which = embed_optimizer_steps_untouched_rows(embed_store_config(st));
+  *out = 0;
+  *n = 0;
+  if (!which) return SQLITE_OK;
+  return embed_store_ids(st, which == 1, out, n);
+}
+
+void embed_train_update(sqlite3_context *ctx, embed_store *st,
+                        sqlite3_value *idv, sqlite3_value *gradv,
+                        sqlite3_value *lrv) {
+  static const char who[] = "embed_update";
+  train_ids ids;
+  float *grads = 0;
+  train_id_pos *order = 0;
+  train_batch b;
+  embed_rows many;
+  int own = 0, wrote = 0;
+  const embed_config *cfg = embed_store_config(st);
+  int64_t dim = cfg->dim, i, j, n_groups = 0, n_extra = 0, *extra = 0;
+  double lr = 0;
+  char *zErr = 0;
+  int rc;
+  memset(&b, 0, sizeof(b));
+  rc = train_read_ids(idv, who, &ids, &zErr);
+  if (rc) goto done;
+  if (ids.is_null) {
+    rc = train_fail(&zErr, sqlite3_mprintf("%s: id is NULL", who));
+    goto done;
+  }
+  rc = embed_number_from_value(lrv, who, "lr", &lr, &zErr);
+  if (rc == SQLITE_OK && lr < 0)
+    rc = train_fail(&zErr,
+                  sqlite3_mprintf("%s: invalid learning rate %g", who, lr));
+  if (rc == SQLITE_OK)
+    rc = train_read_grads(st, who, gradv, ids.n, ids.is_batch, &grads, &zErr);
+  if (rc) goto done;
+
+  rc = train_call_begin(st,
+                  ids.n > 1 || embed_optimizer_state_size(cfg, dim) > 0 ||
+                      embed_optimizer_counts_steps(cfg) ||
+                      embed_optimizer_steps_untouched_rows(cfg),
+                  &own);
+  if (rc) goto done;
+  b.dim = dim;
+  b.state_size = embed_optimizer_state_size(cfg, dim);
+  if (embed_optimizer_counts_steps(cfg)) {
+    rc = embed_store_step_read(st, &b.step, &zErr);
+    if (rc) goto done;
+    b.step++;
+  }
+  rc = train_untouched_rows(st, &extra, &n_extra);
+  if (rc) goto done;
+  order = (train_id_pos *)sqlite3_malloc64((sqlite3_uint64)ids.n * sizeof(train_id_pos));
+  b.ids = (int64_t *)sqlite3_malloc64((sqlite3_uint64)(ids.n + n_extra) * 8);
+  b.rows =
+      (float *)sqlite3_malloc64((sqlite3_uint64)(ids.n + n_extra) * dim * 4);
+  if (b.state_size)
+    b.states = (float *)sqlite3_malloc64((sqlite3_uint64)(ids.n + n_extra) *
+                                         b.state_size * 4);
+  if (!order || !b.ids || !b.rows || (b.state_size && !b.states)) {
+    rc = SQLITE_NOMEM;
+    goto done;
+  }
+  /* Coalesce: order[] groups equal ids, keeping the call's order inside. */
+  for (i = 0; i < ids.n; i++) {
+    order[i].id = ids.is_batch ? ids.many[i] : ids.one;
+    order[i].pos = i;
+  }
+  qsort(order, (size_t)ids.n, sizeof(train_id_pos), train_compare_id_pos);
+
+  /* Compute every new row (and state) before writing any. */
+  embed_rows_init(&many, st, 0);
+  for (i = 0; rc == SQLITE_OK && i < ids.n; i = j) {
+    int64_t id = order[i].id;
+    for (j = i; j < ids.n && order[j].id == id; j++) {
+    }
+    rc = train_read_row(st, who, id, b.rows + b.n * dim, ids.n > 1 ? &many : 0, 1,
+                  &zErr);
+    if (rc == SQLITE_OK && !train_is_padding(st, id))
+      rc = train_step_row(st, who, &b, id, train_coalesce(st, grads, order, i, j), lr,
+                    &zErr);
+    order[n_groups++].id = id; /* compact: the batch's distinct ids */
+  }
+  /* Rows outside the batch that torch's step moves too, with g = 0. */
+  for (i = 0, j = 0; rc == SQLITE_OK && i < n_extra; i++) {
+    float *zero = grads; /* slot 0 is reused: zeroed below */
+    while (j < n_groups && order[j].id < extra[i]) j++;
+    if ((j < n_groups && order[j].id == extra[i]) || train_is_padding(st, extra[i]))
+      continue;
+    memset(zero, 0, (size_t)dim * 4);
+    rc = train_read_row(st, who, extra[i], b.rows + b.n * dim, &many, 0, &zErr);
+    if (rc == SQLITE_OK) rc = train_step_row(st, who, &b, extra[i], zero, lr, &zErr);
+  }
+  embed_rows_close(&many);
+  if (rc == SQLITE_OK) rc = train_write_batch(st, &b, &wrote, &zErr);
+done:
+  rc = train_call_end(st, own, rc, wrote, who, &zErr);
+  if (rc == SQLITE_OK) sqlite3_result_int64(ctx, b.n);
+  if (rc) {
+    if (!zErr)
+      zErr = sqlite3_mprintf("%s: embedding %s: %s", who, embed_store_name(st),
+                             sqlite3_errcode(embed_store_db(st)) != SQLITE_OK
+                                 ? sqlite3_errmsg(embed_store_db(st))
+                                 : sqlite3_errstr(rc));
+    embed_result_error(ctx, rc, zErr);
+  }
+  sqlite3_free(order);
+  sqlite3_free(extra);
+  sqlite3_free(b.ids);
+  sqlite3_free(b.rows);
+  sqlite3_free(b.states);
+  sqlite3_free(grads);
+  sqlite3_free(ids.many);
+}
+
+/* ------------------------------------------------------- optimizer reset */
+
+/* embed_optimizer_reset([table]): forget every row's optimizer state and
+** the step count, as creating a new torch optimizer would. */
+void embed_train_reset(sqlite3_context *ctx, embed_store *st) {
+  static const char who[] = "embed_optimizer_reset";
+  int64_t deleted = 0;
+  char *zErr = 0;
+  int mode, wrote = 0, rc = train_call_begin(st, 1, &mode);
+  if (rc == SQLITE_OK) {
+    rc = embed_store_state_clear(st, &deleted);
+    wrote = rc == SQLITE_OK;
+  }
+  if (rc == SQLITE_OK) rc = embed_store_step_write(st, 0);
+  rc = train_call_end(st, mode, rc, wrote, who, &zErr);
+  if (rc) {
+    if (!zErr)
+      zErr = sqlite3_mprintf("%s: embedding %s: %s", who, embed_store_name(st), sqlite3_errstr(rc));
+    embed_result_error(ctx, rc, zErr);
+    return;
+  }
+  sqlite3_result_int64(ctx, deleted); /* rows of state dropped */
+}
+
+/* ------------------------------------------------------------ bound forms */
+
+/* embed_lookup(id) and embed_update(id, grad, lr), bound by xFindFunction
+** to the table (user data) whose column is the first argument. */
+static void train_lookup_bound(sqlite3_context *ctx, int argc,
+                               sqlite3_value **argv) {
+  (void)argc;
+  embed_train_lookup(ctx, (embed_store *)sqlite3_user_data(ctx), argv[0]);
+}
+
+static void train_update_bound(sqlite3_context *ctx, int argc,
+                               sqlite3_value **argv) {
+  (void)argc;
+  embed_train_update(ctx, (embed_store *)sqlite3_user_data(ctx), argv[0],
+                     argv[1], argv[2]);
+}
+
+void (*embed_train_bound_function(const char *name,
+                                  int nArg))(sqlite3_context *, int,
+                                             sqlite3_value **) {
+  if (nArg == 1 && sqlite3_stricmp(name, "embed_lookup") == 0)
+    return train_lookup_bound;
+  if (nArg == 3 && sqlite3_stricmp(name, "embed_update") == 0)
+    return train_update_bound;
+  return 0;
+}
