@@ -92,7 +92,8 @@ typedef void (*option_printer)(const embed_config *, char *, size_t);
 
 static int set_dim(embed_config *c, const char *v, embed_error *err) {
   if (parse_int(v, &c->dim) || c->dim < 1 || c->dim > EMBED_MAX_DIM)
-    return embed_error_set(err, "dim must be an integer in [1, %d], got '%s'", EMBED_MAX_DIM, v);
+    return embed_error_set(err, "dim must be an integer in [1, %d], got '%s'",
+                           EMBED_MAX_DIM, v);
   return 0;
 }
 static void get_dim(const embed_config *c, char *o, size_t n) {
@@ -102,7 +103,8 @@ static void get_dim(const embed_config *c, char *o, size_t n) {
 static int set_num(embed_config *c, const char *v, embed_error *err) {
   if (parse_int(v, &c->num_embeddings) || c->num_embeddings < 0 ||
       c->num_embeddings > EMBED_MAX_ROWS_AT_CREATE)
-    return embed_error_set(err, "num_embeddings must be an integer in [0, %lld], got '%s'",
+    return embed_error_set(
+        err, "num_embeddings must be an integer in [0, %lld], got '%s'",
         EMBED_MAX_ROWS_AT_CREATE, v);
   return 0;
 }
@@ -118,14 +120,16 @@ static int set_init(embed_config *c, const char *v, embed_error *err) {
       c->init = (embed_init)i;
       return 0;
     }
-  return embed_error_set(err, "init must be normal, uniform or zeros, got '%s'", v);
+  return embed_error_set(err, "init must be normal, uniform or zeros, got '%s'",
+                         v);
 }
 static void get_init(const embed_config *c, char *o, size_t n) {
   snprintf(o, n, "%s", init_names[c->init]);
 }
 
 static int set_seed(embed_config *c, const char *v, embed_error *err) {
-  if (parse_int(v, &c->seed)) return embed_error_set(err, "seed must be a 64-bit integer, got '%s'", v);
+  if (parse_int(v, &c->seed))
+    return embed_error_set(err, "seed must be a 64-bit integer, got '%s'", v);
   c->has_seed = 1;
   return 0;
 }
@@ -156,7 +160,8 @@ static int set_max_norm(embed_config *c, const char *v, embed_error *err) {
     return 0;
   }
   if (parse_real(v, &c->max_norm) || !(c->max_norm > 0))
-    return embed_error_set(err, "max_norm must be a positive number, got '%s'", v);
+    return embed_error_set(err, "max_norm must be a positive number, got '%s'",
+                           v);
   return 0;
 }
 static void get_max_norm(const embed_config *c, char *o, size_t n) {
@@ -172,7 +177,8 @@ static int set_norm_type(embed_config *c, const char *v, embed_error *err) {
     return 0;
   }
   if (parse_real(v, &c->norm_type) || !(c->norm_type > 0))
-    return embed_error_set(err, "norm_type must be a positive number or inf, got '%s'", v);
+    return embed_error_set(
+        err, "norm_type must be a positive number or inf, got '%s'", v);
   return 0;
 }
 static void get_norm_type(const embed_config *c, char *o, size_t n) {
@@ -184,7 +190,8 @@ static void get_norm_type(const embed_config *c, char *o, size_t n) {
 
 static int set_sgbf(embed_config *c, const char *v, embed_error *err) {
   if (parse_bool(v, &c->scale_grad_by_freq))
-    return embed_error_set(err, "scale_grad_by_freq must be true, false, 1 or 0, got '%s'", v);
+    return embed_error_set(
+        err, "scale_grad_by_freq must be true, false, 1 or 0, got '%s'", v);
   return 0;
 }
 static void get_sgbf(const embed_config *c, char *o, size_t n) {
@@ -199,7 +206,8 @@ static int set_optimizer(embed_config *c, const char *v, embed_error *err) {
       c->optimizer = (embed_optimizer)i;
       return 0;
     }
-  return embed_error_set(err, "optimizer must be sgd, adagrad or adam, got '%s'", v);
+  return embed_error_set(err,
+                         "optimizer must be sgd, adagrad or adam, got '%s'", v);
 }
 static void get_optimizer(const embed_config *c, char *o, size_t n) {
   snprintf(o, n, "%s", optimizer_names[c->optimizer]);
@@ -210,16 +218,15 @@ static int set_hyper(double *field, const char *name, int positive,
                      const char *v, embed_error *err) {
   if (parse_real(v, field) || *field < 0 || (positive && *field == 0))
     return embed_error_set(err, "%s must be a %s number, got '%s'", name,
-        positive ? "positive" : "non-negative", v);
+                           positive ? "positive" : "non-negative", v);
   return 0;
 }
-#define HYPER(fn, field, name, positive)                           \
-  static int set_##fn(embed_config *c, const char *v,              \
-                      embed_error *err) {                          \
-    return set_hyper(&c->field, name, positive, v, err);     \
-  }                                                                \
-  static void get_##fn(const embed_config *c, char *o, size_t n) { \
-    format_real(c->field, o, n);                                   \
+#define HYPER(fn, field, name, positive)                                  \
+  static int set_##fn(embed_config *c, const char *v, embed_error *err) { \
+    return set_hyper(&c->field, name, positive, v, err);                  \
+  }                                                                       \
+  static void get_##fn(const embed_config *c, char *o, size_t n) {        \
+    format_real(c->field, o, n);                                          \
   }
 HYPER(momentum, momentum, "momentum", 0)
 HYPER(weight_decay, weight_decay, "weight_decay", 0)
@@ -236,15 +243,15 @@ static void get_dampening(const embed_config *c, char *o, size_t n) {
   format_real(c->dampening, o, n);
 }
 
-#define FLAG(fn, field, name)                                      \
-  static int set_##fn(embed_config *c, const char *v,              \
-                      embed_error *err) {                          \
-    if (parse_bool(v, &c->field))                                  \
-      return embed_error_set(err, "%s must be true, false, 1 or 0, got '%s'", name, v);    \
-    return 0;                                                      \
-  }                                                                \
-  static void get_##fn(const embed_config *c, char *o, size_t n) { \
-    snprintf(o, n, "%d", c->field);                                \
+#define FLAG(fn, field, name)                                                 \
+  static int set_##fn(embed_config *c, const char *v, embed_error *err) {     \
+    if (parse_bool(v, &c->field))                                             \
+      return embed_error_set(err, "%s must be true, false, 1 or 0, got '%s'", \
+                             name, v);                                        \
+    return 0;                                                                 \
+  }                                                                           \
+  static void get_##fn(const embed_config *c, char *o, size_t n) {            \
+    snprintf(o, n, "%d", c->field);                                           \
   }
 FLAG(nesterov, nesterov, "nesterov")
 FLAG(maximize, maximize, "maximize")
@@ -258,7 +265,8 @@ static int set_betas(embed_config *c, const char *v, embed_error *err) {
   memcpy(buf, v + 1, len - 2);
   buf[len - 2] = 0;
   comma = strchr(buf, ',');
-  if (!comma) return embed_error_set(err, "betas must be (beta1, beta2), got '%s'", v);
+  if (!comma)
+    return embed_error_set(err, "betas must be (beta1, beta2), got '%s'", v);
   *comma = 0;
   a = buf;
   b = comma + 1;
@@ -270,7 +278,8 @@ static int set_betas(embed_config *c, const char *v, embed_error *err) {
   while (end > b && is_space_char(end[-1])) *--end = 0;
   if (parse_real(a, &c->beta1) || parse_real(b, &c->beta2) || c->beta1 < 0 ||
       c->beta1 >= 1 || c->beta2 < 0 || c->beta2 >= 1)
-    return embed_error_set(err, "betas must be two numbers in [0, 1), got '%s'", v);
+    return embed_error_set(err, "betas must be two numbers in [0, 1), got '%s'",
+                           v);
   return 0;
 }
 static void get_betas(const embed_config *c, char *o, size_t n) {
@@ -299,7 +308,8 @@ static void get_metric(const embed_config *c, char *o, size_t n) {
 
 static int set_cache(embed_config *c, const char *v, embed_error *err) {
   if (parse_bool(v, &c->search_cache))
-    return embed_error_set(err, "search_cache must be true, false, 1 or 0, got '%s'", v);
+    return embed_error_set(
+        err, "search_cache must be true, false, 1 or 0, got '%s'", v);
   return 0;
 }
 static void get_cache(const embed_config *c, char *o, size_t n) {
@@ -359,7 +369,8 @@ int embed_config_apply(embed_config *cfg, const char *key, const char *value,
   for (i = 0; i < N_OPTIONS; i++) {
     if (same_word(key, options[i].key) ||
         (options[i].alias && same_word(key, options[i].alias))) {
-      if (cfg->seen & (1u << i)) return embed_error_set(err, "option '%s' given twice", key);
+      if (cfg->seen & (1u << i))
+        return embed_error_set(err, "option '%s' given twice", key);
       cfg->seen |= 1u << i;
       return options[i].parse(cfg, value, err);
     }
@@ -391,12 +402,16 @@ static int copy_token(const char *s, const char *e, char *out, size_t nout) {
   return 0;
 }
 
-int embed_config_apply_arg(embed_config *cfg, const char *arg, embed_error *err) {
+int embed_config_apply_arg(embed_config *cfg, const char *arg,
+                           embed_error *err) {
   char key[64], value[256];
   const char *eq = strchr(arg, '=');
-  if (!eq) return embed_error_set(err, "malformed option '%.100s' (expected key=value)", arg);
+  if (!eq)
+    return embed_error_set(
+        err, "malformed option '%.100s' (expected key=value)", arg);
   if (copy_token(arg, eq, key, sizeof(key)) || !key[0])
-    return embed_error_set(err, "malformed option '%.100s' (expected key=value)", arg);
+    return embed_error_set(
+        err, "malformed option '%.100s' (expected key=value)", arg);
   if (copy_token(eq + 1, eq + strlen(eq), value, sizeof(value)))
     return embed_error_set(err, "value of option '%s' is too long", key);
   return embed_config_apply(cfg, key, value, err);
@@ -411,27 +426,31 @@ static int option_index(const char *key) {
 
 int embed_config_finish(embed_config *cfg, embed_error *err) {
   int i;
-  if (!(cfg->seen & 1u)) return embed_error_set(err, "missing required option 'dim'");
+  if (!(cfg->seen & 1u))
+    return embed_error_set(err, "missing required option 'dim'");
   for (i = 0; i < N_OPTIONS; i++) {
     unsigned mask = options[i].optimizers;
     if ((cfg->seen & (1u << i)) && mask && !(mask & (1u << cfg->optimizer)))
-      return embed_error_set(err, "option '%s' does not apply to optimizer=%s", options[i].key,
-          optimizer_names[cfg->optimizer]);
+      return embed_error_set(err, "option '%s' does not apply to optimizer=%s",
+                             options[i].key, optimizer_names[cfg->optimizer]);
   }
   if (cfg->optimizer == EMBED_OPTIMIZER_ADAM &&
       !(cfg->seen & (1u << option_index("eps"))))
     cfg->eps = 1e-8; /* torch.optim.SparseAdam's default */
   if (cfg->nesterov && (cfg->momentum <= 0 || cfg->dampening != 0))
-    return embed_error_set(err, "nesterov momentum requires a momentum and zero dampening");
+    return embed_error_set(
+        err, "nesterov momentum requires a momentum and zero dampening");
   if (cfg->num_embeddings > 0 &&
       cfg->num_embeddings > (((int64_t)1) << 36) / cfg->dim)
-    return embed_error_set(err, "num_embeddings=%lld x dim=%lld is over the limit of 2^36 floats",
+    return embed_error_set(
+        err, "num_embeddings=%lld x dim=%lld is over the limit of 2^36 floats",
         (long long)cfg->num_embeddings, (long long)cfg->dim);
   if (cfg->has_padding_idx && cfg->num_embeddings > 0) {
     int64_t given = cfg->padding_idx;
     if (cfg->padding_idx < 0) cfg->padding_idx += cfg->num_embeddings;
     if (cfg->padding_idx < 0 || cfg->padding_idx >= cfg->num_embeddings)
-      return embed_error_set(err, "padding_idx %lld must be within num_embeddings (%lld)",
+      return embed_error_set(
+          err, "padding_idx %lld must be within num_embeddings (%lld)",
           (long long)given, (long long)cfg->num_embeddings);
   } else if (cfg->has_padding_idx && cfg->padding_idx < 0) {
     return embed_error_set(err, "a negative padding_idx needs num_embeddings");

@@ -16,7 +16,8 @@
 **     SELECT embed_sigmoid(x), embed_log_sigmoid(x);  -- skip-gram pieces
 **
 ** Design: every function is DETERMINISTIC | INNOCUOUS and takes vectors as
-** BLOB or JSON (value/value.c). One implementation serves each family (reductions
+** BLOB or JSON (value/value.c). One implementation serves each family
+*(reductions
 ** to REAL, element-wise to BLOB, aggregates); the registration table gives
 ** each SQL name its operation through the user-data pointer. NULL arguments
 ** give NULL; an aggregate over no non-NULL rows gives NULL; dimension
@@ -173,8 +174,7 @@ static int read_arg(sqlite3_context *ctx, sqlite3_value **argv, int i,
     out->dim = cached->dim;
     return SQLITE_OK;
   }
-#if !(defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__)
-  if (sqlite3_value_type(val) == SQLITE_BLOB) {
+  if (EMBED_HOST_LE && sqlite3_value_type(val) == SQLITE_BLOB) {
     const void *blob = sqlite3_value_blob(val);
     int64_t dim = embed_blob_dim(sqlite3_value_bytes(val), &err);
     if (dim > 0 && embed_blob_check(blob, dim, &err) == EMBED_OK) {
@@ -183,7 +183,6 @@ static int read_arg(sqlite3_context *ctx, sqlite3_value **argv, int i,
       return SQLITE_OK;
     }
   }
-#endif
   out->parsed = (embed_vec *)sqlite3_malloc64(sizeof(embed_vec));
   if (!out->parsed) return SQLITE_NOMEM;
   rc = embed_vec_from_value(val, who, out->parsed, pzErr);
@@ -387,7 +386,7 @@ static void stack_step(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
                            (long long)st->dim, (long long)v.dim);
     rc = zErr ? SQLITE_ERROR : SQLITE_NOMEM;
   } else if (rc == SQLITE_OK &&
-             (st->n + 1) * v.dim * 4 >
+             (st->n + 1) * v.dim * EMBED_FLOAT_BYTES >
                  sqlite3_limit(sqlite3_context_db_handle(ctx),
                                SQLITE_LIMIT_LENGTH, -1)) {
     zErr =
@@ -397,7 +396,8 @@ static void stack_step(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   if (rc == SQLITE_OK && st->n == st->cap) {
     int64_t cap = st->cap ? 2 * st->cap : 16;
     float *grown = (float *)sqlite3_realloc64(
-        st->rows, (sqlite3_uint64)cap * (sqlite3_uint64)v.dim * 4);
+        st->rows,
+        (sqlite3_uint64)cap * (sqlite3_uint64)v.dim * EMBED_FLOAT_BYTES);
     if (!grown) {
       rc = SQLITE_NOMEM;
     } else {
@@ -408,7 +408,7 @@ static void stack_step(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   if (rc) {
     fail(ctx, rc, zErr);
   } else {
-    memcpy(st->rows + st->n * v.dim, v.v, (size_t)v.dim * 4);
+    memcpy(st->rows + st->n * v.dim, v.v, (size_t)v.dim * EMBED_FLOAT_BYTES);
     st->dim = v.dim;
     st->n++;
   }

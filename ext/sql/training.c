@@ -49,8 +49,7 @@ static void training_update(sqlite3_context *ctx, int argc,
                             sqlite3_value **argv) {
   embed_store *st = training_resolve(ctx, argc, argv, 3, "embed_update");
   if (st)
-    embed_train_update(ctx, st, argv[argc - 3], argv[argc - 2],
-                       argv[argc - 1]);
+    embed_train_update(ctx, st, argv[argc - 3], argv[argc - 2], argv[argc - 1]);
 }
 
 /* embed_optimizer_reset() / embed_optimizer_reset(table) */

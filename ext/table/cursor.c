@@ -87,8 +87,8 @@ int embedClose(sqlite3_vtab_cursor *pCursor) {
 /* Narrow [*lo, *hi] by `id > v` (is_lower) or `id < v`; strict or not.
 ** Returns 0 when no id can qualify. Values that are not numbers do not
 ** narrow: SQLite re-checks range constraints itself. */
-static int cursor_narrow_range(sqlite3_value *v, int is_lower, int strict, int64_t *lo,
-                        int64_t *hi) {
+static int cursor_narrow_range(sqlite3_value *v, int is_lower, int strict,
+                               int64_t *lo, int64_t *hi) {
   int type = sqlite3_value_numeric_type(v);
   if (type == SQLITE_NULL) return 0;
   if (type == SQLITE_INTEGER) {
@@ -127,7 +127,8 @@ static int cursor_compare_ids(const void *a, const void *b) {
 }
 
 /* Collect the ids of an EQ or IN constraint, sorted and unique. */
-static int cursor_collect_ids(embed_cursor *cur, sqlite3_value *arg, int is_in) {
+static int cursor_collect_ids(embed_cursor *cur, sqlite3_value *arg,
+                              int is_in) {
   int64_t cap = 16, n = 0, id;
   int rc = SQLITE_OK;
   sqlite3_value *v = 0;
@@ -143,8 +144,8 @@ static int cursor_collect_ids(embed_cursor *cur, sqlite3_value *arg, int is_in) 
        rc = sqlite3_vtab_in_next(arg, &v)) {
     if (!embed_value_as_id(v, &id)) continue;
     if (n == cap) {
-      int64_t *grown =
-          (int64_t *)sqlite3_realloc64(ids, (sqlite3_uint64)cap * 2 * EMBED_ID_BYTES);
+      int64_t *grown = (int64_t *)sqlite3_realloc64(
+          ids, (sqlite3_uint64)cap * 2 * EMBED_ID_BYTES);
       if (!grown) {
         rc = SQLITE_NOMEM;
         break;
@@ -225,17 +226,19 @@ static int cursor_scan_step(embed_cursor *cur) {
 
 /* Read k from `k = ?` or LIMIT (+ OFFSET); exactly one must be given. */
 static int cursor_knn_k(embed_vtab *tab, int plan, sqlite3_value *kv,
-                 sqlite3_value *limitv, sqlite3_value *offsetv, int64_t *k) {
+                        sqlite3_value *limitv, sqlite3_value *offsetv,
+                        int64_t *k) {
   sqlite3_value *v = (plan & PLAN_K) ? kv : limitv;
   if (!(plan & (PLAN_K | PLAN_LIMIT)) && (plan & PLAN_ALL)) {
     *k = 0; /* rank every row; SQLite's own LIMIT cuts the result */
     return SQLITE_OK;
   }
   if (!(plan & (PLAN_K | PLAN_LIMIT)))
-    return embed_vtab_error(tab, SQLITE_ERROR,
-                      sqlite3_mprintf("embedding %s: a MATCH search needs "
-                                      "k = N or ORDER BY distance",
-                                      embed_store_name(tab->st)));
+    return embed_vtab_error(
+        tab, SQLITE_ERROR,
+        sqlite3_mprintf(
+            "embedding %s: a MATCH search needs k = N or ORDER BY distance",
+            embed_store_name(tab->st)));
   if (sqlite3_value_numeric_type(v) != SQLITE_INTEGER ||
       sqlite3_value_int64(v) < 1 || sqlite3_value_int64(v) > EMBED_MAX_K)
     return embed_vtab_error(
@@ -266,15 +269,20 @@ static int cursor_run_knn(embed_cursor *cur, sqlite3_value *query, int64_t k,
   int rc = embed_vec_from_value(query, embed_store_label(tab->st), &q, &zErr);
   if (rc) return embed_vtab_error(tab, rc, zErr);
   if (!q.v)
-    return embed_vtab_error(tab, SQLITE_ERROR, sqlite3_mprintf("embedding %s: the MATCH query vector is NULL", name));
+    return embed_vtab_error(
+        tab, SQLITE_ERROR,
+        sqlite3_mprintf("embedding %s: the MATCH query vector is NULL", name));
   if (q.dim != dim) {
-    rc = embed_vtab_error(tab, SQLITE_ERROR, sqlite3_mprintf("embedding %s: dimension mismatch (%lld vs %lld)", name, (long long)q.dim, (long long)dim));
+    rc = embed_vtab_error(
+        tab, SQLITE_ERROR,
+        sqlite3_mprintf("embedding %s: dimension mismatch (%lld vs %lld)", name,
+                        (long long)q.dim, (long long)dim));
     embed_vec_free(&q);
     return rc;
   }
   rc = embed_search_knn(&tab->snapshot, tab->st, cur->scan, q.v, k,
-                        has_list ? cur->ids : 0, cur->n_ids, lo, hi,
-                        &cur->hits, &cur->n_ids, &zErr);
+                        has_list ? cur->ids : 0, cur->n_ids, lo, hi, &cur->hits,
+                        &cur->n_ids, &zErr);
   if (rc && zErr) embed_vtab_error(tab, rc, zErr);
   if (rc == SQLITE_OK) {
     cur->pos = 0;
@@ -300,11 +308,11 @@ static int cursor_filter(embed_cursor *cur, int plan, sqlite3_value **argv) {
     cur->is_list = 1;
   }
   if (plan & PLAN_LO)
-    nonempty &= cursor_narrow_range(argv[a++], 1, (plan & PLAN_LO_GT) != 0,
-                                    &lo, &hi);
+    nonempty &=
+        cursor_narrow_range(argv[a++], 1, (plan & PLAN_LO_GT) != 0, &lo, &hi);
   if (plan & PLAN_HI)
-    nonempty &= cursor_narrow_range(argv[a++], 0, (plan & PLAN_HI_LT) != 0,
-                                    &lo, &hi);
+    nonempty &=
+        cursor_narrow_range(argv[a++], 0, (plan & PLAN_HI_LT) != 0, &lo, &hi);
   if (plan & PLAN_KNN) query = argv[a++];
   if (plan & PLAN_K) kv = argv[a++];
   if (plan & PLAN_LIMIT) limitv = argv[a++];

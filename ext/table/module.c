@@ -65,9 +65,9 @@ static int embedInit(sqlite3 *db, void *pAux, int argc, const char *const *argv,
   rc = embed_store_open(db, argv[1], argv[2], is_create ? &cfg : 0, is_create,
                         &tab->st, pzErr);
   if (rc == SQLITE_OK)
-    rc = sqlite3_declare_vtab(db,
-                              "CREATE TABLE x(id INTEGER, vector BLOB, "
-                              "distance REAL HIDDEN, k INTEGER HIDDEN)");
+    rc = sqlite3_declare_vtab(
+        db,
+        "CREATE TABLE x(id INTEGER, vector BLOB, distance REAL HIDDEN, k INTEGER HIDDEN)");
   if (rc == SQLITE_OK) {
     tab->entry = embed_registry_add(tab->registry, tab->st);
     if (!tab->entry) rc = SQLITE_NOMEM;

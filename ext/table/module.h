@@ -52,10 +52,10 @@ static inline int embed_vtab_error(embed_vtab *tab, int rc, char *zMsg) {
 static inline int embed_vtab_named(embed_vtab *tab, int rc) {
   sqlite3 *db = embed_store_db(tab->st);
   if (rc == SQLITE_OK || rc == SQLITE_NOMEM || tab->base.zErrMsg) return rc;
-  tab->base.zErrMsg = sqlite3_mprintf(
-      "embedding %s: %s", embed_store_name(tab->st),
-      sqlite3_errcode(db) != SQLITE_OK ? sqlite3_errmsg(db)
-                                       : sqlite3_errstr(rc));
+  tab->base.zErrMsg =
+      sqlite3_mprintf("embedding %s: %s", embed_store_name(tab->st),
+                      sqlite3_errcode(db) != SQLITE_OK ? sqlite3_errmsg(db)
+                                                       : sqlite3_errstr(rc));
   return rc;
 }
 

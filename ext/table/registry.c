@@ -18,7 +18,8 @@
 **
 ** Design: each connection has one registry (the module's client data) that
 ** lists the embedding tables connected on it; the module (module.c) adds
-** and removes entries in xConnect/xCreate and xDisconnect/xDestroy. A name that is not
+** and removes entries in xConnect/xCreate and xDisconnect/xDestroy. A name that
+*is not
 ** connected yet is connected by preparing a statement that reads it. The
 ** unnamed form reads main.sqlite_schema and picks the CREATE VIRTUAL TABLE
 ** statements whose module is `embedding` (the module name is found with a
@@ -38,7 +39,7 @@ struct embed_registry {
   sqlite3 *db;
   embed_registry_entry *head;
   embed_registry_entry *only; /* cached answer of the unnamed form... */
-  int64_t only_version; /* ...valid while main's schema_version is this */
+  int64_t only_version;       /* ...valid while main's schema_version is this */
 };
 
 embed_registry *embed_registry_new(sqlite3 *db) {
@@ -101,14 +102,13 @@ static embed_registry_entry *registry_find(embed_registry *reg,
 
 /* Connect a table by preparing a statement that reads it. */
 static int registry_touch(sqlite3 *db, const char *schema, const char *name) {
-  sqlite3_stmt *stmt = 0;
-  char *zSql = schema ? sqlite3_mprintf("SELECT 1 FROM \"%w\".\"%w\" LIMIT 0",
-                                        schema, name)
-                      : sqlite3_mprintf("SELECT 1 FROM \"%w\" LIMIT 0", name);
-  int rc;
-  if (!zSql) return SQLITE_NOMEM;
-  rc = sqlite3_prepare_v2(db, zSql, -1, &stmt, 0);
-  sqlite3_free(zSql);
+  sqlite3_stmt *stmt;
+  int rc = embed_prepare(
+      db,
+      schema
+          ? sqlite3_mprintf("SELECT 1 FROM \"%w\".\"%w\" LIMIT 0", schema, name)
+          : sqlite3_mprintf("SELECT 1 FROM \"%w\" LIMIT 0", name),
+      0, &stmt);
   sqlite3_finalize(stmt);
   return rc;
 }
@@ -149,7 +149,8 @@ static char registry_next_token(const char *s, int *i, int *start, int *end) {
   return c;
 }
 
-static int registry_token_is(const char *s, int start, int end, const char *word) {
+static int registry_token_is(const char *s, int start, int end,
+                             const char *word) {
   int n = (int)strlen(word);
   if (end - start == n + 2 && (s[start] == '"' || s[start] == '`' ||
                                s[start] == '[' || s[start] == '\''))
@@ -175,17 +176,16 @@ static int registry_error(char **pzErr, char *zMsg) {
 }
 
 /* The only embedding table of main, or an error listing the candidates. */
-static int registry_only_table(embed_registry *reg, const char *who, char **name,
-                      char **pzErr) {
+static int registry_only_table(embed_registry *reg, const char *who,
+                               char **name, char **pzErr) {
   sqlite3_stmt *stmt = 0;
   sqlite3_str *list = sqlite3_str_new(reg->db);
   int rc, n = 0;
   *name = 0;
-  rc = sqlite3_prepare_v2(reg->db,
-                          "SELECT name, sql FROM main.sqlite_schema "
-                          "WHERE type = 'table' AND sql LIKE "
-                          "'CREATE VIRTUAL TABLE%' ORDER BY name",
-                          -1, &stmt, 0);
+  rc = sqlite3_prepare_v2(
+      reg->db,
+      "SELECT name, sql FROM main.sqlite_schema WHERE type = 'table' AND sql LIKE 'CREATE VIRTUAL TABLE%' ORDER BY name",
+      -1, &stmt, 0);
   while (rc == SQLITE_OK && sqlite3_step(stmt) == SQLITE_ROW) {
     const char *tname = (const char *)sqlite3_column_text(stmt, 0);
     const char *sql = (const char *)sqlite3_column_text(stmt, 1);
@@ -202,15 +202,18 @@ static int registry_only_table(embed_registry *reg, const char *who, char **name
     char *candidates = sqlite3_str_value(list);
     sqlite3_free(*name);
     *name = 0;
-    rc = n == 0 ? registry_error(pzErr,
-                            sqlite3_mprintf("%s: no embedding table in the "
-                                            "main schema; create one or name "
-                                            "it as the first argument",
-                                            who))
-                : registry_error(pzErr, sqlite3_mprintf(
-                                       "%s: %d embedding tables (%s); "
-                                       "name one as the first argument",
-                                       who, n, candidates ? candidates : ""));
+    rc =
+        n == 0
+            ? registry_error(
+                  pzErr,
+                  sqlite3_mprintf(
+                      "%s: no embedding table in the main schema; create one or name it as the first argument",
+                      who))
+            : registry_error(
+                  pzErr,
+                  sqlite3_mprintf(
+                      "%s: %d embedding tables (%s); name one as the first argument",
+                      who, n, candidates ? candidates : ""));
   }
   sqlite3_free(sqlite3_str_finish(list));
   return rc;
@@ -231,7 +234,12 @@ int embed_registry_resolve(embed_registry *reg, sqlite3_value *namev,
     for (other = reg->head; other; other = other->next) {
       if (other->readers > 0 &&
           sqlite3_stricmp(embed_store_schema(other->st), "main") != 0)
-        return registry_error(pzErr, sqlite3_mprintf("%s: embedding table %s.%s is in use outside the main schema; name the table as the first argument", who, embed_store_schema(other->st), embed_store_name(other->st)));
+        return registry_error(
+            pzErr,
+            sqlite3_mprintf(
+                "%s: embedding table %s.%s is in use outside the main schema; name the table as the first argument",
+                who, embed_store_schema(other->st),
+                embed_store_name(other->st)));
     }
   }
   if (namev == 0 && reg->only) { /* the unnamed form, asked again */
@@ -251,7 +259,9 @@ int embed_registry_resolve(embed_registry *reg, sqlite3_value *namev,
     name = (const char *)sqlite3_value_text(namev);
     if (!name) return SQLITE_NOMEM;
   } else {
-    return registry_error(pzErr, sqlite3_mprintf("%s: the table name must be TEXT, got %s", who, embed_type_name(sqlite3_value_type(namev))));
+    return registry_error(
+        pzErr, sqlite3_mprintf("%s: the table name must be TEXT, got %s", who,
+                               embed_type_name(sqlite3_value_type(namev))));
   }
   found = registry_find(reg, namev ? 0 : "main", name);
   if (!found && registry_touch(reg->db, namev ? 0 : "main", name) == SQLITE_OK)
@@ -269,7 +279,8 @@ int embed_registry_resolve(embed_registry *reg, sqlite3_value *namev,
     sqlite3_free(schema);
   }
   if (!found && rc == SQLITE_OK)
-    rc = registry_error(pzErr, sqlite3_mprintf("%s: no embedding table named '%s'", who, name));
+    rc = registry_error(
+        pzErr, sqlite3_mprintf("%s: no embedding table named '%s'", who, name));
   if (found && namev == 0 &&
       embed_store_schema_version(found->st, &reg->only_version) == SQLITE_OK)
     reg->only = found;

@@ -11,7 +11,8 @@
 ** The module (table/cursor.c) plans the query and asks here:
 **
 **     rc = embed_search_knn(&snapshot, st, scan, q, k, ids, n_ids, lo, hi,
-**                           &hits, &n, &zErr);  // hits ascending (distance, id)
+**                           &hits, &n, &zErr);  // hits ascending (distance,
+*id)
 **
 ** Design:
 **  - Distances: cosine = 1 - dot / (max(|q|, 1e-8) max(|v|, 1e-8)) (torch's
@@ -38,7 +39,7 @@
 #include "table/table.h"
 
 static double search_distance(embed_metric metric, const float *q, double qnorm,
-                      const float *v, double vnorm, int64_t dim) {
+                              const float *v, double vnorm, int64_t dim) {
   switch (metric) {
     case EMBED_METRIC_L2:
       return embed_l2_distance(q, v, dim);
@@ -185,9 +186,12 @@ static int snapshot_build(embed_store *st, embed_scan *scan,
   snap->dim = dim;
   rc = embed_store_count(st, &cap);
   if (rc == SQLITE_OK && cap > 0) {
-    snap->ids = (int64_t *)sqlite3_malloc64((sqlite3_uint64)cap * EMBED_ID_BYTES);
-    snap->norms = (double *)sqlite3_malloc64((sqlite3_uint64)cap * sizeof(double));
-    snap->vectors = (float *)sqlite3_malloc64((sqlite3_uint64)cap * (sqlite3_uint64)dim * EMBED_FLOAT_BYTES);
+    snap->ids =
+        (int64_t *)sqlite3_malloc64((sqlite3_uint64)cap * EMBED_ID_BYTES);
+    snap->norms =
+        (double *)sqlite3_malloc64((sqlite3_uint64)cap * sizeof(double));
+    snap->vectors = (float *)sqlite3_malloc64(
+        (sqlite3_uint64)cap * (sqlite3_uint64)dim * EMBED_FLOAT_BYTES);
     if (!snap->ids || !snap->norms || !snap->vectors) rc = SQLITE_NOMEM;
   }
   if (rc == SQLITE_OK) rc = embed_scan_start(scan, 0, INT64_MIN, INT64_MAX);
@@ -296,7 +300,8 @@ static int search_table(embed_store *st, embed_scan *scan, const float *q,
   int64_t dim = cfg->dim, i = 0;
   embed_rows rows;
   int rc = SQLITE_OK;
-  float *row = (float *)sqlite3_malloc64((sqlite3_uint64)dim * EMBED_FLOAT_BYTES);
+  float *row =
+      (float *)sqlite3_malloc64((sqlite3_uint64)dim * EMBED_FLOAT_BYTES);
   if (!row) return SQLITE_NOMEM;
   embed_rows_init(&rows, st, 0);
   if (!ids) rc = embed_scan_start(scan, 0, lo, hi);
@@ -321,12 +326,12 @@ static int search_table(embed_store *st, embed_scan *scan, const float *q,
       rc = embed_scan_vector(scan, row, pzErr);
     }
     if (rc == SQLITE_OK)
-      topk_push(t, id,
-                search_distance(cfg->metric, q, qnorm, row,
-                                cfg->metric == EMBED_METRIC_COSINE
-                                    ? embed_norm2(row, dim)
-                                    : 0,
-                                dim));
+      topk_push(
+          t, id,
+          search_distance(
+              cfg->metric, q, qnorm, row,
+              cfg->metric == EMBED_METRIC_COSINE ? embed_norm2(row, dim) : 0,
+              dim));
   }
   if (rc == SQLITE_DONE) rc = SQLITE_OK;
   embed_rows_close(&rows);

@@ -1,15 +1,18 @@
 /*
-** store.c - the storage of an embedding table: shadow-table DDL, the
-** statement cache, checked row reads and writes, scans, the options and
-** the optimizer state (the API and the layout are in table/store.h).
+** store.c - the storage of an embedding table: the statement cache,
+** checked row reads and writes, scans, the optimizer state, versions and
+** transaction control (the API and the layout are in table/store.h;
+** store_schema.c creates, opens, renames and drops the shadow tables;
+** store_rows.c is the blob-handle row cursor).
 **
 ** Usage: see table/store.h. Every other file reaches the shadow tables
-** through the calls below; store_rows.c adds the blob-handle row cursor.
+** through the calls of these three files.
 **
 ** Design:
-**  - Each shadow table's name and DDL is spelled once, in store_shadow[];
-**    store_open computes its quoted name "S"."T_suffix" once, and every
-**    statement's SQL names its table with a %s filled from there.
+**  - Each shadow table's name and DDL is spelled once (store_schema.c);
+**    opening a store computes its quoted name "S"."T_suffix" once, and
+**    every statement's SQL below names its table with a %s filled from
+**    there.
 **  - Statements are prepared on first use with SQLITE_PREPARE_PERSISTENT
 **    and SQLITE_PREPARE_NO_VTAB (a virtual table standing in for a shadow
 **    table is refused, never used), reset after each use and finalized by
@@ -22,44 +25,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "table/store.h"
-
-/* The shadow tables, by suffix, with their columns. */
-enum { SHADOW_CONFIG, SHADOW_VECTORS, SHADOW_STATE, STORE_N_SHADOW };
-static const struct {
-  const char *suffix;
-  const char *columns;
-} store_shadow[STORE_N_SHADOW] = {
-    [SHADOW_CONFIG] = {"config", "(key TEXT PRIMARY KEY, value) WITHOUT ROWID"},
-    [SHADOW_VECTORS] = {"vectors", "(id INTEGER PRIMARY KEY, vector BLOB NOT NULL CHECK (typeof(vector) = 'blob'))"},
-    [SHADOW_STATE] = {"state", "(id INTEGER PRIMARY KEY, state BLOB NOT NULL CHECK (typeof(state) = 'blob'))"},
-};
-
-/* The cached statements; each names at most one table, given by `on`. */
-enum { ON_NONE = STORE_N_SHADOW, ON_SCHEMA, STORE_N_NAMES };
-typedef enum store_stmt {
-  STMT_READ,
-  STMT_WRITE,
-  STMT_INSERT, /* the three conflict modes of INSERT */
-  STMT_INSERT_REPLACE,
-  STMT_INSERT_IGNORE,
-  STMT_DELETE,
-  STMT_MOVE,
-  STMT_MAXID,
-  STMT_COUNT,
-  STMT_STATE_READ,
-  STMT_STATE_WRITE,
-  STMT_STATE_DELETE,
-  STMT_STATE_MOVE,
-  STMT_STATE_CLEAR,
-  STMT_STEP_READ,
-  STMT_STEP_WRITE,
-  STMT_CONFIG_WRITE,
-  STMT_DATA_VERSION,
-  STMT_SCHEMA_VERSION,
-  STMT_ROLLBACK,
-  STORE_N_STMT
-} store_stmt;
+#include "table/store_int.h"
 
 static const struct {
   int on;
@@ -67,35 +33,34 @@ static const struct {
 } store_sql[STORE_N_STMT] = {
     [STMT_READ] = {SHADOW_VECTORS, "SELECT vector FROM %s WHERE id = ?1"},
     [STMT_WRITE] = {SHADOW_VECTORS, "UPDATE %s SET vector = ?2 WHERE id = ?1"},
-    [STMT_INSERT] = {SHADOW_VECTORS, "INSERT INTO %s(id, vector) VALUES (?1, ?2)"},
-    [STMT_INSERT_REPLACE] = {SHADOW_VECTORS, "INSERT OR REPLACE INTO %s(id, vector) VALUES (?1, ?2)"},
-    [STMT_INSERT_IGNORE] = {SHADOW_VECTORS, "INSERT OR IGNORE INTO %s(id, vector) VALUES (?1, ?2)"},
+    [STMT_INSERT] = {SHADOW_VECTORS,
+                     "INSERT INTO %s(id, vector) VALUES (?1, ?2)"},
+    [STMT_INSERT_REPLACE] =
+        {SHADOW_VECTORS,
+         "INSERT OR REPLACE INTO %s(id, vector) VALUES (?1, ?2)"},
+    [STMT_INSERT_IGNORE] =
+        {SHADOW_VECTORS,
+         "INSERT OR IGNORE INTO %s(id, vector) VALUES (?1, ?2)"},
     [STMT_DELETE] = {SHADOW_VECTORS, "DELETE FROM %s WHERE id = ?1"},
     [STMT_MOVE] = {SHADOW_VECTORS, "UPDATE %s SET id = ?2 WHERE id = ?1"},
     [STMT_MAXID] = {SHADOW_VECTORS, "SELECT max(id) FROM %s"},
     [STMT_COUNT] = {SHADOW_VECTORS, "SELECT count(*) FROM %s"},
     [STMT_STATE_READ] = {SHADOW_STATE, "SELECT state FROM %s WHERE id = ?1"},
-    [STMT_STATE_WRITE] = {SHADOW_STATE, "INSERT OR REPLACE INTO %s(id, state) VALUES (?1, ?2)"},
+    [STMT_STATE_WRITE] =
+        {SHADOW_STATE, "INSERT OR REPLACE INTO %s(id, state) VALUES (?1, ?2)"},
     [STMT_STATE_DELETE] = {SHADOW_STATE, "DELETE FROM %s WHERE id = ?1"},
     [STMT_STATE_MOVE] = {SHADOW_STATE, "UPDATE %s SET id = ?2 WHERE id = ?1"},
     [STMT_STATE_CLEAR] = {SHADOW_STATE, "DELETE FROM %s"},
-    [STMT_STEP_READ] = {SHADOW_CONFIG, "SELECT value FROM %s WHERE key = 'step'"},
-    [STMT_STEP_WRITE] = {SHADOW_CONFIG, "INSERT OR REPLACE INTO %s(key, value) VALUES ('step', ?1)"},
-    [STMT_CONFIG_WRITE] = {SHADOW_CONFIG, "INSERT INTO %s(key, value) VALUES (?1, ?2)"},
+    [STMT_STEP_READ] = {SHADOW_CONFIG,
+                        "SELECT value FROM %s WHERE key = 'step'"},
+    [STMT_STEP_WRITE] =
+        {SHADOW_CONFIG,
+         "INSERT OR REPLACE INTO %s(key, value) VALUES ('step', ?1)"},
+    [STMT_CONFIG_WRITE] = {SHADOW_CONFIG,
+                           "INSERT INTO %s(key, value) VALUES (?1, ?2)"},
     [STMT_DATA_VERSION] = {ON_SCHEMA, "PRAGMA %s.data_version"},
     [STMT_SCHEMA_VERSION] = {ON_NONE, "PRAGMA main.schema_version"},
     [STMT_ROLLBACK] = {ON_NONE, "ROLLBACK"},
-};
-
-struct embed_store {
-  sqlite3 *db;
-  char *schema, *name;
-  char *label;                 /* "embedding NAME", the prefix of errors */
-  char *names[STORE_N_NAMES];  /* "S"."T_suffix" per shadow table, "S" */
-  char *vectors_table;         /* T_vectors, for sqlite3_blob_open */
-  embed_config cfg;
-  sqlite3_stmt *stmt[STORE_N_STMT];
-  int64_t writes; /* in-place vector writes (store_rows.c) */
 };
 
 struct embed_scan {
@@ -104,17 +69,12 @@ struct embed_scan {
   sqlite3_stmt *row;     /* the one running */
 };
 
-#define STORE_PREPARE_FLAGS (SQLITE_PREPARE_PERSISTENT | SQLITE_PREPARE_NO_VTAB)
-
 /* --------------------------------------------------------- statements */
 
-/* Prepare zSql (sqlite3_mprintf'd, NULL when out of memory; freed here)
-** into *slot, unless *rc already holds an error. Returns *rc. */
-static int store_prepare(embed_store *st, sqlite3_stmt **slot, char *zSql,
-                         int *rc) {
+int store_prepare(embed_store *st, sqlite3_stmt **slot, char *zSql, int *rc) {
   if (*rc == SQLITE_OK) {
-    *rc = zSql ? sqlite3_prepare_v3(st->db, zSql, -1, STORE_PREPARE_FLAGS,
-                                    slot, 0)
+    *rc = zSql ? sqlite3_prepare_v3(st->db, zSql, -1, STORE_PREPARE_FLAGS, slot,
+                                    0)
                : SQLITE_NOMEM;
   }
   sqlite3_free(zSql);
@@ -122,12 +82,11 @@ static int store_prepare(embed_store *st, sqlite3_stmt **slot, char *zSql,
 }
 
 /* The cached statement `which`, prepared on first use. */
-static int store_stmt_get(embed_store *st, store_stmt which,
-                          sqlite3_stmt **out) {
+int store_stmt_get(embed_store *st, store_stmt which, sqlite3_stmt **out) {
   int rc = SQLITE_OK;
   if (!st->stmt[which]) {
-    const char *on = store_sql[which].on == ON_NONE ? ""
-                                                    : st->names[store_sql[which].on];
+    const char *on =
+        store_sql[which].on == ON_NONE ? "" : st->names[store_sql[which].on];
     store_prepare(st, &st->stmt[which],
                   sqlite3_mprintf(store_sql[which].sql, on), &rc);
   }
@@ -138,7 +97,7 @@ static int store_stmt_get(embed_store *st, store_stmt which,
 /* Run a write statement to completion and reset it. Its parameters stay
 ** bound (each use binds them all again); a BLOB bound SQLITE_STATIC is
 ** never read after the reset. */
-static int store_step_done(sqlite3_stmt *stmt) {
+int store_step_done(sqlite3_stmt *stmt) {
   int rc = sqlite3_step(stmt);
   int rc2 = sqlite3_reset(stmt);
   if (rc == SQLITE_DONE) return SQLITE_OK;
@@ -157,7 +116,7 @@ static int store_run_ids(embed_store *st, store_stmt which, int64_t a,
 }
 
 /* Run a cached statement returning one integer (SQLITE_NOTFOUND: no row). */
-static int store_int(embed_store *st, store_stmt which, int64_t *out) {
+int store_int(embed_store *st, store_stmt which, int64_t *out) {
   sqlite3_stmt *stmt;
   int rc = store_stmt_get(st, which, &stmt);
   if (rc) return rc;
@@ -175,18 +134,18 @@ static int store_int(embed_store *st, store_stmt which, int64_t *out) {
 /* Bind v as a float32 BLOB (little-endian) to parameter i of stmt. On a
 ** little-endian host the floats are the BLOB, bound without a copy: callers
 ** step and reset the statement before v goes away. */
-static int store_bind_vector(sqlite3_stmt *stmt, int i, const float *v,
-                             int64_t dim) {
+int store_bind_vector(sqlite3_stmt *stmt, int i, const float *v, int64_t dim) {
   sqlite3_uint64 nbytes = (sqlite3_uint64)dim * EMBED_FLOAT_BYTES;
   void *blob;
-  if (EMBED_HOST_LE) return sqlite3_bind_blob64(stmt, i, v, nbytes, SQLITE_STATIC);
+  if (EMBED_HOST_LE)
+    return sqlite3_bind_blob64(stmt, i, v, nbytes, SQLITE_STATIC);
   blob = sqlite3_malloc64(nbytes);
   if (!blob) return SQLITE_NOMEM;
   embed_blob_encode(v, dim, blob);
   return sqlite3_bind_blob64(stmt, i, blob, nbytes, sqlite3_free);
 }
 
-static void store_finalize_all(embed_store *st) {
+void store_finalize_all(embed_store *st) {
   int i;
   for (i = 0; i < STORE_N_STMT; i++) {
     sqlite3_finalize(st->stmt[i]);
@@ -221,32 +180,6 @@ int64_t embed_store_writes(const embed_store *st) {
   return st->writes;
 }
 
-int embed_store_is_shadow(const char *zSuffix) {
-  int i;
-  for (i = 0; i < STORE_N_SHADOW; i++)
-    if (sqlite3_stricmp(zSuffix, store_shadow[i].suffix) == 0) return 1;
-  return 0;
-}
-
-/* (Re)compute the names derived from schema and name. */
-static int store_set_names(embed_store *st) {
-  int i;
-  for (i = 0; i < STORE_N_NAMES; i++) sqlite3_free(st->names[i]);
-  sqlite3_free(st->label);
-  sqlite3_free(st->vectors_table);
-  for (i = 0; i < STORE_N_SHADOW; i++)
-    st->names[i] = sqlite3_mprintf("\"%w\".\"%w_%s\"", st->schema, st->name,
-                                   store_shadow[i].suffix);
-  st->names[ON_NONE] = 0;
-  st->names[ON_SCHEMA] = sqlite3_mprintf("\"%w\"", st->schema);
-  st->label = sqlite3_mprintf("embedding %s", st->name);
-  st->vectors_table = sqlite3_mprintf("%s_%s", st->name,
-                                      store_shadow[SHADOW_VECTORS].suffix);
-  for (i = 0; i < STORE_N_NAMES; i++)
-    if (i != ON_NONE && !st->names[i]) return SQLITE_NOMEM;
-  return st->label && st->vectors_table ? SQLITE_OK : SQLITE_NOMEM;
-}
-
 /* ---------------------------------------------------------------- rows */
 
 int embed_store_check(const embed_store *st, int64_t id, int type,
@@ -255,12 +188,19 @@ int embed_store_check(const embed_store *st, int64_t id, int type,
   embed_error err;
   int64_t dim = st->cfg.dim;
   if (type != SQLITE_BLOB) {
-    *pzErr = sqlite3_mprintf("embedding %s: corrupt vector for id %lld (%s, not a BLOB)", st->name, (long long)id, embed_type_name(type));
+    *pzErr = sqlite3_mprintf(
+        "embedding %s: corrupt vector for id %lld (%s, not a BLOB)", st->name,
+        (long long)id, embed_type_name(type));
   } else if (nbytes != dim * EMBED_FLOAT_BYTES) {
-    *pzErr = sqlite3_mprintf("embedding %s: corrupt vector for id %lld (%lld bytes, expected %lld)", st->name, (long long)id, (long long)nbytes, (long long)(dim * EMBED_FLOAT_BYTES));
+    *pzErr = sqlite3_mprintf(
+        "embedding %s: corrupt vector for id %lld (%lld bytes, expected %lld)",
+        st->name, (long long)id, (long long)nbytes,
+        (long long)(dim * EMBED_FLOAT_BYTES));
   } else if ((out ? embed_blob_decode(bytes, dim, out, &err)
                   : embed_blob_check(bytes, dim, &err)) != EMBED_OK) {
-    *pzErr = sqlite3_mprintf("embedding %s: corrupt vector for id %lld (element %lld is not finite)", st->name, (long long)id, (long long)err.a);
+    *pzErr = sqlite3_mprintf(
+        "embedding %s: corrupt vector for id %lld (element %lld is not finite)",
+        st->name, (long long)id, (long long)err.a);
   } else {
     return SQLITE_OK;
   }
@@ -344,8 +284,8 @@ int embed_store_insert(embed_store *st, int64_t id, const float *v,
   if (rc) return rc;
   sqlite3_bind_int64(stmt, 1, id);
   rc = raw ? sqlite3_bind_blob64(
-                 stmt, 2, raw,
-                 (sqlite3_uint64)st->cfg.dim * EMBED_FLOAT_BYTES, SQLITE_STATIC)
+                 stmt, 2, raw, (sqlite3_uint64)st->cfg.dim * EMBED_FLOAT_BYTES,
+                 SQLITE_STATIC)
            : store_bind_vector(stmt, 2, v, st->cfg.dim);
   if (rc == SQLITE_OK) rc = store_step_done(stmt);
   if ((rc & 0xff) == SQLITE_CONSTRAINT) {
@@ -377,7 +317,8 @@ int embed_store_next_id(embed_store *st, int64_t *id, char **pzErr) {
       *id = 0;
       rc = SQLITE_OK;
     } else if (sqlite3_column_int64(stmt, 0) == INT64_MAX) {
-      *pzErr = sqlite3_mprintf("embedding %s: no id left after %lld", st->name, (long long)INT64_MAX);
+      *pzErr = sqlite3_mprintf("embedding %s: no id left after %lld", st->name,
+                               (long long)INT64_MAX);
       rc = *pzErr ? SQLITE_FULL : SQLITE_NOMEM;
     } else {
       *id = sqlite3_column_int64(stmt, 0) + 1;
@@ -415,9 +356,14 @@ int embed_scan_start(embed_scan *scan, int desc, int64_t lo, int64_t hi) {
   int rc = SQLITE_OK;
   embed_scan_reset(scan);
   if (!scan->stmt[desc])
-    store_prepare(scan->st, &scan->stmt[desc],
-                  sqlite3_mprintf(desc ? "SELECT id, vector FROM %s WHERE id BETWEEN ?1 AND ?2 ORDER BY id DESC" : "SELECT id, vector FROM %s WHERE id BETWEEN ?1 AND ?2 ORDER BY id", scan->st->names[SHADOW_VECTORS]),
-                  &rc);
+    store_prepare(
+        scan->st, &scan->stmt[desc],
+        sqlite3_mprintf(
+            desc
+                ? "SELECT id, vector FROM %s WHERE id BETWEEN ?1 AND ?2 ORDER BY id DESC"
+                : "SELECT id, vector FROM %s WHERE id BETWEEN ?1 AND ?2 ORDER BY id",
+            scan->st->names[SHADOW_VECTORS]),
+        &rc);
   if (rc) return rc;
   scan->row = scan->stmt[desc];
   sqlite3_bind_int64(scan->row, 1, lo);
@@ -439,8 +385,8 @@ int64_t embed_scan_id(const embed_scan *scan) {
 }
 
 int embed_scan_bytes(embed_scan *scan, const void **bytes, char **pzErr) {
-  int rc = store_check_column(scan->st, embed_scan_id(scan), scan->row, 1, 0,
-                              pzErr);
+  int rc =
+      store_check_column(scan->st, embed_scan_id(scan), scan->row, 1, 0, pzErr);
   *bytes = rc ? 0 : sqlite3_column_blob(scan->row, 1);
   return rc;
 }
@@ -464,7 +410,9 @@ int embed_store_state_read(embed_store *st, int64_t id, float *out, int64_t n,
     if (sqlite3_column_type(stmt, 0) != SQLITE_BLOB ||
         sqlite3_column_bytes(stmt, 0) != n * EMBED_FLOAT_BYTES ||
         embed_blob_decode(sqlite3_column_blob(stmt, 0), n, out, &err)) {
-      *pzErr = sqlite3_mprintf("embedding %s: corrupt optimizer state for id %lld (%d bytes, expected %lld finite floats)", st->name, (long long)id, sqlite3_column_bytes(stmt, 0), (long long)n);
+      *pzErr = sqlite3_mprintf(
+          "embedding %s: corrupt optimizer state for id %lld (%d bytes, expected %lld finite floats)",
+          st->name, (long long)id, sqlite3_column_bytes(stmt, 0), (long long)n);
       rc = *pzErr ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
     } else {
       rc = SQLITE_OK;
@@ -515,7 +463,8 @@ int embed_store_step_read(embed_store *st, int64_t *step, char **pzErr) {
   }
   sqlite3_reset(stmt);
   if (rc == SQLITE_CORRUPT_VTAB) {
-    *pzErr = sqlite3_mprintf("embedding %s: corrupt %s_config: bad step count", st->name, st->name);
+    *pzErr = sqlite3_mprintf("embedding %s: corrupt %s_config: bad step count",
+                             st->name, st->name);
     if (!*pzErr) rc = SQLITE_NOMEM;
   }
   return rc;
@@ -535,15 +484,17 @@ int embed_store_ids(embed_store *st, int of_state, int64_t **out, int64_t *n) {
   int rc = SQLITE_OK;
   *out = 0;
   *n = 0;
-  store_prepare(st, &stmt,
-                sqlite3_mprintf("SELECT id FROM %s ORDER BY id",
-                                st->names[of_state ? SHADOW_STATE : SHADOW_VECTORS]),
-                &rc);
+  store_prepare(
+      st, &stmt,
+      sqlite3_mprintf("SELECT id FROM %s ORDER BY id",
+                      st->names[of_state ? SHADOW_STATE : SHADOW_VECTORS]),
+      &rc);
   while (rc == SQLITE_OK && sqlite3_step(stmt) == SQLITE_ROW) {
     if (*n == cap) {
       int64_t *grown;
       cap = cap ? 2 * cap : 64;
-      grown = (int64_t *)sqlite3_realloc64(ids, (sqlite3_uint64)cap * EMBED_ID_BYTES);
+      grown = (int64_t *)sqlite3_realloc64(
+          ids, (sqlite3_uint64)cap * EMBED_ID_BYTES);
       if (!grown) {
         rc = SQLITE_NOMEM;
         break;
@@ -597,182 +548,4 @@ int embed_store_rollback(embed_store *st) {
   int rc = store_stmt_get(st, STMT_ROLLBACK, &stmt);
   if (rc == SQLITE_OK) rc = store_step_done(stmt);
   return rc;
-}
-
-/* ------------------------------------------------------------ lifecycle */
-
-/* Read the options back from T_config. */
-static int store_load_config(embed_store *st, char **pzErr) {
-  sqlite3_stmt *stmt = 0;
-  embed_error err;
-  int rc = SQLITE_OK;
-  if (store_prepare(st, &stmt,
-                    sqlite3_mprintf("SELECT key, value FROM %s",
-                                    st->names[SHADOW_CONFIG]),
-                    &rc)) {
-    if (rc != SQLITE_NOMEM)
-      *pzErr = sqlite3_mprintf("embedding %s: cannot read %s_config: %s", st->name, st->name, sqlite3_errmsg(st->db));
-    return rc;
-  }
-  embed_config_defaults(&st->cfg);
-  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-    const char *key = (const char *)sqlite3_column_text(stmt, 0);
-    const char *value = (const char *)sqlite3_column_text(stmt, 1);
-    if (key && sqlite3_stricmp(key, "step") == 0) continue; /* training */
-    if (!key || !value || embed_config_apply(&st->cfg, key, value, &err)) {
-      if (!key || !value) embed_error_set(&err, "NULL key or value");
-      *pzErr = sqlite3_mprintf("embedding %s: corrupt %s_config: %s", st->name, st->name, err.text);
-      sqlite3_finalize(stmt);
-      return SQLITE_CORRUPT_VTAB;
-    }
-  }
-  sqlite3_finalize(stmt);
-  if (rc != SQLITE_DONE) return rc;
-  if (st->cfg.has_padding_idx &&
-      (st->cfg.padding_idx < 0 || (st->cfg.num_embeddings > 0 &&
-                                   st->cfg.padding_idx >= st->cfg.num_embeddings))) {
-    *pzErr = sqlite3_mprintf("embedding %s: corrupt %s_config: padding_idx %lld out of range", st->name, st->name, (long long)st->cfg.padding_idx);
-    return SQLITE_CORRUPT_VTAB;
-  }
-  /* dim and seed are required; an option added in a later version takes
-  ** its default when an older table lacks it */
-  if (!(st->cfg.seen & 1u) || !st->cfg.has_seed) {
-    *pzErr = sqlite3_mprintf("embedding %s: corrupt %s_config: %s missing", st->name, st->name, st->cfg.has_seed ? "dim" : "seed");
-    return SQLITE_CORRUPT_VTAB;
-  }
-  return SQLITE_OK;
-}
-
-/* Do the other shadow tables exist as tables? (T_config was just read.) */
-static int store_check_shadow(embed_store *st, char **pzErr) {
-  sqlite3_stmt *stmt = 0;
-  int i, rc = SQLITE_OK;
-  store_prepare(st, &stmt,
-                sqlite3_mprintf("SELECT 1 FROM %s.sqlite_schema WHERE type = 'table' AND name = ?1", st->names[ON_SCHEMA]),
-                &rc);
-  for (i = 0; rc == SQLITE_OK && i < STORE_N_SHADOW; i++) {
-    char *name;
-    if (i == SHADOW_CONFIG) continue;
-    name = sqlite3_mprintf("%s_%s", st->name, store_shadow[i].suffix);
-    if (!name) {
-      rc = SQLITE_NOMEM;
-      break;
-    }
-    sqlite3_bind_text(stmt, 1, name, -1, sqlite3_free);
-    if (sqlite3_step(stmt) != SQLITE_ROW) {
-      *pzErr = sqlite3_mprintf("embedding %s: shadow table %s_%s is missing", st->name, st->name, store_shadow[i].suffix);
-      rc = *pzErr ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
-    }
-    sqlite3_reset(stmt);
-  }
-  sqlite3_finalize(stmt);
-  return rc;
-}
-
-/* Create the shadow tables, store the options, create rows 0..N-1. */
-static int store_create(embed_store *st) {
-  sqlite3_stmt *stmt;
-  float *row = 0;
-  int rc = SQLITE_OK, i;
-  int64_t id;
-  for (i = 0; rc == SQLITE_OK && i < STORE_N_SHADOW; i++)
-    rc = embed_exec(st->db, sqlite3_mprintf("CREATE TABLE %s%s", st->names[i],
-                                            store_shadow[i].columns));
-  if (rc == SQLITE_OK) rc = store_stmt_get(st, STMT_CONFIG_WRITE, &stmt);
-  for (i = 0; rc == SQLITE_OK && i <= embed_config_count(); i++) {
-    char value[64] = "0"; /* the row after the options: step = 0 */
-    if (i < embed_config_count() && !embed_config_applies(&st->cfg, i))
-      continue; /* another optimizer's hyperparameter */
-    if (i < embed_config_count())
-      embed_config_value(&st->cfg, i, value, sizeof(value));
-    sqlite3_bind_text(stmt, 1,
-                      i < embed_config_count() ? embed_config_key(i) : "step",
-                      -1, SQLITE_STATIC);
-    sqlite3_bind_text(stmt, 2, value, -1, SQLITE_TRANSIENT);
-    rc = store_step_done(stmt);
-  }
-  if (rc || st->cfg.num_embeddings == 0) return rc;
-
-  rc = store_stmt_get(st, STMT_INSERT, &stmt);
-  if (rc) return rc;
-  row = (float *)sqlite3_malloc64((sqlite3_uint64)st->cfg.dim * EMBED_FLOAT_BYTES);
-  if (!row) return SQLITE_NOMEM;
-  for (id = 0; rc == SQLITE_OK && id < st->cfg.num_embeddings; id++) {
-    if (st->cfg.has_padding_idx && id == st->cfg.padding_idx)
-      memset(row, 0, (size_t)st->cfg.dim * EMBED_FLOAT_BYTES);
-    else
-      embed_initial_row(st->cfg.init, (uint64_t)st->cfg.seed, id, row,
-                        st->cfg.dim);
-    sqlite3_bind_int64(stmt, 1, id);
-    rc = store_bind_vector(stmt, 2, row, st->cfg.dim);
-    if (rc == SQLITE_OK) rc = store_step_done(stmt);
-  }
-  sqlite3_free(row);
-  return rc;
-}
-
-int embed_store_open(sqlite3 *db, const char *schema, const char *name,
-                     const embed_config *cfg, int create, embed_store **out,
-                     char **pzErr) {
-  embed_store *st = (embed_store *)sqlite3_malloc64(sizeof(*st));
-  int rc;
-  *out = 0;
-  if (!st) return SQLITE_NOMEM;
-  memset(st, 0, sizeof(*st));
-  st->db = db;
-  st->schema = sqlite3_mprintf("%s", schema);
-  st->name = sqlite3_mprintf("%s", name);
-  rc = st->schema && st->name ? store_set_names(st) : SQLITE_NOMEM;
-  if (rc == SQLITE_OK && create) {
-    st->cfg = *cfg;
-    rc = store_create(st);
-    if (rc && rc != SQLITE_NOMEM)
-      *pzErr = sqlite3_mprintf("embedding %s: %s", st->name, sqlite3_errmsg(db));
-  } else if (rc == SQLITE_OK) {
-    rc = store_load_config(st, pzErr);
-    if (rc == SQLITE_OK) rc = store_check_shadow(st, pzErr);
-  }
-  if (rc) {
-    embed_store_close(st);
-    return rc;
-  }
-  *out = st;
-  return SQLITE_OK;
-}
-
-void embed_store_close(embed_store *st) {
-  int i;
-  if (!st) return;
-  store_finalize_all(st);
-  for (i = 0; i < STORE_N_NAMES; i++) sqlite3_free(st->names[i]);
-  sqlite3_free(st->schema);
-  sqlite3_free(st->name);
-  sqlite3_free(st->label);
-  sqlite3_free(st->vectors_table);
-  sqlite3_free(st);
-}
-
-int embed_store_drop(embed_store *st) {
-  int rc = SQLITE_OK, i;
-  store_finalize_all(st);
-  for (i = 0; rc == SQLITE_OK && i < STORE_N_SHADOW; i++)
-    rc = embed_exec(st->db, sqlite3_mprintf("DROP TABLE IF EXISTS %s",
-                                            st->names[i]));
-  return rc;
-}
-
-int embed_store_rename(embed_store *st, const char *zNew) {
-  char *name;
-  int rc = SQLITE_OK, i;
-  store_finalize_all(st);
-  for (i = 0; rc == SQLITE_OK && i < STORE_N_SHADOW; i++)
-    rc = embed_exec(st->db, sqlite3_mprintf("ALTER TABLE %s RENAME TO \"%w_%s\"",
-                                            st->names[i], zNew,
-                                            store_shadow[i].suffix));
-  if (rc) return rc;
-  name = sqlite3_mprintf("%s", zNew);
-  if (!name) return SQLITE_NOMEM;
-  sqlite3_free(st->name);
-  st->name = name;
-  return store_set_names(st);
 }

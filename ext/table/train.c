@@ -49,7 +49,7 @@ static int train_fail(char **pzErr, char *zMsg) {
 }
 
 static int train_read_ids(sqlite3_value *v, const char *who, train_ids *out,
-                    char **pzErr) {
+                          char **pzErr) {
   int type = sqlite3_value_type(v);
   memset(out, 0, sizeof(*out));
   if (type == SQLITE_NULL) {
@@ -68,7 +68,8 @@ static int train_read_ids(sqlite3_value *v, const char *who, train_ids *out,
     if (!text) return SQLITE_NOMEM;
     cap = embed_json_capacity(text, len);
     if (cap > EMBED_MAX_BATCH) cap = EMBED_MAX_BATCH + 1;
-    out->many = (int64_t *)sqlite3_malloc64((sqlite3_uint64)cap * 8);
+    out->many =
+        (int64_t *)sqlite3_malloc64((sqlite3_uint64)cap * EMBED_ID_BYTES);
     if (!out->many) return SQLITE_NOMEM;
     if (embed_json_parse_ids(text, len, out->many, cap, &out->n, &err)) {
       sqlite3_free(out->many);
@@ -76,38 +77,43 @@ static int train_read_ids(sqlite3_value *v, const char *who, train_ids *out,
       if (err.code == EMBED_E_EMPTY)
         return train_fail(pzErr, sqlite3_mprintf("%s: empty id array", who));
       if (err.code == EMBED_E_JSON)
-        return train_fail(pzErr,
-                        sqlite3_mprintf("%s: malformed JSON id array at "
-                                        "offset %lld (expected %s)",
-                                        who, (long long)err.a, err.what));
+        return train_fail(
+            pzErr,
+            sqlite3_mprintf(
+                "%s: malformed JSON id array at offset %lld (expected %s)", who,
+                (long long)err.a, err.what));
       *pzErr = embed_error_text(who, &err);
       return *pzErr ? SQLITE_ERROR : SQLITE_NOMEM;
     }
     out->is_batch = 1;
     return SQLITE_OK;
   }
-  return train_fail(pzErr, sqlite3_mprintf("%s: id must be an INTEGER or a JSON "
-                                         "array of ids, got %s",
-                                         who, embed_type_name(type)));
+  return train_fail(
+      pzErr, sqlite3_mprintf(
+                 "%s: id must be an INTEGER or a JSON array of ids, got %s",
+                 who, embed_type_name(type)));
 }
 
 static int train_missing_id(embed_store *st, const char *who, int64_t id,
-                      char **pzErr) {
-  return train_fail(pzErr, sqlite3_mprintf("%s: no id %lld in embedding %s", who,
-                                         (long long)id, embed_store_name(st)));
+                            char **pzErr) {
+  return train_fail(pzErr,
+                    sqlite3_mprintf("%s: no id %lld in embedding %s", who,
+                                    (long long)id, embed_store_name(st)));
 }
 
 /* Read row id, apply max_norm; errors name who, the id and the table.
 ** With `many` (a batch), rows are read through one blob handle. */
-static int train_read_row(embed_store *st, const char *who, int64_t id, float *out,
-                    embed_rows *many, int looked_up, char **pzErr) {
+static int train_read_row(embed_store *st, const char *who, int64_t id,
+                          float *out, embed_rows *many, int looked_up,
+                          char **pzErr) {
   int rc = many ? embed_rows_seek(many, id, pzErr)
                 : embed_store_read(st, id, out, pzErr);
   if (many && rc == SQLITE_OK) rc = embed_rows_read(many, out, pzErr);
   if (rc == SQLITE_NOTFOUND) return train_missing_id(st, who, id, pzErr);
   if (rc) {
     if (!*pzErr)
-      *pzErr = sqlite3_mprintf("%s: %s", who, sqlite3_errmsg(embed_store_db(st)));
+      *pzErr =
+          sqlite3_mprintf("%s: %s", who, sqlite3_errmsg(embed_store_db(st)));
     return rc;
   }
   if (looked_up) { /* the forward pass renorms */
@@ -132,24 +138,26 @@ void embed_train_lookup(sqlite3_context *ctx, embed_store *st,
   if (rc) goto done;
   if (ids.is_null) return;
   if (ids.is_batch) {
-    sqlite3_int64 limit = sqlite3_limit(embed_store_db(st), SQLITE_LIMIT_LENGTH, -1);
+    sqlite3_int64 limit =
+        sqlite3_limit(embed_store_db(st), SQLITE_LIMIT_LENGTH, -1);
     if (ids.n > limit / 4 / dim) {
-      rc = train_fail(&zErr,
-                    sqlite3_mprintf("%s: %lld x %lld floats exceed "
-                                    "SQLite's length limit",
-                                    who, (long long)ids.n, (long long)dim));
+      rc = train_fail(
+          &zErr,
+          sqlite3_mprintf("%s: %lld x %lld floats exceed SQLite's length limit",
+                          who, (long long)ids.n, (long long)dim));
       goto done;
     }
   }
-  out = (float *)sqlite3_malloc64((sqlite3_uint64)ids.n * dim * 4);
+  out = (float *)sqlite3_malloc64((sqlite3_uint64)ids.n * dim *
+                                  EMBED_FLOAT_BYTES);
   if (!out) {
     rc = SQLITE_NOMEM;
     goto done;
   }
   embed_rows_init(&many, st, 0);
   for (i = 0; rc == SQLITE_OK && i < ids.n; i++)
-    rc = train_read_row(st, who, ids.is_batch ? ids.many[i] : ids.one, out + i * dim,
-                  ids.n > 1 ? &many : 0, 1, &zErr);
+    rc = train_read_row(st, who, ids.is_batch ? ids.many[i] : ids.one,
+                        out + i * dim, ids.n > 1 ? &many : 0, 1, &zErr);
   embed_rows_close(&many);
   if (rc == SQLITE_OK) embed_result_vector(ctx, out, ids.n * dim);
 done:
@@ -174,7 +182,7 @@ static int train_compare_id_pos(const void *a, const void *b) {
 
 /* Read the gradient argument: n rows of dim floats (n = 1 for one id). */
 static int train_read_grads(embed_store *st, const char *who, sqlite3_value *v,
-                      int64_t n, int batch, float **out, char **pzErr) {
+                            int64_t n, int batch, float **out, char **pzErr) {
   int64_t dim = embed_store_config(st)->dim;
   int type = sqlite3_value_type(v);
   embed_error err;
@@ -188,26 +196,26 @@ static int train_read_grads(embed_store *st, const char *who, sqlite3_value *v,
     if (g.dim != dim) {
       int64_t got = g.dim;
       embed_vec_free(&g);
-      return train_fail(pzErr, sqlite3_mprintf("%s: dimension mismatch "
-                                             "(gradient %lld vs embedding "
-                                             "%s %lld)",
-                                             who, (long long)got, embed_store_name(st),
-                                             (long long)dim));
+      return train_fail(
+          pzErr,
+          sqlite3_mprintf(
+              "%s: dimension mismatch (gradient %lld vs embedding %s %lld)",
+              who, (long long)got, embed_store_name(st), (long long)dim));
     }
     *out = g.v;
     return SQLITE_OK;
   }
-  *out = (float *)sqlite3_malloc64((sqlite3_uint64)n * dim * 4);
+  *out = (float *)sqlite3_malloc64((sqlite3_uint64)n * dim * EMBED_FLOAT_BYTES);
   if (!*out) return SQLITE_NOMEM;
   if (type == SQLITE_BLOB) {
     int64_t nbytes = sqlite3_value_bytes(v);
-    if (nbytes != n * dim * 4) {
+    if (nbytes != n * dim * EMBED_FLOAT_BYTES) {
       return train_fail(
-          pzErr, sqlite3_mprintf("%s: gradient BLOB has %lld "
-                                 "bytes, expected %lld ids x %lld "
-                                 "floats = %lld",
-                                 who, (long long)nbytes, (long long)n,
-                                 (long long)dim, (long long)(n * dim * 4)));
+          pzErr,
+          sqlite3_mprintf(
+              "%s: gradient BLOB has %lld bytes, expected %lld ids x %lld floats = %lld",
+              who, (long long)nbytes, (long long)n, (long long)dim,
+              (long long)(n * dim * EMBED_FLOAT_BYTES)));
     }
     if (embed_blob_decode(sqlite3_value_blob(v), n * dim, *out, &err)) {
       *pzErr = embed_error_text(who, &err);
@@ -222,25 +230,26 @@ static int train_read_grads(embed_store *st, const char *who, sqlite3_value *v,
     if (embed_json_parse_floats(text, len, 1, *out, n * dim, &rows, &cols,
                                 &err)) {
       if (err.code == EMBED_E_TOO_LONG)
-        return train_fail(pzErr,
-                        sqlite3_mprintf("%s: gradients have more "
-                                        "than %lld ids x %lld floats",
-                                        who, (long long)n, (long long)dim));
+        return train_fail(
+            pzErr, sqlite3_mprintf(
+                       "%s: gradients have more than %lld ids x %lld floats",
+                       who, (long long)n, (long long)dim));
       *pzErr = embed_error_text(who, &err);
       return *pzErr ? SQLITE_ERROR : SQLITE_NOMEM;
     }
     if (rows != n || cols != dim)
-      return train_fail(pzErr,
-                      sqlite3_mprintf("%s: gradients are %lld x %lld, "
-                                      "expected %lld ids x %lld",
-                                      who, (long long)rows, (long long)cols,
-                                      (long long)n, (long long)dim));
+      return train_fail(
+          pzErr,
+          sqlite3_mprintf(
+              "%s: gradients are %lld x %lld, expected %lld ids x %lld", who,
+              (long long)rows, (long long)cols, (long long)n, (long long)dim));
     return SQLITE_OK;
   }
-  return train_fail(pzErr, sqlite3_mprintf("%s: gradients must be a BLOB of n "
-                                         "x D float32 or a JSON array of "
-                                         "arrays, got %s",
-                                         who, embed_type_name(type)));
+  return train_fail(
+      pzErr,
+      sqlite3_mprintf(
+          "%s: gradients must be a BLOB of n x D float32 or a JSON array of arrays, got %s",
+          who, embed_type_name(type)));
 }
 
 static int train_is_padding(embed_store *st, int64_t id) {
@@ -269,8 +278,8 @@ typedef struct train_batch {
 
 /* Row id's optimizer state into state (n floats); a row never stepped
 ** gets the optimizer's initial state. */
-static int train_read_state(embed_store *st, int64_t id, float *state, int64_t n,
-                      char **pzErr) {
+static int train_read_state(embed_store *st, int64_t id, float *state,
+                            int64_t n, char **pzErr) {
   int rc = embed_store_state_read(st, id, state, n, pzErr);
   if (rc == SQLITE_NOTFOUND) {
     const embed_config *cfg = embed_store_config(st);
@@ -282,8 +291,8 @@ static int train_read_state(embed_store *st, int64_t id, float *state, int64_t n
 
 /* One optimizer step on row id (already read into the batch's next slot)
 ** with the coalesced gradient g; fails if a result is not finite. */
-static int train_step_row(embed_store *st, const char *who, train_batch *b, int64_t id,
-                    float *g, double lr, char **pzErr) {
+static int train_step_row(embed_store *st, const char *who, train_batch *b,
+                          int64_t id, float *g, double lr, char **pzErr) {
   float *w = b->rows + b->n * b->dim;
   float *state = b->states ? b->states + b->n * b->state_size : 0;
   int64_t bad;
@@ -293,9 +302,17 @@ static int train_step_row(embed_store *st, const char *who, train_batch *b, int6
                        b->dim);
   bad = embed_first_nonfinite(w, b->dim);
   if (bad >= 0)
-    return train_fail(pzErr, sqlite3_mprintf("%s: the step makes element %lld of id %lld not finite; nothing was changed", who, (long long)bad, (long long)id));
+    return train_fail(
+        pzErr,
+        sqlite3_mprintf(
+            "%s: the step makes element %lld of id %lld not finite; nothing was changed",
+            who, (long long)bad, (long long)id));
   if (state && embed_first_nonfinite(state, b->state_size) >= 0)
-    return train_fail(pzErr, sqlite3_mprintf("%s: the step makes the optimizer state of id %lld not finite; nothing was changed", who, (long long)id));
+    return train_fail(
+        pzErr,
+        sqlite3_mprintf(
+            "%s: the step makes the optimizer state of id %lld not finite; nothing was changed",
+            who, (long long)id));
   b->ids[b->n++] = id;
   return SQLITE_OK;
 }
@@ -303,7 +320,7 @@ static int train_step_row(embed_store *st, const char *who, train_batch *b, int6
 /* Write the batch: rows, optimizer states, step count (inside the call's
 ** transaction, see train_call_begin). */
 static int train_write_batch(embed_store *st, const train_batch *b, int *wrote,
-                       char **pzErr) {
+                             char **pzErr) {
   int64_t i;
   int rc = SQLITE_OK;
   if (b->n > 1) { /* in place, through one blob handle */
@@ -364,9 +381,10 @@ static int train_call_begin(embed_store *st, int several, int *mode) {
 
 /* wrote: some write of the call succeeded before rc. */
 static int train_call_end(embed_store *st, int mode, int rc, int wrote,
-                    const char *who, char **pzErr) {
+                          const char *who, char **pzErr) {
   sqlite3 *db = embed_store_db(st);
-  if (mode == TRAIN_CALL_TRANSACTION && rc == SQLITE_OK) rc = embed_store_commit(st);
+  if (mode == TRAIN_CALL_TRANSACTION && rc == SQLITE_OK)
+    rc = embed_store_commit(st);
   if (rc == SQLITE_OK || mode == TRAIN_CALL_NONE) return rc;
   if (mode == TRAIN_CALL_TRANSACTION) { /* the call's alone: end it */
     if (!*pzErr)
@@ -386,8 +404,8 @@ static int train_call_end(embed_store *st, int mode, int rc, int wrote,
 /* Sum the gradients of the group order[i..j) (one id) into the slot of
 ** the group's first occurrence, divided by the count with
 ** scale_grad_by_freq (each gradient divided, then summed, as torch). */
-static float *train_coalesce(embed_store *st, float *grads, const train_id_pos *order,
-                       int64_t i, int64_t j) {
+static float *train_coalesce(embed_store *st, float *grads,
+                             const train_id_pos *order, int64_t i, int64_t j) {
   const embed_config *cfg = embed_store_config(st);
   int64_t dim = cfg->dim, count = j - i, k, e;
   float *gsum = grads + order[i].pos * dim;
@@ -436,16 +454,16 @@ void embed_train_update(sqlite3_context *ctx, embed_store *st,
   rc = embed_number_from_value(lrv, who, "lr", &lr, &zErr);
   if (rc == SQLITE_OK && lr < 0)
     rc = train_fail(&zErr,
-                  sqlite3_mprintf("%s: invalid learning rate %g", who, lr));
+                    sqlite3_mprintf("%s: invalid learning rate %g", who, lr));
   if (rc == SQLITE_OK)
     rc = train_read_grads(st, who, gradv, ids.n, ids.is_batch, &grads, &zErr);
   if (rc) goto done;
 
   rc = train_call_begin(st,
-                  ids.n > 1 || embed_optimizer_state_size(cfg, dim) > 0 ||
-                      embed_optimizer_counts_steps(cfg) ||
-                      embed_optimizer_steps_untouched_rows(cfg),
-                  &own);
+                        ids.n > 1 || embed_optimizer_state_size(cfg, dim) > 0 ||
+                            embed_optimizer_counts_steps(cfg) ||
+                            embed_optimizer_steps_untouched_rows(cfg),
+                        &own);
   if (rc) goto done;
   b.dim = dim;
   b.state_size = embed_optimizer_state_size(cfg, dim);
@@ -456,13 +474,15 @@ void embed_train_update(sqlite3_context *ctx, embed_store *st,
   }
   rc = train_untouched_rows(st, &extra, &n_extra);
   if (rc) goto done;
-  order = (train_id_pos *)sqlite3_malloc64((sqlite3_uint64)ids.n * sizeof(train_id_pos));
-  b.ids = (int64_t *)sqlite3_malloc64((sqlite3_uint64)(ids.n + n_extra) * 8);
-  b.rows =
-      (float *)sqlite3_malloc64((sqlite3_uint64)(ids.n + n_extra) * dim * 4);
+  order = (train_id_pos *)sqlite3_malloc64((sqlite3_uint64)ids.n *
+                                           sizeof(train_id_pos));
+  b.ids = (int64_t *)sqlite3_malloc64((sqlite3_uint64)(ids.n + n_extra) *
+                                      EMBED_ID_BYTES);
+  b.rows = (float *)sqlite3_malloc64((sqlite3_uint64)(ids.n + n_extra) * dim *
+                                     EMBED_FLOAT_BYTES);
   if (b.state_size)
     b.states = (float *)sqlite3_malloc64((sqlite3_uint64)(ids.n + n_extra) *
-                                         b.state_size * 4);
+                                         b.state_size * EMBED_FLOAT_BYTES);
   if (!order || !b.ids || !b.rows || (b.state_size && !b.states)) {
     rc = SQLITE_NOMEM;
     goto done;
@@ -480,22 +500,24 @@ void embed_train_update(sqlite3_context *ctx, embed_store *st,
     int64_t id = order[i].id;
     for (j = i; j < ids.n && order[j].id == id; j++) {
     }
-    rc = train_read_row(st, who, id, b.rows + b.n * dim, ids.n > 1 ? &many : 0, 1,
-                  &zErr);
+    rc = train_read_row(st, who, id, b.rows + b.n * dim, ids.n > 1 ? &many : 0,
+                        1, &zErr);
     if (rc == SQLITE_OK && !train_is_padding(st, id))
-      rc = train_step_row(st, who, &b, id, train_coalesce(st, grads, order, i, j), lr,
-                    &zErr);
+      rc = train_step_row(st, who, &b, id,
+                          train_coalesce(st, grads, order, i, j), lr, &zErr);
     order[n_groups++].id = id; /* compact: the batch's distinct ids */
   }
   /* Rows outside the batch that torch's step moves too, with g = 0. */
   for (i = 0, j = 0; rc == SQLITE_OK && i < n_extra; i++) {
     float *zero = grads; /* slot 0 is reused: zeroed below */
     while (j < n_groups && order[j].id < extra[i]) j++;
-    if ((j < n_groups && order[j].id == extra[i]) || train_is_padding(st, extra[i]))
+    if ((j < n_groups && order[j].id == extra[i]) ||
+        train_is_padding(st, extra[i]))
       continue;
-    memset(zero, 0, (size_t)dim * 4);
+    memset(zero, 0, (size_t)dim * EMBED_FLOAT_BYTES);
     rc = train_read_row(st, who, extra[i], b.rows + b.n * dim, &many, 0, &zErr);
-    if (rc == SQLITE_OK) rc = train_step_row(st, who, &b, extra[i], zero, lr, &zErr);
+    if (rc == SQLITE_OK)
+      rc = train_step_row(st, who, &b, extra[i], zero, lr, &zErr);
   }
   embed_rows_close(&many);
   if (rc == SQLITE_OK) rc = train_write_batch(st, &b, &wrote, &zErr);
@@ -536,7 +558,8 @@ void embed_train_reset(sqlite3_context *ctx, embed_store *st) {
   rc = train_call_end(st, mode, rc, wrote, who, &zErr);
   if (rc) {
     if (!zErr)
-      zErr = sqlite3_mprintf("%s: embedding %s: %s", who, embed_store_name(st), sqlite3_errstr(rc));
+      zErr = sqlite3_mprintf("%s: embedding %s: %s", who, embed_store_name(st),
+                             sqlite3_errstr(rc));
     embed_result_error(ctx, rc, zErr);
     return;
   }

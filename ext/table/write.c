@@ -49,27 +49,27 @@ static int write_id(embed_vtab *tab, sqlite3_value *old, sqlite3_value *rowid,
   }
   if (sqlite3_value_type(v) == SQLITE_INTEGER) {
     *id = sqlite3_value_int64(v);
-  } else if (sqlite3_value_type(v) == SQLITE_FLOAT && embed_value_as_id(v, id)) {
+  } else if (sqlite3_value_type(v) == SQLITE_FLOAT &&
+             embed_value_as_id(v, id)) {
     /* integral REAL: accepted as the integer it equals */
   } else {
     return embed_vtab_error(
         tab, SQLITE_MISMATCH,
-        sqlite3_mprintf("embedding %s: id must be an integer, "
-                        "got %s",
-                        name, embed_type_name(sqlite3_value_type(v))));
+        sqlite3_mprintf("embedding %s: id must be an integer, got %s", name,
+                        embed_type_name(sqlite3_value_type(v))));
   }
   if (!old && v == idcol && sqlite3_value_type(rowid) != SQLITE_NULL &&
       embed_value_as_id(rowid, &a) && a != *id)
-    return embed_vtab_error(tab, SQLITE_ERROR,
-                      sqlite3_mprintf("embedding %s: rowid %lld and id %lld "
-                                      "differ",
-                                      name, (long long)a, (long long)*id));
+    return embed_vtab_error(
+        tab, SQLITE_ERROR,
+        sqlite3_mprintf("embedding %s: rowid %lld and id %lld differ", name,
+                        (long long)a, (long long)*id));
   if (old && v == idcol && embed_value_as_id(rowid, &b) &&
       b != sqlite3_value_int64(old) && b != *id)
-    return embed_vtab_error(tab, SQLITE_ERROR,
-                      sqlite3_mprintf("embedding %s: rowid %lld and id %lld "
-                                      "differ",
-                                      name, (long long)b, (long long)*id));
+    return embed_vtab_error(
+        tab, SQLITE_ERROR,
+        sqlite3_mprintf("embedding %s: rowid %lld and id %lld differ", name,
+                        (long long)b, (long long)*id));
   return SQLITE_OK;
 }
 
@@ -81,11 +81,10 @@ static int write_vector(embed_vtab *tab, sqlite3_value *val, embed_vec *out) {
   int rc = embed_vec_from_value(val, embed_store_label(tab->st), out, &zErr);
   if (rc) return embed_vtab_error(tab, rc, zErr);
   if (out->v && out->dim != dim) {
-    rc = embed_vtab_error(tab, SQLITE_ERROR,
-                    sqlite3_mprintf("embedding %s: dimension mismatch "
-                                    "(%lld vs %lld)",
-                                    name, (long long)out->dim,
-                                    (long long)dim));
+    rc = embed_vtab_error(
+        tab, SQLITE_ERROR,
+        sqlite3_mprintf("embedding %s: dimension mismatch (%lld vs %lld)", name,
+                        (long long)out->dim, (long long)dim));
     embed_vec_free(out);
   }
   return rc;
@@ -97,7 +96,9 @@ static int write_move(embed_vtab *tab, int64_t old_id, int64_t new_id) {
   int rc = embed_store_exists(st, new_id);
   if (rc == SQLITE_OK) { /* target exists */
     if (sqlite3_vtab_on_conflict(embed_store_db(st)) != SQLITE_REPLACE)
-      return embed_vtab_error(tab, SQLITE_CONSTRAINT, sqlite3_mprintf("UNIQUE constraint failed: %s.id", embed_store_name(st)));
+      return embed_vtab_error(tab, SQLITE_CONSTRAINT,
+                              sqlite3_mprintf("UNIQUE constraint failed: %s.id",
+                                              embed_store_name(st)));
     rc = embed_store_delete(st, new_id);
     if (rc) return rc;
   } else if (rc != SQLITE_NOTFOUND) {
@@ -129,7 +130,8 @@ static int write_insert(embed_vtab *tab, int given, int64_t id,
     if (rc && zErr) rc = embed_vtab_error(tab, rc, zErr);
   }
   if (rc == SQLITE_OK && !vec.v && !raw) {
-    vec.v = (float *)sqlite3_malloc64((sqlite3_uint64)cfg->dim * EMBED_FLOAT_BYTES);
+    vec.v =
+        (float *)sqlite3_malloc64((sqlite3_uint64)cfg->dim * EMBED_FLOAT_BYTES);
     if (!vec.v) {
       rc = SQLITE_NOMEM;
     } else if (cfg->has_padding_idx && id == cfg->padding_idx) {
@@ -139,8 +141,9 @@ static int write_insert(embed_vtab *tab, int given, int64_t id,
     }
   }
   if (rc == SQLITE_OK) {
-    rc = embed_store_insert(st, id, vec.v, raw,
-                            sqlite3_vtab_on_conflict(embed_store_db(st)), &zErr);
+    rc =
+        embed_store_insert(st, id, vec.v, raw,
+                           sqlite3_vtab_on_conflict(embed_store_db(st)), &zErr);
     if (rc && zErr) rc = embed_vtab_error(tab, rc, zErr);
   }
   if (rc == SQLITE_OK) *pRowid = id;
@@ -157,7 +160,10 @@ static int write_update(embed_vtab *tab, int64_t old_id, int64_t id,
     rc = write_vector(tab, vector, &vec);
     if (rc) return rc;
     if (!vec.v)
-      return embed_vtab_error(tab, SQLITE_CONSTRAINT, sqlite3_mprintf("NOT NULL constraint failed: %s.vector", embed_store_name(tab->st)));
+      return embed_vtab_error(
+          tab, SQLITE_CONSTRAINT,
+          sqlite3_mprintf("NOT NULL constraint failed: %s.vector",
+                          embed_store_name(tab->st)));
   }
   if (id != old_id) rc = write_move(tab, old_id, id);
   if (rc == SQLITE_OK && vector_changed)
@@ -170,10 +176,15 @@ static int write_row(embed_vtab *tab, int argc, sqlite3_value **argv,
                      sqlite_int64 *pRowid) {
   int64_t id = 0;
   int given = 0, rc;
-  if (argc == 1) return embed_store_delete(tab->st, sqlite3_value_int64(argv[0]));
+  if (argc == 1)
+    return embed_store_delete(tab->st, sqlite3_value_int64(argv[0]));
   if (sqlite3_value_type(argv[2 + COL_DISTANCE]) != SQLITE_NULL ||
       sqlite3_value_type(argv[2 + COL_K]) != SQLITE_NULL)
-    return embed_vtab_error(tab, SQLITE_ERROR, sqlite3_mprintf("embedding %s: distance and k are search columns and cannot be written", embed_store_name(tab->st)));
+    return embed_vtab_error(
+        tab, SQLITE_ERROR,
+        sqlite3_mprintf(
+            "embedding %s: distance and k are search columns and cannot be written",
+            embed_store_name(tab->st)));
   rc = write_id(tab, sqlite3_value_type(argv[0]) == SQLITE_NULL ? 0 : argv[0],
                 argv[1], argv[2 + COL_ID], &given, &id);
   if (rc) return rc;

@@ -54,18 +54,16 @@ char *embed_error_text(const char *who, const embed_error *err) {
                              nonfinite[err->b == 0 ? 0 : (err->b > 0 ? 1 : 2)]);
     case EMBED_E_JSON:
       return sqlite3_mprintf(
-          "%s: malformed JSON vector at offset %lld "
-          "(expected %s)",
-          who, (long long)err->a, err->what);
+          "%s: malformed JSON vector at offset %lld (expected %s)", who,
+          (long long)err->a, err->what);
     case EMBED_E_RAGGED:
       return sqlite3_mprintf("%s: row %lld has %lld elements, expected %lld",
                              who, (long long)err->a, (long long)err->b,
                              (long long)err->c);
     case EMBED_E_NOT_INTEGER:
       return sqlite3_mprintf(
-          "%s: id %lld of the JSON array is not a 64-bit "
-          "integer",
-          who, (long long)err->a);
+          "%s: id %lld of the JSON array is not a 64-bit integer", who,
+          (long long)err->a);
     case EMBED_E_MESSAGE:
       return sqlite3_mprintf("%s: %s", who, err->text);
     case EMBED_E_TOO_MANY:
@@ -168,8 +166,7 @@ int embed_exec(sqlite3 *db, char *zSql) {
   return rc;
 }
 
-int embed_prepare(sqlite3 *db, char *zSql, unsigned flags,
-                  sqlite3_stmt **out) {
+int embed_prepare(sqlite3 *db, char *zSql, unsigned flags, sqlite3_stmt **out) {
   int rc;
   *out = 0;
   if (!zSql) return SQLITE_NOMEM;

@@ -46,7 +46,6 @@ int embed_value_as_id(sqlite3_value *v, int64_t *id);
 ** memory; it is freed here) to completion, as sqlite3_exec does. */
 int embed_exec(sqlite3 *db, char *zSql);
 /* Prepare a statement from sqlite3_mprintf'd SQL (freed here). */
-int embed_prepare(sqlite3 *db, char *zSql, unsigned flags,
-                  sqlite3_stmt **out);
+int embed_prepare(sqlite3 *db, char *zSql, unsigned flags, sqlite3_stmt **out);
 
 #endif /* EMBED_VALUE_H */

@@ -1,0 +1,65 @@
+/*
+** table/store_int.h - private to the storage layer (store.c,
+** store_schema.c): the store's fields, its statement cache and the
+** helpers both files use. Nothing outside the storage layer includes it;
+** table/store.h is the layer's interface.
+*/
+#ifndef EMBED_STORE_INT_H
+#define EMBED_STORE_INT_H
+
+#include "table/store.h"
+
+/* The shadow tables (store_schema.c spells their names and DDL). */
+enum { SHADOW_CONFIG, SHADOW_VECTORS, SHADOW_STATE, STORE_N_SHADOW };
+/* The cached statements; each names at most one table, given by `on`. */
+enum { ON_NONE = STORE_N_SHADOW, ON_SCHEMA, STORE_N_NAMES };
+typedef enum store_stmt {
+  STMT_READ,
+  STMT_WRITE,
+  STMT_INSERT, /* the three conflict modes of INSERT */
+  STMT_INSERT_REPLACE,
+  STMT_INSERT_IGNORE,
+  STMT_DELETE,
+  STMT_MOVE,
+  STMT_MAXID,
+  STMT_COUNT,
+  STMT_STATE_READ,
+  STMT_STATE_WRITE,
+  STMT_STATE_DELETE,
+  STMT_STATE_MOVE,
+  STMT_STATE_CLEAR,
+  STMT_STEP_READ,
+  STMT_STEP_WRITE,
+  STMT_CONFIG_WRITE,
+  STMT_DATA_VERSION,
+  STMT_SCHEMA_VERSION,
+  STMT_ROLLBACK,
+  STORE_N_STMT
+} store_stmt;
+
+struct embed_store {
+  sqlite3 *db;
+  char *schema, *name;
+  char *label;                /* "embedding NAME", the prefix of errors */
+  char *names[STORE_N_NAMES]; /* "S"."T_suffix" per shadow table, "S" */
+  char *vectors_table;        /* T_vectors, for sqlite3_blob_open */
+  embed_config cfg;
+  sqlite3_stmt *stmt[STORE_N_STMT];
+  int64_t writes; /* in-place vector writes (store_rows.c) */
+};
+
+#define STORE_PREPARE_FLAGS (SQLITE_PREPARE_PERSISTENT | SQLITE_PREPARE_NO_VTAB)
+/* Prepare zSql (sqlite3_mprintf'd, NULL when out of memory; freed here)
+** into *slot, unless *rc already holds an error. Returns *rc. */
+int store_prepare(embed_store *st, sqlite3_stmt **slot, char *zSql, int *rc);
+/* The cached statement `which`, prepared on first use. */
+int store_stmt_get(embed_store *st, store_stmt which, sqlite3_stmt **out);
+/* Run a write statement to completion and reset it. */
+int store_step_done(sqlite3_stmt *stmt);
+/* Bind v (dim floats) as a little-endian float32 BLOB to parameter i. */
+int store_bind_vector(sqlite3_stmt *stmt, int i, const float *v, int64_t dim);
+void store_finalize_all(embed_store *st);
+/* (Re)compute the names derived from st->schema and st->name. */
+int store_set_names(embed_store *st);
+
+#endif /* EMBED_STORE_INT_H */

@@ -1,0 +1,257 @@
+/*
+** store_schema.c - the shadow tables of an embedding table: their names
+** and DDL (spelled here once), creating them with the options and the
+** first rows, opening them again (options read back and checked, every
+** shadow table present), renaming and dropping them. Part of the storage
+** layer (table/store.h documents the layout).
+**
+** Usage:
+**
+**     rc = embed_store_open(db, "main", "tok", &cfg, 1, &st, &zErr);  // CREATE
+**     rc = embed_store_open(db, "main", "tok", 0, 0, &st, &zErr);     //
+*CONNECT
+**     rc = embed_store_rename(st, "tok2");
+**     rc = embed_store_drop(st);
+**     embed_store_close(st);
+**
+** Design: T_config holds one row per option in its stored text form
+** (core/options.c prints and parses it), so reconnecting replays the
+** options through the same parser as CREATE and a damaged row gets the
+** same precise error; options a later version adds take their defaults
+** when an older table lacks them. A table without its dim or seed, or with
+** a padding_idx out of range, refuses to open.
+*/
+#include <string.h>
+
+#include "table/store_int.h"
+
+/* The shadow tables, by suffix, with their columns. */
+static const struct {
+  const char *suffix;
+  const char *columns;
+} store_shadow[STORE_N_SHADOW] = {
+    [SHADOW_CONFIG] = {"config", "(key TEXT PRIMARY KEY, value) WITHOUT ROWID"},
+    [SHADOW_VECTORS] =
+        {"vectors",
+         "(id INTEGER PRIMARY KEY, vector BLOB NOT NULL CHECK (typeof(vector) = 'blob'))"},
+    [SHADOW_STATE] =
+        {"state",
+         "(id INTEGER PRIMARY KEY, state BLOB NOT NULL CHECK (typeof(state) = 'blob'))"},
+};
+
+int embed_store_is_shadow(const char *zSuffix) {
+  int i;
+  for (i = 0; i < STORE_N_SHADOW; i++)
+    if (sqlite3_stricmp(zSuffix, store_shadow[i].suffix) == 0) return 1;
+  return 0;
+}
+
+/* (Re)compute the names derived from schema and name. */
+int store_set_names(embed_store *st) {
+  int i;
+  for (i = 0; i < STORE_N_NAMES; i++) sqlite3_free(st->names[i]);
+  sqlite3_free(st->label);
+  sqlite3_free(st->vectors_table);
+  for (i = 0; i < STORE_N_SHADOW; i++)
+    st->names[i] = sqlite3_mprintf("\"%w\".\"%w_%s\"", st->schema, st->name,
+                                   store_shadow[i].suffix);
+  st->names[ON_NONE] = 0;
+  st->names[ON_SCHEMA] = sqlite3_mprintf("\"%w\"", st->schema);
+  st->label = sqlite3_mprintf("embedding %s", st->name);
+  st->vectors_table =
+      sqlite3_mprintf("%s_%s", st->name, store_shadow[SHADOW_VECTORS].suffix);
+  for (i = 0; i < STORE_N_NAMES; i++)
+    if (i != ON_NONE && !st->names[i]) return SQLITE_NOMEM;
+  return st->label && st->vectors_table ? SQLITE_OK : SQLITE_NOMEM;
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+/* Read the options back from T_config. */
+static int store_load_config(embed_store *st, char **pzErr) {
+  sqlite3_stmt *stmt = 0;
+  embed_error err;
+  int rc = SQLITE_OK;
+  if (store_prepare(st, &stmt,
+                    sqlite3_mprintf("SELECT key, value FROM %s",
+                                    st->names[SHADOW_CONFIG]),
+                    &rc)) {
+    if (rc != SQLITE_NOMEM)
+      *pzErr = sqlite3_mprintf("embedding %s: cannot read %s_config: %s",
+                               st->name, st->name, sqlite3_errmsg(st->db));
+    return rc;
+  }
+  embed_config_defaults(&st->cfg);
+  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    const char *key = (const char *)sqlite3_column_text(stmt, 0);
+    const char *value = (const char *)sqlite3_column_text(stmt, 1);
+    if (key && sqlite3_stricmp(key, "step") == 0) continue; /* training */
+    if (!key || !value || embed_config_apply(&st->cfg, key, value, &err)) {
+      if (!key || !value) embed_error_set(&err, "NULL key or value");
+      *pzErr = sqlite3_mprintf("embedding %s: corrupt %s_config: %s", st->name,
+                               st->name, err.text);
+      sqlite3_finalize(stmt);
+      return SQLITE_CORRUPT_VTAB;
+    }
+  }
+  sqlite3_finalize(stmt);
+  if (rc != SQLITE_DONE) return rc;
+  if (st->cfg.has_padding_idx &&
+      (st->cfg.padding_idx < 0 ||
+       (st->cfg.num_embeddings > 0 &&
+        st->cfg.padding_idx >= st->cfg.num_embeddings))) {
+    *pzErr = sqlite3_mprintf(
+        "embedding %s: corrupt %s_config: padding_idx %lld out of range",
+        st->name, st->name, (long long)st->cfg.padding_idx);
+    return SQLITE_CORRUPT_VTAB;
+  }
+  /* dim and seed are required; an option added in a later version takes
+  ** its default when an older table lacks it */
+  if (!(st->cfg.seen & 1u) || !st->cfg.has_seed) {
+    *pzErr =
+        sqlite3_mprintf("embedding %s: corrupt %s_config: %s missing", st->name,
+                        st->name, st->cfg.has_seed ? "dim" : "seed");
+    return SQLITE_CORRUPT_VTAB;
+  }
+  return SQLITE_OK;
+}
+
+/* Do the other shadow tables exist as tables? (T_config was just read.) */
+static int store_check_shadow(embed_store *st, char **pzErr) {
+  sqlite3_stmt *stmt = 0;
+  int i, rc = SQLITE_OK;
+  store_prepare(
+      st, &stmt,
+      sqlite3_mprintf(
+          "SELECT 1 FROM %s.sqlite_schema WHERE type = 'table' AND name = ?1",
+          st->names[ON_SCHEMA]),
+      &rc);
+  for (i = 0; rc == SQLITE_OK && i < STORE_N_SHADOW; i++) {
+    char *name;
+    if (i == SHADOW_CONFIG) continue;
+    name = sqlite3_mprintf("%s_%s", st->name, store_shadow[i].suffix);
+    if (!name) {
+      rc = SQLITE_NOMEM;
+      break;
+    }
+    sqlite3_bind_text(stmt, 1, name, -1, sqlite3_free);
+    if (sqlite3_step(stmt) != SQLITE_ROW) {
+      *pzErr = sqlite3_mprintf("embedding %s: shadow table %s_%s is missing",
+                               st->name, st->name, store_shadow[i].suffix);
+      rc = *pzErr ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
+    }
+    sqlite3_reset(stmt);
+  }
+  sqlite3_finalize(stmt);
+  return rc;
+}
+
+/* Create the shadow tables, store the options, create rows 0..N-1. */
+static int store_create(embed_store *st) {
+  sqlite3_stmt *stmt;
+  float *row = 0;
+  int rc = SQLITE_OK, i;
+  int64_t id;
+  for (i = 0; rc == SQLITE_OK && i < STORE_N_SHADOW; i++)
+    rc = embed_exec(st->db, sqlite3_mprintf("CREATE TABLE %s%s", st->names[i],
+                                            store_shadow[i].columns));
+  if (rc == SQLITE_OK) rc = store_stmt_get(st, STMT_CONFIG_WRITE, &stmt);
+  for (i = 0; rc == SQLITE_OK && i <= embed_config_count(); i++) {
+    char value[64] = "0"; /* the row after the options: step = 0 */
+    if (i < embed_config_count() && !embed_config_applies(&st->cfg, i))
+      continue; /* another optimizer's hyperparameter */
+    if (i < embed_config_count())
+      embed_config_value(&st->cfg, i, value, sizeof(value));
+    sqlite3_bind_text(stmt, 1,
+                      i < embed_config_count() ? embed_config_key(i) : "step",
+                      -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 2, value, -1, SQLITE_TRANSIENT);
+    rc = store_step_done(stmt);
+  }
+  if (rc || st->cfg.num_embeddings == 0) return rc;
+
+  rc = store_stmt_get(st, STMT_INSERT, &stmt);
+  if (rc) return rc;
+  row = (float *)sqlite3_malloc64((sqlite3_uint64)st->cfg.dim *
+                                  EMBED_FLOAT_BYTES);
+  if (!row) return SQLITE_NOMEM;
+  for (id = 0; rc == SQLITE_OK && id < st->cfg.num_embeddings; id++) {
+    if (st->cfg.has_padding_idx && id == st->cfg.padding_idx)
+      memset(row, 0, (size_t)st->cfg.dim * EMBED_FLOAT_BYTES);
+    else
+      embed_initial_row(st->cfg.init, (uint64_t)st->cfg.seed, id, row,
+                        st->cfg.dim);
+    sqlite3_bind_int64(stmt, 1, id);
+    rc = store_bind_vector(stmt, 2, row, st->cfg.dim);
+    if (rc == SQLITE_OK) rc = store_step_done(stmt);
+  }
+  sqlite3_free(row);
+  return rc;
+}
+
+int embed_store_open(sqlite3 *db, const char *schema, const char *name,
+                     const embed_config *cfg, int create, embed_store **out,
+                     char **pzErr) {
+  embed_store *st = (embed_store *)sqlite3_malloc64(sizeof(*st));
+  int rc;
+  *out = 0;
+  if (!st) return SQLITE_NOMEM;
+  memset(st, 0, sizeof(*st));
+  st->db = db;
+  st->schema = sqlite3_mprintf("%s", schema);
+  st->name = sqlite3_mprintf("%s", name);
+  rc = st->schema && st->name ? store_set_names(st) : SQLITE_NOMEM;
+  if (rc == SQLITE_OK && create) {
+    st->cfg = *cfg;
+    rc = store_create(st);
+    if (rc && rc != SQLITE_NOMEM)
+      *pzErr =
+          sqlite3_mprintf("embedding %s: %s", st->name, sqlite3_errmsg(db));
+  } else if (rc == SQLITE_OK) {
+    rc = store_load_config(st, pzErr);
+    if (rc == SQLITE_OK) rc = store_check_shadow(st, pzErr);
+  }
+  if (rc) {
+    embed_store_close(st);
+    return rc;
+  }
+  *out = st;
+  return SQLITE_OK;
+}
+
+void embed_store_close(embed_store *st) {
+  int i;
+  if (!st) return;
+  store_finalize_all(st);
+  for (i = 0; i < STORE_N_NAMES; i++) sqlite3_free(st->names[i]);
+  sqlite3_free(st->schema);
+  sqlite3_free(st->name);
+  sqlite3_free(st->label);
+  sqlite3_free(st->vectors_table);
+  sqlite3_free(st);
+}
+
+int embed_store_drop(embed_store *st) {
+  int rc = SQLITE_OK, i;
+  store_finalize_all(st);
+  for (i = 0; rc == SQLITE_OK && i < STORE_N_SHADOW; i++)
+    rc = embed_exec(st->db,
+                    sqlite3_mprintf("DROP TABLE IF EXISTS %s", st->names[i]));
+  return rc;
+}
+
+int embed_store_rename(embed_store *st, const char *zNew) {
+  char *name;
+  int rc = SQLITE_OK, i;
+  store_finalize_all(st);
+  for (i = 0; rc == SQLITE_OK && i < STORE_N_SHADOW; i++)
+    rc = embed_exec(
+        st->db, sqlite3_mprintf("ALTER TABLE %s RENAME TO \"%w_%s\"",
+                                st->names[i], zNew, store_shadow[i].suffix));
+  if (rc) return rc;
+  name = sqlite3_mprintf("%s", zNew);
+  if (!name) return SQLITE_NOMEM;
+  sqlite3_free(st->name);
+  st->name = name;
+  return store_set_names(st);
+}
