@@ -241,4 +241,27 @@ int embed_optimizer_counts_steps(const embed_config *cfg);
 ** state (sgd momentum), 2 every row (sgd weight_decay), as torch does. */
 int embed_optimizer_steps_untouched_rows(const embed_config *cfg);
 
+/* ------------------------------------------------------------------------
+** text.c: reading text: UTF-8 and decimal numbers.
+*/
+/* Length of the valid UTF-8 prefix of s[0..n): n when all of it is valid.
+** NUL, overlong forms, surrogates and code points above U+10FFFF end it. */
+int64_t embed_utf8_valid_prefix(const unsigned char *s, int64_t n);
+
+/* What embed_parse_float found. */
+typedef enum embed_num_status {
+  EMBED_NUM_OK = 0,
+  EMBED_NUM_MALFORMED,
+  EMBED_NUM_NAN,
+  EMBED_NUM_POS_INF,
+  EMBED_NUM_NEG_INF,
+  EMBED_NUM_RANGE /* finite text beyond float32 */
+} embed_num_status;
+
+/* Parse the whole of p[0..n), a decimal number such as "-1.5e-3" (no
+** blanks), into the nearest float32, whatever the locale. Returns an
+** embed_num_status; *out is set only on EMBED_NUM_OK. "nan", "inf" and
+** "infinity" (any case, signed) give their codes, not a number. */
+int embed_parse_float(const char *p, int64_t n, float *out);
+
 #endif /* EMBED_CORE_H */
