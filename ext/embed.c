@@ -8,10 +8,10 @@
 **     db.loadExtension("./embed")        -- Node (better-sqlite3)
 **     sqlite3_auto_extension((void (*)(void))sqlite3_embed_init);  -- C app
 **
-** Registers, on one connection: the `embedding` module (vtab.c), the pure
-** functions (functions.c), embed_lookup/embed_update (training.c) and
-** embed_file/embed_save (files.c). The
-** per-connection table registry is owned by the module and freed with it.
+** Registers, on one connection: the `embedding` module (table/module.c),
+** the pure functions (sql/functions.c), embed_lookup/embed_update
+** (sql/training.c) and embed_file/embed_save (io/). The per-connection
+** table registry is owned by the module and freed with it.
 */
 #include "embed.h"
 #include "table/module.h"

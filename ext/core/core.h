@@ -3,9 +3,9 @@
 ** seeded initializer, table options and optimizer steps.
 **
 ** Nothing here includes SQLite: these files compile and are unit tested
-** alone (tests/unit/unit.c), and every other layer builds on them:
+** alone (the C unit tests), and every other layer builds on them:
 **
-**     core/      vector.c kernels.c initializer.c options.c optimizer.c
+**     core/      vector.c kernels.c initializer.c options.c optimizer.c text.c
 **     value/     SQL values <-> vectors, error text          (value/value.h)
 **     table/     storage, search, name resolution, training, the module
 **     sql/       the SQL functions                          (sql/sql.h)
