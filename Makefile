@@ -229,3 +229,45 @@ format:
 
 clean:
 	rm -rf $(BUILD) embed.so libembed.a
+
+# Build tools (tools/). RUN_SQL: the SQL suite runner (if it moves, change
+# this line). LAYER_CHECKS: a subset for test-layers, as "--cycles --lines".
+.PHONY: amalgamation test-amalgamation test-layers test-tools
+RUN_SQL ?= tests/run-sql.sh
+LAYER_CHECKS ?=
+DIST = dist
+LIB_OBJ = $(patsubst ext/%.c,$(BUILD)/static/%.o,$(SRC))
+AMALG_CFLAGS = -std=gnu11 -fPIC $(WARN) $(CFLAGS)
+
+# make amalgamation: dist/embed.c (all of embed in one C file, as SQLite ships) and dist/embed.h
+amalgamation: $(DIST)/embed.c $(DIST)/embed.h
+
+$(DIST)/embed.c: $(SRC) $(HDR) tools/amalgamate.py
+	$(PYTHON) tools/amalgamate.py --cc "$(CC)" -I ext --header ext/embed.h -o $@ $(SRC)
+
+$(DIST)/embed.h: ext/embed.h
+	@mkdir -p $(dir $@)
+	cp ext/embed.h $@
+
+# No -Iext: dist/embed.c needs only sqlite3.h and sqlite3ext.h.
+$(BUILD)/amalgamation/embed.so: $(DIST)/embed.c
+	@mkdir -p $(dir $@)
+	$(CC) $(AMALG_CFLAGS) -shared -o $@ $(DIST)/embed.c $(LDLIBS)
+
+$(BUILD)/amalgamation/embed.o: $(DIST)/embed.c
+	@mkdir -p $(dir $@)
+	$(CC) $(AMALG_CFLAGS) -DSQLITE_CORE -c -o $@ $(DIST)/embed.c
+
+# make test-amalgamation: build dist/embed.c alone (loadable and -DSQLITE_CORE), run the SQL suite on it
+test-amalgamation: $(BUILD)/amalgamation/embed.so $(BUILD)/amalgamation/embed.o
+	@! grep -n '^[[:space:]]*#[[:space:]]*include[[:space:]]*"' $(DIST)/embed.c | \
+	  grep -vE '"sqlite3(ext)?\.h"' || { echo "$(DIST)/embed.c includes a local header"; exit 1; }
+	BUILD_DIR=$(BUILD)/amalgamation sh $(RUN_SQL) $(BUILD)/amalgamation/embed
+
+# make test-layers: object cycles and layer order (libembed.a), file length, shadow-table names, citations
+test-layers: libembed.a
+	$(PYTHON) tools/check_layers.py $(LAYER_CHECKS) --objdir $(BUILD)/static $(LIB_OBJ)
+
+# make test-tools: the self-test of tools/ on small made-up inputs
+test-tools:
+	$(PYTHON) tests/tools_selftest.py
