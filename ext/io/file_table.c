@@ -1,9 +1,9 @@
 /*
 ** file_table.c - the embed_file table-valued function: an eponymous-only
 ** virtual table that reads an embedding file row by row. The formats are
-** parsed in text_formats.c, binary.c and npy.c; this file plans, opens,
-** detects the format, reports errors and registers embed_file and
-** embed_save (save.c).
+** parsed in text_formats.c, binary.c and npy.c (with file_cursor.c's
+** errors and buffers); this file plans, opens, detects the format and
+** registers embed_file and embed_save (save.c).
 **
 ** Usage:
 **
@@ -84,67 +84,6 @@ typedef struct io_file_vtab {
   sqlite3_vtab base;
   embed_files_state *st;
 } io_file_vtab;
-
-/* ---------------------------------------------------------------- errors */
-
-int embed_file_error(embed_file_cursor *c, const char *where, int64_t at,
-                     const char *zFormat, ...) {
-  sqlite3_vtab *vtab = c->base.pVtab;
-  char *zWhat, *zMsg = 0;
-  va_list ap;
-  va_start(ap, zFormat);
-  zWhat = sqlite3_vmprintf(zFormat, ap);
-  va_end(ap);
-  if (zWhat) {
-    if (where)
-      zMsg = sqlite3_mprintf("embed_file: '%s' %s %lld: %s", c->path, where,
-                             (long long)at, zWhat);
-    else
-      zMsg = sqlite3_mprintf("embed_file: %s", zWhat);
-  }
-  sqlite3_free(zWhat);
-  sqlite3_free(vtab->zErrMsg);
-  vtab->zErrMsg = zMsg;
-  return zMsg ? SQLITE_ERROR : SQLITE_NOMEM;
-}
-
-int embed_file_read_error(embed_file_cursor *c) {
-  return embed_file_error(c, 0, 0, "cannot read '%s' at byte %lld: %s", c->path,
-                          (long long)(c->r.base + c->r.end),
-                          strerror(c->r.io_errno));
-}
-
-const char *embed_nonfinite_name(int code) {
-  return code == EMBED_NUM_NAN ? "NaN"
-                               : (code == EMBED_NUM_POS_INF ? "+Inf" : "-Inf");
-}
-
-const char *embed_file_quote(const char *p, int64_t n, char *out) {
-  int64_t i = 0, len = 0, lim = n > IO_QUOTE_MAX ? IO_QUOTE_MAX : n;
-  while (i < lim) {
-    unsigned char ch = (unsigned char)p[i];
-    int64_t ok = ch >= 0x80
-                     ? embed_utf8_valid_prefix((const unsigned char *)p + i,
-                                               n - i < 4 ? n - i : 4)
-                     : 0;
-    if (ch >= 0x80 && ok > 0) {
-      int64_t k = 1;
-      while (k < ok && ((unsigned char)p[i + k] & 0xC0) == 0x80) k++;
-      memcpy(out + len, p + i, (size_t)k);
-      len += k;
-      i += k;
-    } else {
-      out[len++] = (ch < 0x20 || ch == 0x7F || ch >= 0x80) ? '?' : (char)ch;
-      i++;
-    }
-  }
-  if (n > lim) {
-    memcpy(out + len, "...", 3);
-    len += 3;
-  }
-  out[len] = 0;
-  return out;
-}
 
 /* ------------------------------------------------------------ the table */
 
@@ -255,12 +194,6 @@ static int fileClose(sqlite3_vtab_cursor *cur) {
   file_cursor_reset((embed_file_cursor *)cur);
   sqlite3_free(cur);
   return SQLITE_OK;
-}
-
-int embed_file_alloc_vectors(embed_file_cursor *c) {
-  c->vec = sqlite3_malloc64((sqlite3_uint64)c->dim * sizeof(float));
-  c->own_blob = sqlite3_malloc64((sqlite3_uint64)c->dim * EMBED_FLOAT_BYTES);
-  return (c->vec && c->own_blob) ? SQLITE_OK : SQLITE_NOMEM;
 }
 
 /* Is p[0..n) clean text: valid UTF-8 without control bytes but tab and CR?
