@@ -85,4 +85,3 @@ int embed_file_alloc_vectors(embed_file_cursor *c) {
   c->own_blob = sqlite3_malloc64((sqlite3_uint64)c->dim * EMBED_FLOAT_BYTES);
   return (c->vec && c->own_blob) ? SQLITE_OK : SQLITE_NOMEM;
 }
-
