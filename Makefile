@@ -58,18 +58,18 @@ $(BUILD)/asan/embed.so: $(SRC) $(HDR)
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 -fPIC $(WARN) $(SAN_FLAGS) -Iext -shared -o $@ $(SRC) $(LDLIBS)
 
-$(BUILD)/unit: tests/unit.c $(PURE_SRC) $(HDR)
+$(BUILD)/unit: tests/unit/unit.c $(PURE_SRC) $(HDR)
 	@mkdir -p $(dir $@)
-	$(CC) -std=gnu11 $(WARN) -O1 -g -Iext -o $@ tests/unit.c $(PURE_SRC) $(LDLIBS)
+	$(CC) -std=gnu11 $(WARN) -O1 -g -Iext -o $@ tests/unit/unit.c $(PURE_SRC) $(LDLIBS)
 
-$(BUILD)/unit-asan: tests/unit.c $(PURE_SRC) $(HDR)
+$(BUILD)/unit-asan: tests/unit/unit.c $(PURE_SRC) $(HDR)
 	@mkdir -p $(dir $@)
-	$(CC) -std=gnu11 $(WARN) $(SAN_FLAGS) -Iext -o $@ tests/unit.c $(PURE_SRC) $(LDLIBS)
+	$(CC) -std=gnu11 $(WARN) $(SAN_FLAGS) -Iext -o $@ tests/unit/unit.c $(PURE_SRC) $(LDLIBS)
 
 # A C app linking the static library (here against the system SQLite).
-$(BUILD)/static_app: tests/static_app.c libembed.a
+$(BUILD)/static_app: tests/unit/static_app.c libembed.a
 	@mkdir -p $(dir $@)
-	$(CC) -std=gnu11 $(WARN) -O1 -Iext -o $@ tests/static_app.c libembed.a -lsqlite3 $(LDLIBS)
+	$(CC) -std=gnu11 $(WARN) -O1 -Iext -o $@ tests/unit/static_app.c libembed.a -lsqlite3 $(LDLIBS)
 
 test-static: $(BUILD)/static_app
 	$(BUILD)/static_app
@@ -96,8 +96,8 @@ $(NODE_PKG):
 node-deps:
 	@if command -v node >/dev/null 2>&1 && command -v $(NPM) >/dev/null 2>&1; then \
 	  $(MAKE) --no-print-directory $(NODE_PKG) || \
-	    echo "make test: better-sqlite3 not installed; tests/test_node.py will skip"; \
-	else echo "make test: no node/npm; tests/test_node.py will skip"; fi
+	    echo "make test: better-sqlite3 not installed; tests/py/test_node.py will skip"; \
+	else echo "make test: no node/npm; tests/py/test_node.py will skip"; fi
 
 # The whole Python suite against the current SQLite release, built from the
 # amalgamation inside better-sqlite3's npm package.
@@ -105,25 +105,25 @@ test-newer-sqlite: node-deps embed.so
 	@sh tests/newer-sqlite.sh --python || { rc=$$?; [ $$rc -eq 77 ] && \
 	  echo "make test: newer SQLite skipped (no better-sqlite3 package)" || exit $$rc; }
 
-# Reliability (tests/oom.c, tests/ioerr.c, tests/defensive.c, fuzz/): each
+# Reliability (tests/robust/oom.c, tests/robust/ioerr.c, tests/robust/defensive.c, fuzz/): each
 # prints its figure; `make fuzz` runs them longer.
 ROBUST_LIBS = $(SQLITE_A) -lm -lpthread -ldl
 
-$(BUILD)/oom: tests/oom.c libembed.a
+$(BUILD)/oom: tests/robust/oom.c libembed.a
 	@mkdir -p $(dir $@)
-	$(CC) -std=gnu11 $(WARN) -O1 -g -Iext -o $@ tests/oom.c libembed.a $(ROBUST_LIBS)
+	$(CC) -std=gnu11 $(WARN) -O1 -g -Iext -o $@ tests/robust/oom.c libembed.a $(ROBUST_LIBS)
 
-$(BUILD)/oom-asan: tests/oom.c $(SRC) $(HDR)
+$(BUILD)/oom-asan: tests/robust/oom.c $(SRC) $(HDR)
 	@mkdir -p $(dir $@)
-	$(CC) -std=gnu11 $(WARN) $(SAN_FLAGS) -DSQLITE_CORE -Iext -o $@ tests/oom.c $(SRC) $(ROBUST_LIBS)
+	$(CC) -std=gnu11 $(WARN) $(SAN_FLAGS) -DSQLITE_CORE -Iext -o $@ tests/robust/oom.c $(SRC) $(ROBUST_LIBS)
 
-$(BUILD)/ioerr: tests/ioerr.c libembed.a
+$(BUILD)/ioerr: tests/robust/ioerr.c libembed.a
 	@mkdir -p $(dir $@)
-	$(CC) -std=gnu11 $(WARN) -O1 -g -Iext -o $@ tests/ioerr.c libembed.a $(ROBUST_LIBS)
+	$(CC) -std=gnu11 $(WARN) -O1 -g -Iext -o $@ tests/robust/ioerr.c libembed.a $(ROBUST_LIBS)
 
-$(BUILD)/defensive: tests/defensive.c
+$(BUILD)/defensive: tests/robust/defensive.c
 	@mkdir -p $(dir $@)
-	$(CC) -std=gnu11 $(WARN) -O1 -g -o $@ tests/defensive.c -lsqlite3
+	$(CC) -std=gnu11 $(WARN) -O1 -g -o $@ tests/robust/defensive.c -lsqlite3
 
 test-oom: $(BUILD)/oom
 	$(BUILD)/oom
@@ -132,7 +132,7 @@ test-ioerr: $(BUILD)/ioerr
 test-defensive: embed.so $(BUILD)/defensive
 	$(BUILD)/defensive ./embed
 test-valgrind: embed.so
-	sh tests/valgrind.sh ./embed
+	sh tests/robust/valgrind.sh ./embed
 test-fuzz:
 	SRC="$(SRC)" sh fuzz/run.sh 10
 test-robust: test-oom test-ioerr test-defensive test-valgrind test-fuzz
@@ -141,8 +141,8 @@ fuzz: embed.so $(BUILD)/oom-asan $(BUILD)/ioerr
 	ASAN_OPTIONS=detect_leaks=0 $(BUILD)/oom-asan --all
 	$(BUILD)/ioerr --long
 	EMBED_CRASH_KILLS=300 EMBED_CONCURRENCY_SECONDS=60 EMBED_EXT=$(CURDIR)/embed \
-	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/test_crash.py \
-	  tests/test_concurrency.py tests/test_corrupt.py
+	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/robust/test_crash.py \
+	  tests/robust/test_concurrency.py tests/robust/test_corrupt.py
 	SRC="$(SRC)" sh fuzz/run.sh 600
 
 demo: embed.so
@@ -152,7 +152,7 @@ test-deps:
 	@sh tests/install-deps.sh
 
 test-sql: embed.so
-	@sh tests/run-sql.sh ./embed
+	@sh tests/sql/run-sql.sh ./embed
 
 test-unit: $(BUILD)/unit
 	$(BUILD)/unit
@@ -168,7 +168,7 @@ ASAN_ENV = LD_PRELOAD="$(ASAN_LIB) $(UBSAN_LIB)" \
 
 test-asan: $(BUILD)/asan/embed.so $(BUILD)/unit-asan
 	$(BUILD)/unit-asan
-	$(ASAN_ENV) sh tests/run-sql.sh $(CURDIR)/$(BUILD)/asan/embed
+	$(ASAN_ENV) sh tests/sql/run-sql.sh $(CURDIR)/$(BUILD)/asan/embed
 	$(ASAN_ENV) EMBED_EXT=$(CURDIR)/$(BUILD)/asan/embed \
 	  $(PYTHON) -m pytest -q -p no:cacheprovider tests
 
@@ -225,7 +225,7 @@ uninstall:
 	  rm -f $(DESTDIR)$(LOADER_DIR)/embed.so; fi
 
 format:
-	clang-format -i ext/*.c ext/*.h ext/*/*.c ext/*/*.h tests/*.c examples/*.c bench/*.c fuzz/*.c fuzz/*.h
+	clang-format -i ext/*.c ext/*.h ext/*/*.c ext/*/*.h tests/*/*.c examples/*.c bench/*.c fuzz/*.c fuzz/*.h
 
 clean:
 	rm -rf $(BUILD) embed.so libembed.a

@@ -19,7 +19,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import HERE, from_blob, to_blob
+from conftest import ROOT, from_blob, one, to_blob
 
 torch.set_num_threads(1)
 
@@ -30,10 +30,6 @@ def randvec(rng, dim, scale=1.0):
     return (rng.standard_normal(dim) * scale).astype(np.float32)
 
 
-def one(conn, sql, *params):
-    return conn.execute(sql, params).fetchone()[0]
-
-
 def t64(a):
     return torch.from_numpy(np.asarray(a, dtype=np.float64))
 
@@ -42,7 +38,7 @@ def t64(a):
 
 
 def test_version_matches_header(db):
-    header = open(os.path.join(os.path.dirname(HERE), "ext", "embed.h")).read()
+    header = open(os.path.join(ROOT, "ext", "embed.h")).read()
     version = re.search(r'#define EMBED_VERSION "([^"]+)"', header).group(1)
     assert one(db, "SELECT embed_version()") == version
     assert one(db, "SELECT typeof(embed_version())") == "text"

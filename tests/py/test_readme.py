@@ -9,8 +9,7 @@ import os
 import re
 import subprocess
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EXT = os.environ.get("EMBED_EXT", os.path.join(ROOT, "embed"))
+from conftest import EXT, ROOT
 
 
 def sections():

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import connect, file_hash, qident, rows, to_blob
+from conftest import connect, f32, file_hash, qident, rows, to_blob
 
 NAN, INF = float("nan"), float("inf")
 
@@ -38,10 +38,6 @@ def fdb(file_db, db_path):
             return str(info.value)
 
     return Fdb()
-
-
-def f32(*x):
-    return to_blob(np.array(x, dtype=np.float32))
 
 
 def nan_blob(n, at, value):

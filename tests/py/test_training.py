@@ -22,16 +22,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import error_of, from_blob, row, to_blob, weights
+from conftest import error_of, from_blob, one, row, to_blob, weights
 
 torch.set_num_threads(1)
 
 RTOL = ATOL = 1e-6
 N, D = 16, 6
-
-
-def one(conn, sql, *params):
-    return conn.execute(sql, params).fetchone()[0]
 
 
 def make_table(db, name="tok", **opts):
