@@ -1,4 +1,5 @@
-"""embed_file and embed_save (SPEC section 6): embedding files in and out.
+"""embed_file and embed_save: embedding files in and out (README: Files:
+word2vec, GloVe, fastText, npy).
 
 Every format is read from files written by another implementation (gensim's
 KeyedVectors.save_word2vec_format, numpy's np.save, and for the C tool's

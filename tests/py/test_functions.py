@@ -1,9 +1,9 @@
-"""SPEC section 3: the pure functions and the EmbeddingBag aggregates, on
+"""The pure functions and the EmbeddingBag aggregates (README: Functions), on
 random data, against float64 references from numpy and PyTorch.
 
-Tolerances: SPEC section 3 promises float32 math accurate to 1e-5 relative of
-a float64 reference. Reductions (dot, norm, l2, cosine) are compared with
-rtol=1e-5 plus, for dot products whose exact value may cancel to near zero,
+Tolerances: the README (Pure functions) promises results within 1e-5
+relative of a float64 reference. Reductions (dot, norm, l2, cosine) are
+compared with rtol=1e-5 plus, for dot products whose exact value may cancel to near zero,
 an absolute slack of 1e-5 * sum|a_i * b_i| (the scale of the terms). Element-wise
 results (add, sub, scale, normalize) and the aggregates are compared per
 element with rtol=1e-5 and an absolute slack of 1e-6 times the largest
@@ -406,7 +406,7 @@ def test_groups_are_independent(db):
     assert got == [(1, "[2,3]"), (2, "[10,20,30]")]
 
 
-# ----------------------------------------- additions beyond SPEC section 3
+# ------------------------- helpers for training in SQL (README: Functions)
 # embed_sigmoid, embed_log_sigmoid (torch.sigmoid, F.logsigmoid on a number)
 # and embed_stack (torch.stack of a group's vectors), from ext/functions.c.
 

@@ -1,5 +1,5 @@
 """The PyTorch oracle: training inside the database, step for step as
-PyTorch does it (SPEC sections 4 and 5, the optimizer table options).
+PyTorch does it (README: Lookup and training, Optimizers).
 
 Every case runs the same random batches through two implementations:
 
