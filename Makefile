@@ -6,7 +6,43 @@
 #   make bench      speed against a plain table (figures go in the README)
 #   make install    install embed.so so that `.load embed` works anywhere
 #   make libembed.a the static library for apps that ship SQLite
-#   make clean
+#   make clean      remove embed.so, libembed.a and build/
+#
+# More:
+#
+#   make uninstall          remove what make install installed
+#   make amalgamation       write dist/embed.c and dist/embed.h (one-file build)
+#   make format             apply .clang-format to every C file
+#   make help               print this list
+#   make bench-knn          the similarity-search benchmark alone
+#   make bench-files        the embedding-file benchmark alone
+#
+# The suites, in the order make test runs them; each is a quick loop alone.
+# make test stops at the first that fails, ends with the suites that passed,
+# were skipped or failed, and leaves out those in SKIP="test-fuzz ...":
+#
+#   make check-format       fail when a C file differs from .clang-format
+#   make test-unit          C unit tests of the pure core (tests/unit/unit.c)
+#   make test-static        a C app linking libembed.a and the system SQLite
+#   make test-app           examples/app.c with SQLite linked in statically
+#   make test-sql           tests/sql/*.sql through the sqlite3 shell vs *.expected
+#   make test-python        the pytest suites of tests/py/ and tests/robust/
+#   make test-node          examples/quickstart.js on Node (skipped without node)
+#   make test-asan          test-unit, test-sql and test-python, ASan + UBSan
+#   make test-newer-sqlite  test-sql and test-python on SQLite 3.53
+#   make test-oom           fail each allocation in turn (tests/robust/oom.c)
+#   make test-ioerr         fail each I/O call in turn (tests/robust/ioerr.c)
+#   make test-defensive     SQLite's defensive mode (tests/robust/defensive.c)
+#   make test-valgrind      test-sql under valgrind memcheck
+#   make test-fuzz          each libFuzzer harness of fuzz/ for 10 seconds
+#
+# Around them:
+#
+#   make test-deps          install what the suites need when it is missing
+#   make node-deps          npm-install better-sqlite3@12 into build/node
+#   make test-robust        test-oom to test-fuzz above, in a row
+#   make fuzz               the robustness harnesses for longer (~15 minutes)
+#   make test-layers        dependency checks between the layers of ext/
 
 PREFIX     ?= /usr/local
 LIBDIR     ?= $(PREFIX)/lib
@@ -36,7 +72,14 @@ BUILD = build
 .PHONY: all demo test bench install uninstall clean test-deps test-sql \
         test-unit test-python test-asan test-static format bench-knn \
         test-app node-deps test-newer-sqlite bench-files \
-        test-oom test-ioerr test-defensive test-valgrind test-fuzz test-robust fuzz
+        test-oom test-ioerr test-defensive test-valgrind test-fuzz test-robust fuzz \
+        test-node check-format help
+
+# What a suite target runs last: records in $(SUITES_LOG) that it passed, or
+# (`$(call skipped,why)`) that it was skipped; make test's summary reads it.
+SUITES_LOG = $(BUILD)/suites.log
+passed = mkdir -p $(BUILD) && echo "passed $@" >> $(SUITES_LOG)
+skipped = mkdir -p $(BUILD) && echo "skipped $@ ($(1))" >> $(SUITES_LOG)
 
 all: embed.so
 
@@ -58,21 +101,22 @@ $(BUILD)/asan/embed.so: $(SRC) $(HDR)
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 -fPIC $(WARN) $(SAN_FLAGS) -Iext -shared -o $@ $(SRC) $(LDLIBS)
 
-$(BUILD)/unit: tests/unit.c $(PURE_SRC) $(HDR)
+$(BUILD)/unit: tests/unit/unit.c $(PURE_SRC) $(HDR)
 	@mkdir -p $(dir $@)
-	$(CC) -std=gnu11 $(WARN) -O1 -g -Iext -o $@ tests/unit.c $(PURE_SRC) $(LDLIBS)
+	$(CC) -std=gnu11 $(WARN) -O1 -g -Iext -o $@ tests/unit/unit.c $(PURE_SRC) $(LDLIBS)
 
-$(BUILD)/unit-asan: tests/unit.c $(PURE_SRC) $(HDR)
+$(BUILD)/unit-asan: tests/unit/unit.c $(PURE_SRC) $(HDR)
 	@mkdir -p $(dir $@)
-	$(CC) -std=gnu11 $(WARN) $(SAN_FLAGS) -Iext -o $@ tests/unit.c $(PURE_SRC) $(LDLIBS)
+	$(CC) -std=gnu11 $(WARN) $(SAN_FLAGS) -Iext -o $@ tests/unit/unit.c $(PURE_SRC) $(LDLIBS)
 
 # A C app linking the static library (here against the system SQLite).
-$(BUILD)/static_app: tests/static_app.c libembed.a
+$(BUILD)/static_app: tests/unit/static_app.c libembed.a
 	@mkdir -p $(dir $@)
-	$(CC) -std=gnu11 $(WARN) -O1 -Iext -o $@ tests/static_app.c libembed.a -lsqlite3 $(LDLIBS)
+	$(CC) -std=gnu11 $(WARN) -O1 -Iext -o $@ tests/unit/static_app.c libembed.a -lsqlite3 $(LDLIBS)
 
 test-static: $(BUILD)/static_app
 	$(BUILD)/static_app
+	@$(passed)
 
 # examples/app.c: SQLite and embed both linked in statically (Debian's
 # libsqlite3.a from libsqlite3-dev), no libsqlite3.so or embed.so needed.
@@ -85,6 +129,7 @@ $(BUILD)/app: examples/app.c libembed.a
 test-app: $(BUILD)/app
 	$(BUILD)/app $(BUILD)
 	@! ldd $(BUILD)/app | grep libsqlite3 || { echo "$(BUILD)/app links a shared SQLite"; exit 1; }
+	@$(passed)
 
 # Node: better-sqlite3@12 (v13 needs Node 22) in a git-ignored folder.
 NPM ?= npm
@@ -96,53 +141,69 @@ $(NODE_PKG):
 node-deps:
 	@if command -v node >/dev/null 2>&1 && command -v $(NPM) >/dev/null 2>&1; then \
 	  $(MAKE) --no-print-directory $(NODE_PKG) || \
-	    echo "make test: better-sqlite3 not installed; tests/test_node.py will skip"; \
-	else echo "make test: no node/npm; tests/test_node.py will skip"; fi
+	    echo "make test: better-sqlite3 not installed; test-node will skip"; \
+	else echo "make test: no node/npm; test-node will skip"; fi
+
+# tests/py/test_node.py, when node and the package are there.
+test-node: node-deps embed.so
+	@if ! command -v node >/dev/null 2>&1; then $(call skipped,no node); \
+	elif [ ! -f $(NODE_PKG) ]; then $(call skipped,no better-sqlite3 package); \
+	else EMBED_EXT=$(CURDIR)/embed $(PYTHON) -m pytest -q -p no:cacheprovider \
+	  tests/py/test_node.py && $(passed); fi
 
 # The whole Python suite against the current SQLite release, built from the
 # amalgamation inside better-sqlite3's npm package.
 test-newer-sqlite: node-deps embed.so
-	@sh tests/newer-sqlite.sh --python || { rc=$$?; [ $$rc -eq 77 ] && \
-	  echo "make test: newer SQLite skipped (no better-sqlite3 package)" || exit $$rc; }
+	@sh tests/newer-sqlite.sh --python; rc=$$?; \
+	if [ $$rc -eq 0 ]; then $(passed); \
+	elif [ $$rc -eq 77 ]; then \
+	  echo "make test: newer SQLite skipped (no better-sqlite3 package)"; \
+	  $(call skipped,no better-sqlite3 package); \
+	else exit $$rc; fi
 
-# Reliability (tests/oom.c, tests/ioerr.c, tests/defensive.c, fuzz/): each
+# Reliability (tests/robust/: oom.c, ioerr.c, defensive.c; and fuzz/): each
 # prints its figure; `make fuzz` runs them longer.
 ROBUST_LIBS = $(SQLITE_A) -lm -lpthread -ldl
 
-$(BUILD)/oom: tests/oom.c libembed.a
+$(BUILD)/oom: tests/robust/oom.c libembed.a
 	@mkdir -p $(dir $@)
-	$(CC) -std=gnu11 $(WARN) -O1 -g -Iext -o $@ tests/oom.c libembed.a $(ROBUST_LIBS)
+	$(CC) -std=gnu11 $(WARN) -O1 -g -Iext -o $@ tests/robust/oom.c libembed.a $(ROBUST_LIBS)
 
-$(BUILD)/oom-asan: tests/oom.c $(SRC) $(HDR)
+$(BUILD)/oom-asan: tests/robust/oom.c $(SRC) $(HDR)
 	@mkdir -p $(dir $@)
-	$(CC) -std=gnu11 $(WARN) $(SAN_FLAGS) -DSQLITE_CORE -Iext -o $@ tests/oom.c $(SRC) $(ROBUST_LIBS)
+	$(CC) -std=gnu11 $(WARN) $(SAN_FLAGS) -DSQLITE_CORE -Iext -o $@ tests/robust/oom.c $(SRC) $(ROBUST_LIBS)
 
-$(BUILD)/ioerr: tests/ioerr.c libembed.a
+$(BUILD)/ioerr: tests/robust/ioerr.c libembed.a
 	@mkdir -p $(dir $@)
-	$(CC) -std=gnu11 $(WARN) -O1 -g -Iext -o $@ tests/ioerr.c libembed.a $(ROBUST_LIBS)
+	$(CC) -std=gnu11 $(WARN) -O1 -g -Iext -o $@ tests/robust/ioerr.c libembed.a $(ROBUST_LIBS)
 
-$(BUILD)/defensive: tests/defensive.c
+$(BUILD)/defensive: tests/robust/defensive.c
 	@mkdir -p $(dir $@)
-	$(CC) -std=gnu11 $(WARN) -O1 -g -o $@ tests/defensive.c -lsqlite3
+	$(CC) -std=gnu11 $(WARN) -O1 -g -o $@ tests/robust/defensive.c -lsqlite3
 
 test-oom: $(BUILD)/oom
 	$(BUILD)/oom
+	@$(passed)
 test-ioerr: $(BUILD)/ioerr
 	$(BUILD)/ioerr
+	@$(passed)
 test-defensive: embed.so $(BUILD)/defensive
 	$(BUILD)/defensive ./embed
+	@$(passed)
 test-valgrind: embed.so
-	sh tests/valgrind.sh ./embed
+	sh tests/robust/valgrind.sh ./embed
+	@$(passed)
 test-fuzz:
 	SRC="$(SRC)" sh fuzz/run.sh 10
+	@$(passed)
 test-robust: test-oom test-ioerr test-defensive test-valgrind test-fuzz
 
 fuzz: embed.so $(BUILD)/oom-asan $(BUILD)/ioerr
 	ASAN_OPTIONS=detect_leaks=0 $(BUILD)/oom-asan --all
 	$(BUILD)/ioerr --long
 	EMBED_CRASH_KILLS=300 EMBED_CONCURRENCY_SECONDS=60 EMBED_EXT=$(CURDIR)/embed \
-	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/test_crash.py \
-	  tests/test_concurrency.py tests/test_corrupt.py
+	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/robust/test_crash.py \
+	  tests/robust/test_concurrency.py tests/robust/test_corrupt.py
 	SRC="$(SRC)" sh fuzz/run.sh 600
 
 demo: embed.so
@@ -152,13 +213,18 @@ test-deps:
 	@sh tests/install-deps.sh
 
 test-sql: embed.so
-	@sh tests/run-sql.sh ./embed
+	@sh tests/sql/run-sql.sh ./embed
+	@$(passed)
 
 test-unit: $(BUILD)/unit
 	$(BUILD)/unit
+	@$(passed)
 
+# Every pytest suite but tests/py/test_node.py (test-node runs it).
 test-python: embed.so
-	EMBED_EXT=$(CURDIR)/embed $(PYTHON) -m pytest -q tests
+	EMBED_EXT=$(CURDIR)/embed $(PYTHON) -m pytest -q tests \
+	  --ignore=tests/py/test_node.py
+	@$(passed)
 
 ASAN_LIB = $(shell $(CC) -print-file-name=libasan.so)
 UBSAN_LIB = $(shell $(CC) -print-file-name=libubsan.so)
@@ -168,27 +234,31 @@ ASAN_ENV = LD_PRELOAD="$(ASAN_LIB) $(UBSAN_LIB)" \
 
 test-asan: $(BUILD)/asan/embed.so $(BUILD)/unit-asan
 	$(BUILD)/unit-asan
-	$(ASAN_ENV) sh tests/run-sql.sh $(CURDIR)/$(BUILD)/asan/embed
+	$(ASAN_ENV) sh tests/sql/run-sql.sh $(CURDIR)/$(BUILD)/asan/embed
 	$(ASAN_ENV) EMBED_EXT=$(CURDIR)/$(BUILD)/asan/embed \
 	  $(PYTHON) -m pytest -q -p no:cacheprovider tests
+	@$(passed)
 
-# What `make test` runs (make stops at the first failing one).
-SUITES = unit static-app app sql python asan newer-sqlite oom ioerr \
-         defensive valgrind fuzz
+# What `make test` runs, in order; it stops at the first suite that fails.
+# Each suite records its result in $(SUITES_LOG), which make test empties
+# first, and tests/summary.sh counts from it what passed and was skipped.
+TEST_SUITES = check-format test-unit test-static test-app test-sql \
+              test-python test-node test-asan test-newer-sqlite \
+              test-oom test-ioerr test-defensive test-valgrind test-fuzz
+SKIP ?=
 
-test: test-deps
-	$(MAKE) embed.so
-	$(MAKE) test-unit
-	$(MAKE) test-static
-	$(MAKE) test-app
-	$(MAKE) test-sql
-	$(MAKE) node-deps
-	$(MAKE) test-python
-	$(MAKE) test-asan
-	$(MAKE) test-newer-sqlite
-	$(MAKE) test-robust
-	@echo "make test: every suite passed"
-	@echo "suites: $(words $(SUITES)) passed, 0 failed"
+test:
+	@rm -f $(SUITES_LOG)
+	$(MAKE) --no-print-directory test-deps
+	$(MAKE) --no-print-directory embed.so
+	@failed=; for t in $(TEST_SUITES); do \
+	  case " $(SKIP) " in *" $$t "*) \
+	    mkdir -p $(BUILD); echo "skipped $$t (in SKIP)" >> $(SUITES_LOG); \
+	    continue ;; esac; \
+	  echo "$(MAKE) $$t"; \
+	  $(MAKE) --no-print-directory $$t || { failed=$$t; break; }; \
+	done; \
+	sh tests/summary.sh $(SUITES_LOG) "$(TEST_SUITES)" $$failed
 
 bench: embed.so
 	$(PYTHON) bench/bench.py
@@ -224,8 +294,19 @@ uninstall:
 	if [ -n "$(LOADER_DIR)" ] && [ -L $(DESTDIR)$(LOADER_DIR)/embed.so ]; then \
 	  rm -f $(DESTDIR)$(LOADER_DIR)/embed.so; fi
 
+# Every C file of the repository.
+C_FILES = $(sort $(shell find ext tests examples bench fuzz -name '*.[ch]'))
+
 format:
-	clang-format -i ext/*.c ext/*.h ext/*/*.c ext/*/*.h tests/*.c examples/*.c bench/*.c fuzz/*.c fuzz/*.h
+	clang-format -i $(C_FILES)
+
+check-format:
+	clang-format --dry-run --Werror $(C_FILES)
+	@$(passed)
+
+# The header of this file.
+help:
+	@sed -n -e '/^#/!q' -e 's/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
 
 clean:
 	rm -rf $(BUILD) embed.so libembed.a

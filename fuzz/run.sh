@@ -41,7 +41,7 @@ build() {
   name=$1
   case $name in
     fuzz_vector) srcs="ext/core/vector.c ext/core/kernels.c" libs="-lm" ;;
-    fuzz_options) srcs="ext/core/options.c" libs="-lm" ;;
+    fuzz_options) srcs="ext/core/options.c ext/core/vector.c" libs="-lm" ;;
     *) srcs="$SRC" libs="$SQLITE_A -lm -lpthread -ldl" ;;
   esac
   objs=""

@@ -1,32 +1,51 @@
-"""Shared fixtures and helpers of the embed Python test suite.
+"""Shared fixtures and helpers of the embed Python test suites.
 
-The suite runs under Debian's /usr/bin/python3 (its sqlite3 module can load
-extensions) with PyTorch and numpy as the numeric reference:
+pytest loads this file for every suite below tests/ (tests/py/ and
+tests/robust/), and puts tests/ on sys.path, so a suite imports the helpers
+with `from conftest import ...`. The suites run under Debian's
+/usr/bin/python3 (its sqlite3 module can load extensions) with PyTorch and
+numpy as the numeric reference:
 
-    cd /work/main && EMBED_EXT=$PWD/embed /usr/bin/python3 -m pytest -q tests
+    EMBED_EXT=$PWD/embed /usr/bin/python3 -m pytest -q tests
 
 EMBED_EXT is the extension path without its suffix (the Makefile points it at
-./embed or at build/asan/embed for the sanitizer run). Without it the suite
-loads ./embed from the repository root.
+./embed or at build/asan/embed for the sanitizer run). Without it the suites
+load embed from the repository root.
 
-Helpers (import them with `from conftest import ...`):
+Paths:
+
+    ROOT                 the repository root
+    TESTS                the tests/ folder (this file's)
+    EXT                  the extension to load (EMBED_EXT, or ROOT/embed)
+
+Helpers:
 
     connect(path)        a connection with the extension loaded, autocommit
+    one(conn, sql, ...)  the first column of the first row of a query
+    f32(*values)         float32 little-endian bytes of the values
     to_blob(array)       float32 little-endian bytes, as numpy's .tobytes()
     from_blob(bytes)     a float32 numpy array (a copy) from a vector BLOB
     file_hash(path)      sha256 of a database file's bytes
+    qident(name)         an SQL identifier, double-quoted
     row(conn, t, id)     the stored vector of one row of embedding table t
     rows(conn, t)        {id: vector} of every row of embedding table t
+    weights(conn, t, n)  rows 0..n-1 of embedding table t as a matrix
+    error_of(conn, sql)  the text of the error a statement raises
+    say(request, text)   print past pytest's output capture (a figure)
+
+Fixtures: db, db_path, file_db, rng (see each below).
 """
 import hashlib
 import os
 import sqlite3
+import struct
 
 import numpy as np
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-EXT = os.environ.get("EMBED_EXT") or os.path.join(os.path.dirname(HERE), "embed")
+TESTS = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(TESTS)
+EXT = os.environ.get("EMBED_EXT") or os.path.join(ROOT, "embed")
 
 
 def connect(path=":memory:"):
@@ -37,6 +56,23 @@ def connect(path=":memory:"):
     conn.load_extension(EXT)
     conn.enable_load_extension(False)
     return conn
+
+
+def one(conn, sql, *params):
+    """The first column of the first row that `sql` returns."""
+    return conn.execute(sql, params).fetchone()[0]
+
+
+def f32(*values):
+    """The BLOB of a vector given as numbers: float32 little-endian bytes."""
+    return struct.pack("<%df" % len(values), *values)
+
+
+def say(request, text):
+    """Print past pytest's output capture (the harness's figure)."""
+    capman = request.config.pluginmanager.getplugin("capturemanager")
+    with capman.global_and_fixture_disabled():
+        print(text, flush=True)
 
 
 def to_blob(array):
@@ -110,6 +146,10 @@ def file_db(db_path):
 @pytest.fixture
 def rng(request):
     """A numpy Generator seeded from the test's name, so every test has its
-    own reproducible random data."""
-    seed = int(hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:8], 16)
+    own reproducible random data. The name is spelled tests/FILE::TEST
+    whichever folder FILE sits in and wherever pytest runs from, so a suite
+    keeps its data when it moves."""
+    name = request.node.nodeid.split("::", 1)[1]
+    key = f"tests/{request.node.path.name}::{name}"
+    seed = int(hashlib.sha256(key.encode()).hexdigest()[:8], 16)
     return np.random.default_rng(seed)

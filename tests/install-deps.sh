@@ -9,6 +9,7 @@ command -v sqlite3 >/dev/null 2>&1 || need="$need sqlite3"
 [ -f /usr/include/sqlite3.h ] || need="$need libsqlite3-dev"
 command -v valgrind >/dev/null 2>&1 || need="$need valgrind"
 command -v clang >/dev/null 2>&1 || need="$need clang"
+command -v clang-format >/dev/null 2>&1 || need="$need clang-format"
 [ -x "$PY" ] || need="$need python3"
 if [ -x "$PY" ]; then
   "$PY" -c "import torch" 2>/dev/null || need="$need python3-torch"
@@ -25,5 +26,5 @@ if [ -n "$need" ]; then
   $SUDO apt-get update -q
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q $need
 else
-  echo "make test: all test dependencies present (sqlite3, valgrind, clang, python3-torch, numpy, pytest, gensim)"
+  echo "make test: all test dependencies present (sqlite3, valgrind, clang, clang-format, python3-torch, numpy, pytest, gensim)"
 fi

@@ -3,7 +3,7 @@
 # amalgamation that ships inside the npm package better-sqlite3@12
 # (deps/sqlite3/sqlite3.c, SQLite 3.53.x), which `make node-deps` installs.
 #
-#   sh tests/newer-sqlite.sh            the SQL suite (tests/run-sql.sh)
+#   sh tests/newer-sqlite.sh            the SQL suite (tests/sql/run-sql.sh)
 #   sh tests/newer-sqlite.sh --python   ... and the Python suite
 #
 # The package has sqlite3.c, sqlite3.h and sqlite3ext.h but no shell.c, so
@@ -98,7 +98,7 @@ if [ "$shell_version" != "$want" ] || [ "$py_version" != "$want" ]; then
 fi
 
 status=0
-SQLITE3="$OUT/sqlite3" BUILD_DIR="$OUT" sh "$here/run-sql.sh" "$OUT/embed" ||
+SQLITE3="$OUT/sqlite3" BUILD_DIR="$OUT" sh "$here/sql/run-sql.sh" "$OUT/embed" ||
   status=1
 if [ "${1:-}" = "--python" ]; then
   EMBED_EXT="$OUT/embed" "$PY" -m pytest -q -p no:cacheprovider "$here" ||

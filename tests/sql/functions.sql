@@ -1,4 +1,4 @@
--- Pure functions (SPEC section 3): one case a line, each prints its name.
+-- Pure functions (README: Functions): one case a line, each prints its name.
 SELECT 'version', embed_version() GLOB '[0-9]*.[0-9]*.[0-9]*';
 SELECT 'vector_json_to_blob', hex(embed_vector('[1, -2, 0.5]'));
 SELECT 'vector_blob_passthrough', hex(embed_vector(x'0000803f'));

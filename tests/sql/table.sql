@@ -1,4 +1,4 @@
--- The embedding virtual table (SPEC section 4).
+-- The embedding virtual table (README: The `embedding` virtual table).
 CREATE VIRTUAL TABLE tok USING embedding(dim=4, num_embeddings=5, seed=42, padding_idx=0);
 SELECT 'rows', count(*), min(id), max(id) FROM tok;
 SELECT 'padding_zero', embed_json(vector) FROM tok WHERE id = 0;

@@ -1,4 +1,4 @@
--- embed_lookup and embed_update (SPEC section 5).
+-- embed_lookup and embed_update (README: Lookup and training).
 CREATE VIRTUAL TABLE tok USING embedding(dim=2, padding_idx=0);
 INSERT INTO tok(id, vector) VALUES (0, '[0, 0]'), (1, '[1, 2]'), (2, '[3, 4]'), (3, '[-1, 0.5]');
 SELECT 'lookup_named', embed_json(embed_lookup('tok', 2));

@@ -1,4 +1,4 @@
--- Invalid vectors (SPEC section 2): each is an error naming the function.
+-- Invalid vectors (README: Vectors): each is an error naming the function.
 SELECT 'ok', embed_dim('[1]');
 SELECT 'empty_blob', embed_dim(x'');
 SELECT 'blob_length', embed_dim(x'000000');

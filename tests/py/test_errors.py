@@ -1,5 +1,5 @@
-"""SPEC sections 2, 4 and 5: bad input is an error with an exact message that
-names the function (or table), the problem and the values, and a failing
+"""Bad input (README: Errors) is an error with an exact message that names
+the function (or table), the problem and the values, and a failing
 statement changes nothing: each one runs on a file database whose bytes are
 hashed before and after."""
 import json
@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import connect, file_hash, qident, rows, to_blob
+from conftest import connect, f32, file_hash, qident, rows, to_blob
 
 NAN, INF = float("nan"), float("inf")
 
@@ -40,18 +40,14 @@ def fdb(file_db, db_path):
     return Fdb()
 
 
-def f32(*x):
-    return to_blob(np.array(x, dtype=np.float32))
-
-
 def nan_blob(n, at, value):
     v = np.ones(n, np.float32)
     v[at] = value
     return to_blob(v)
 
 
-# (value, problem): every invalid form of a vector (SPEC 2); the message of
-# `who` is f"{who}: {problem}"
+# (value, problem): every invalid form of a vector (README: Vectors); the
+# message of `who` is f"{who}: {problem}"
 INVALID_VECTORS = [
     pytest.param(b"", "empty vector", id="empty-blob"),
     pytest.param(b"\x00" * 5, "BLOB length 5 is not a multiple of 4 (float32)", id="blob-5"),
@@ -354,7 +350,7 @@ def test_padding_idx_out_of_range(fdb):
                         f"padding_idx={padding_idx})")
         assert msg.startswith("embedding t: padding_idx"), msg
         assert "num_embeddings (5)" in msg, msg
-        # SPEC 2: messages name the values, here the padding_idx given
+        # messages name the values, here the padding_idx given
         assert str(padding_idx) in msg.replace("(5)", ""), msg
 
 

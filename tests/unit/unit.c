@@ -416,8 +416,7 @@ static void test_options(void) {
   char value[64];
   int i;
   embed_config_defaults(&c);
-  CHECK(embed_config_apply_arg(&c, " dim = 50 ", &err) == 0 &&
-        c.dim == 50);
+  CHECK(embed_config_apply_arg(&c, " dim = 50 ", &err) == 0 && c.dim == 50);
   CHECK(embed_config_apply_arg(&c, "metric='l2'", &err) == 0 &&
         c.metric == EMBED_METRIC_L2);
   CHECK(embed_config_apply_arg(&c, "MAX_NORM=2.5", &err) == 0 &&

@@ -1,6 +1,6 @@
-"""The API surface: registered functions and their flags (SPEC sections 3 and
-5), the module, trusted_schema=OFF, and defensive mode (SPEC section 4: the
-shadow tables are protected from direct writes).
+"""The API surface: registered functions and their flags (README: Functions,
+Function flags), the module, trusted_schema=OFF, and defensive mode (README:
+Storage; the shadow tables are protected from direct writes).
 
 Python 3.11's sqlite3 module cannot call sqlite3_db_config, so the defensive
 mode test drives the same libsqlite3 through ctypes (its own connection,
@@ -18,8 +18,9 @@ INNOCUOUS = 0x000200000
 FLAG_BITS = DETERMINISTIC | DIRECTONLY | INNOCUOUS
 PURE = DETERMINISTIC | INNOCUOUS
 
-# SPEC 3 and 5: name, number of arguments, kind ('s' scalar, 'a' aggregate),
-# the flag bits among FLAG_BITS.
+# The README's pure functions, aggregates and lookup/training functions: name,
+# number of arguments, kind ('s' scalar, 'a' aggregate), the flag bits among
+# FLAG_BITS.
 EXPECTED = {
     ("embed_version", 0, "s", PURE),
     ("embed_vector", 1, "s", PURE),
@@ -41,7 +42,7 @@ EXPECTED = {
     ("embed_lookup", 2, "s", 0),
     ("embed_update", 3, "s", DIRECTONLY),
     ("embed_update", 4, "s", DIRECTONLY),
-    # not in the SPEC: additions documented in ext/functions.c ...
+    # the helpers for training in SQL ...
     ("embed_sigmoid", 1, "s", PURE),
     ("embed_log_sigmoid", 1, "s", PURE),
     ("embed_stack", 1, "a", PURE),
@@ -50,7 +51,8 @@ EXPECTED = {
     ("embed_optimizer_reset", 1, "s", DIRECTONLY),
 }
 WRITERS = {"embed_update", "embed_optimizer_reset"}
-# SPEC 6 (files) is outside this suite; its function is allowed to exist.
+# The file functions (README: Files) are outside this suite; embed_save is
+# allowed to exist.
 OUTSIDE_THIS_SUITE = {"embed_save"}
 
 
@@ -60,7 +62,7 @@ def registered(conn):
     return {(n, a, t, f & FLAG_BITS) for n, a, t, f in got if n not in OUTSIDE_THIS_SUITE}
 
 
-def test_function_list_is_exactly_the_spec(db):
+def test_function_list_is_exactly_the_documented_one(db):
     got = registered(db)
     assert got - EXPECTED == set(), "unexpected or misflagged functions"
     assert EXPECTED - got == set(), "missing or misflagged functions"

@@ -4,7 +4,7 @@
 # with tests/sql/NAME.expected. Each line of a script is one case and prints
 # its own name, so a difference names the failing case.
 #
-#   sh tests/run-sql.sh ./embed        (the extension path, without suffix)
+#   sh tests/sql/run-sql.sh ./embed        (the extension path, without suffix)
 set -u
 EXT=${1:-./embed}
 EXT="$(cd "$(dirname "$EXT")" && pwd)/$(basename "$EXT")"
@@ -14,7 +14,7 @@ out_dir=${BUILD_DIR:-build}/sql
 mkdir -p "$out_dir"
 pass=0
 fail=0
-for script in "$here"/sql/*.sql; do
+for script in "$here"/*.sql; do
   name=$(basename "$script" .sql)
   work=$(mktemp -d)
   # Scripts run in a scratch folder so that file databases they create vanish.
@@ -23,7 +23,7 @@ for script in "$here"/sql/*.sql; do
     sed -E 's/^(Runtime|Parse) error near line [0-9]+: /error: /' \
       > "$out_dir/$name.out"
   rm -rf "$work"
-  if diff -u "$here/sql/$name.expected" "$out_dir/$name.out" > "$out_dir/$name.diff"; then
+  if diff -u "$here/$name.expected" "$out_dir/$name.out" > "$out_dir/$name.diff"; then
     pass=$((pass + 1))
   else
     fail=$((fail + 1))

@@ -1,4 +1,5 @@
-"""Every SQL example in README.md runs and prints what the README shows.
+"""Every SQL example in README.md runs and prints what the README shows, and
+the README's tables of make targets are the Makefile's list (`make help`).
 
 The ```sql blocks of one section (a heading and its text) run in one fresh
 sqlite3 shell session with the extension loaded; the lines of a block that
@@ -9,8 +10,7 @@ import os
 import re
 import subprocess
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EXT = os.environ.get("EMBED_EXT", os.path.join(ROOT, "embed"))
+from conftest import EXT, ROOT
 
 
 def sections():
@@ -60,3 +60,16 @@ def test_readme_sql_examples():
     assert not failures, "\n\n".join(
         f"section {t!r}:\n want {wo}\n got  {go}\n want errors {we}\n got errors  {ge}"
         for t, wo, go, we, ge in failures)
+
+
+def test_readme_lists_the_makefiles_targets():
+    """The tables of "Build, demo and test" hold the targets of `make help`
+    (the Makefile's header), in its order, with the same one-line texts."""
+    out = subprocess.run(["make", "-s", "--no-print-directory", "-C", ROOT, "help"],
+                         capture_output=True, text=True, timeout=60, check=True)
+    want = re.findall(r"^  (make(?: [\w.-]+)?) +(\S.*)$", out.stdout, flags=re.M)
+    text = open(os.path.join(ROOT, "README.md")).read()
+    part = text.split("\n## Build, demo and test\n")[1].split("\n## ")[0]
+    got = re.findall(r"^\| `(make[^`]*)` \| (.*) \|$", part, flags=re.M)
+    assert len(want) > 20
+    assert got == want

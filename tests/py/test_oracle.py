@@ -1,5 +1,5 @@
 """The PyTorch oracle: training inside the database, step for step as
-PyTorch does it (SPEC sections 4 and 5, the optimizer table options).
+PyTorch does it (README: Lookup and training, Optimizers).
 
 Every case runs the same random batches through two implementations:
 
@@ -66,7 +66,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import from_blob, to_blob
+from conftest import from_blob, one, to_blob
 
 torch.set_num_threads(1)
 
@@ -75,10 +75,6 @@ N, D, STEPS = 24, 7, 40
 
 
 # ------------------------------------------------------------------ helpers
-
-def one(conn, sql, *params):
-    return conn.execute(sql, params).fetchone()[0]
-
 
 def create(db, name="t", **opts):
     """CREATE the table with `opts`; return its weights W (N x D)."""

@@ -2,7 +2,7 @@
 search; readers never see a torn row or a half-applied batch, see every
 batch committed before their read began, and SQLITE_BUSY reaches the caller.
 
-    EMBED_EXT=$PWD/embed /usr/bin/python3 -m pytest -q tests/test_concurrency.py
+    EMBED_EXT=$PWD/embed /usr/bin/python3 -m pytest -q tests/robust/test_concurrency.py
     EMBED_CONCURRENCY_SECONDS=60 ...      (the default is 4)
 
 The table (dim 16, metric l2, init zeros) has a fixed set S of 8 rows and 200
@@ -30,9 +30,7 @@ import threading
 import time
 import sqlite3
 
-import pytest
-
-from conftest import EXT
+from conftest import EXT, say
 
 DIM = 16
 S = list(range(8))
@@ -41,13 +39,6 @@ CONTENDED = 500  # the contenders' row
 # the contenders' busy timeouts in seconds (two: they also race each other)
 CONTENDER_TIMEOUTS = [float(t) for t in
                       os.environ.get("EMBED_CONTENDERS", "0,0.05").split(",")]
-
-
-def say(request, text):
-    """Print past pytest's output capture (the harness's figure)."""
-    capman = request.config.pluginmanager.getplugin("capturemanager")
-    with capman.global_and_fixture_disabled():
-        print(text, flush=True)
 
 
 def connect(path, timeout=5.0):

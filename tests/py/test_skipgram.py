@@ -18,9 +18,8 @@ import sys
 import numpy as np
 import torch
 
-from conftest import EXT, from_blob
+from conftest import EXT, ROOT, from_blob
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "examples"))
 import skipgram  # noqa: E402
 

@@ -3,7 +3,7 @@ import os
 import re
 import subprocess
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT
 
 
 def test_quickstart_demo_pulls_cat_and_dog_together():

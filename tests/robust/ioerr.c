@@ -47,6 +47,7 @@
 #include <unistd.h>
 
 #include "embed.h"
+#include "harness.h"
 
 /* ---------------------------------------------------------------- the VFS */
 
@@ -395,20 +396,14 @@ static void make_template(int wal) {
   fclose(f);
 }
 
-/* FNV-1a over every row of the shadow tables and the log. */
-static uint64_t fnv(uint64_t h, const void *p, size_t n) {
-  const unsigned char *s = (const unsigned char *)p;
-  while (n--) h = (h ^ *s++) * 1099511628211ULL;
-  return h;
-}
-
+/* FNV-1a (harness.h) over every row of the shadow tables and the log. */
 #define N_TABLES 6
 static const char *const tables[N_TABLES] = {
     "s_vectors", "s_config", "a_vectors", "a_state", "a_config", "log"};
 static uint64_t table_hash[N_TABLES]; /* of the last hash_tables() */
 
 static int hash_tables(sqlite3 *db, uint64_t *out) {
-  uint64_t h = 1469598103934665603ULL;
+  uint64_t h = FNV0;
   size_t t;
   int rc = SQLITE_OK;
   for (t = 0; rc == SQLITE_OK && t < sizeof(tables) / sizeof(tables[0]); t++) {
@@ -437,7 +432,7 @@ static int hash_tables(sqlite3 *db, uint64_t *out) {
 /* A search on the open connection, hashed: it must agree with the file. */
 static uint64_t search_hash(sqlite3 *db) {
   sqlite3_stmt *stmt = 0;
-  uint64_t h = 1469598103934665603ULL;
+  uint64_t h = FNV0;
   int rc = sqlite3_prepare_v2(db,
                               "SELECT id, distance FROM a WHERE vector MATCH "
                               "'[1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,1]' AND k = 5",
@@ -466,57 +461,24 @@ typedef struct step_fate {
 } step_fate;
 
 static int verbose;
-static long failures, faults, runs, uncertain_steps, surfaced;
+static long faults, runs, uncertain_steps, surfaced; /* runs: from 1 */
 static const char *mode_name;
 
-/* Distinct findings (mode, what, detail), with how many runs had them. */
-#define MAX_KINDS 100
-static struct {
-  const char *mode, *what, *policy, *io;
-  char detail[200];
-  long runs, first_n;
-} kinds[MAX_KINDS];
-static int n_kinds;
-static long failing_runs, last_failing_run = -1;
-
+/* A finding of this run, grouped by (mode, what, detail) in harness.h's
+** table. */
 static void finding(long n, const char *policy, const char *what,
                     const char *detail) {
-  int k;
-  failures++;
-  if (last_failing_run != runs) {
-    failing_runs++;
-    last_failing_run = runs;
-  }
+  char label[HARNESS_TEXT], first[HARNESS_TEXT];
   if (!detail) detail = "";
-  for (k = 0; k < n_kinds; k++)
-    if (kinds[k].mode == mode_name && kinds[k].what == what &&
-        strcmp(kinds[k].detail, detail) == 0)
-      break;
-  if (k == n_kinds && n_kinds < MAX_KINDS) {
-    n_kinds++;
-    kinds[k].mode = mode_name;
-    kinds[k].what = what;
-    kinds[k].policy = policy;
-    kinds[k].io = F.what ? F.what : "-";
-    kinds[k].first_n = n;
-    snprintf(kinds[k].detail, sizeof(kinds[k].detail), "%s", detail);
-  }
-  if (k < n_kinds) kinds[k].runs++;
+  snprintf(label, sizeof(label), "%s: %s%s%s", mode_name, what,
+           detail[0] ? ": " : "", detail);
+  snprintf(first, sizeof(first), "I/O call %ld failing (%s), %s policy", n,
+           F.what ? F.what : "-", policy);
+  harness_finding(runs, label, first, 0);
   if (verbose)
     fprintf(stderr, "ioerr: FAIL %s, %s policy, I/O call %ld (%s): %s%s%s\n",
             mode_name, policy, n, F.what ? F.what : "-", what,
             detail[0] ? ": " : "", detail);
-}
-
-static void print_findings(void) {
-  int k;
-  for (k = 0; k < n_kinds; k++)
-    fprintf(stderr,
-            "ioerr: FAIL %s: %s%s%s (%ld runs; first: I/O call %ld failing "
-            "(%s), %s policy)\n",
-            kinds[k].mode, kinds[k].what, kinds[k].detail[0] ? ": " : "",
-            kinds[k].detail, kinds[k].runs, kinds[k].first_n, kinds[k].io,
-            kinds[k].policy);
 }
 
 /* Replay the statements that took effect onto a fresh template copy. */
@@ -787,7 +749,7 @@ int main(int argc, char **argv) {
       "ioerr: %ld runs, %ld faults surfaced as errors, %ld steps with a "
       "failed commit (checked either way)\n",
       runs, surfaced, uncertain_steps);
-  print_findings();
-  printf("ioerr: %ld faults injected, %ld failures\n", faults, failing_runs);
-  return failing_runs ? 1 : 0;
+  print_findings("ioerr");
+  printf("ioerr: %ld faults injected, %ld failures\n", faults, failing_runs());
+  return failing_runs() ? 1 : 0;
 }

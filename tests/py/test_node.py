@@ -8,9 +8,8 @@ import subprocess
 
 import pytest
 
-from conftest import EXT
+from conftest import EXT, ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(ROOT, "build", "node", "node_modules", "better-sqlite3")
 
 

@@ -2,16 +2,17 @@
 seen by the next search, uncommitted rows of another connection are not,
 and both the in-memory snapshot and the table scan give the same answers as
 a float64 brute force."""
-import os
 import sqlite3
 
 import numpy as np
+
+from conftest import EXT
 
 
 def open_db(path):
     conn = sqlite3.connect(path, isolation_level=None)
     conn.enable_load_extension(True)
-    conn.load_extension(os.environ.get("EMBED_EXT", "./embed"))
+    conn.load_extension(EXT)
     return conn
 
 

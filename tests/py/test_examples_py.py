@@ -6,9 +6,8 @@ import re
 import subprocess
 import sys
 
-from conftest import EXT
+from conftest import EXT, ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_example(name):

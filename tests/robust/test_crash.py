@@ -3,7 +3,7 @@ database is SIGKILLed at random moments, many times, in WAL and
 rollback-journal modes; after each kill the file must be intact and hold
 exactly the committed steps.
 
-    EMBED_EXT=$PWD/embed /usr/bin/python3 -m pytest -q tests/test_crash.py
+    EMBED_EXT=$PWD/embed /usr/bin/python3 -m pytest -q tests/robust/test_crash.py
     EMBED_CRASH_KILLS=300 ... (per journal mode; the default is 12)
 
 The child (CHILD below, a separate python3 process with the extension) opens
@@ -44,14 +44,8 @@ import time
 
 import pytest
 
-from conftest import EXT
+from conftest import EXT, say
 
-
-def say(request, text):
-    """Print past pytest's output capture (the harness's figure)."""
-    capman = request.config.pluginmanager.getplugin("capturemanager")
-    with capman.global_and_fixture_disabled():
-        print(text, flush=True)
 
 DIM = 8
 ROWS = 64

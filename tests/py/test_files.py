@@ -1,4 +1,5 @@
-"""embed_file and embed_save (SPEC section 6): embedding files in and out.
+"""embed_file and embed_save: embedding files in and out (README: Files:
+word2vec, GloVe, fastText, npy).
 
 Every format is read from files written by another implementation (gensim's
 KeyedVectors.save_word2vec_format, numpy's np.save, and for the C tool's
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 from gensim.models import KeyedVectors
 
-from conftest import connect, error_of, from_blob, to_blob
+from conftest import TESTS, connect, error_of, from_blob, to_blob
 
 # Tokens a real vocabulary has: UTF-8, punctuation, digits, emoji.
 TOKENS = ["the", "naïve", "日本語", "can't", "U.S.", "<unk>", "e-mail", "!!!",
@@ -731,8 +732,7 @@ def test_embed_save_io_error_names_the_file_and_leaves_the_target(tmp_path, fmt)
     import sys
     target = tmp_path / "out.vec"
     target.write_text("old")
-    here = os.path.dirname(os.path.abspath(__file__))
-    out = subprocess.run([sys.executable, "-c", IO_ERROR_SCRIPT, here,
+    out = subprocess.run([sys.executable, "-c", IO_ERROR_SCRIPT, TESTS,
                           str(target), fmt], capture_output=True, text=True,
                          timeout=60, env=os.environ)
     assert out.stdout.strip() == f"embed_save: cannot write '{target}': " \

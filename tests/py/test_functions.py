@@ -1,9 +1,9 @@
-"""SPEC section 3: the pure functions and the EmbeddingBag aggregates, on
+"""The pure functions and the EmbeddingBag aggregates (README: Functions), on
 random data, against float64 references from numpy and PyTorch.
 
-Tolerances: SPEC section 3 promises float32 math accurate to 1e-5 relative of
-a float64 reference. Reductions (dot, norm, l2, cosine) are compared with
-rtol=1e-5 plus, for dot products whose exact value may cancel to near zero,
+Tolerances: the README (Pure functions) promises results within 1e-5
+relative of a float64 reference. Reductions (dot, norm, l2, cosine) are
+compared with rtol=1e-5 plus, for dot products whose exact value may cancel to near zero,
 an absolute slack of 1e-5 * sum|a_i * b_i| (the scale of the terms). Element-wise
 results (add, sub, scale, normalize) and the aggregates are compared per
 element with rtol=1e-5 and an absolute slack of 1e-6 times the largest
@@ -19,7 +19,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import HERE, from_blob, to_blob
+from conftest import ROOT, from_blob, one, to_blob
 
 torch.set_num_threads(1)
 
@@ -30,10 +30,6 @@ def randvec(rng, dim, scale=1.0):
     return (rng.standard_normal(dim) * scale).astype(np.float32)
 
 
-def one(conn, sql, *params):
-    return conn.execute(sql, params).fetchone()[0]
-
-
 def t64(a):
     return torch.from_numpy(np.asarray(a, dtype=np.float64))
 
@@ -42,7 +38,7 @@ def t64(a):
 
 
 def test_version_matches_header(db):
-    header = open(os.path.join(os.path.dirname(HERE), "ext", "embed.h")).read()
+    header = open(os.path.join(ROOT, "ext", "embed.h")).read()
     version = re.search(r'#define EMBED_VERSION "([^"]+)"', header).group(1)
     assert one(db, "SELECT embed_version()") == version
     assert one(db, "SELECT typeof(embed_version())") == "text"
@@ -410,7 +406,7 @@ def test_groups_are_independent(db):
     assert got == [(1, "[2,3]"), (2, "[10,20,30]")]
 
 
-# ----------------------------------------- additions beyond SPEC section 3
+# ------------------------- helpers for training in SQL (README: Functions)
 # embed_sigmoid, embed_log_sigmoid (torch.sigmoid, F.logsigmoid on a number)
 # and embed_stack (torch.stack of a group's vectors), from ext/functions.c.
 

@@ -2,11 +2,11 @@
 (seed, id): an independent Python implementation of the README's algorithm
 must reproduce the table's rows bit for bit."""
 import math
-import os
 import sqlite3
-import struct
 
 import numpy as np
+
+from conftest import EXT
 
 M64 = (1 << 64) - 1
 
@@ -39,7 +39,7 @@ def initial_row(init, seed, row_id, dim):
 def connect():
     conn = sqlite3.connect(":memory:")
     conn.enable_load_extension(True)
-    conn.load_extension(os.environ.get("EMBED_EXT", "./embed"))
+    conn.load_extension(EXT)
     return conn
 
 

@@ -46,6 +46,7 @@
 #include <unistd.h>
 
 #include "embed.h"
+#include "harness.h"
 
 /* ------------------------------------------------------------ allocator */
 
@@ -213,14 +214,6 @@ static const char *WORKLOAD[] = {
 };
 #define N_STEPS ((int)(sizeof(WORKLOAD) / sizeof(WORKLOAD[0])))
 
-/* FNV-1a, to compare outputs and database contents cheaply. */
-static uint64_t fnv(uint64_t h, const void *p, size_t n) {
-  const unsigned char *s = (const unsigned char *)p;
-  while (n--) h = (h ^ *s++) * 1099511628211ULL;
-  return h;
-}
-#define FNV0 1469598103934665603ULL
-
 static uint64_t hash_row(uint64_t h, sqlite3_stmt *stmt) {
   int i, n = sqlite3_column_count(stmt);
   for (i = 0; i < n; i++) {
@@ -365,7 +358,7 @@ static long ref_allocs_before[N_STEPS + 1];
 static char *ref_text[N_STEPS + 1]; /* -v only: content before step s */
 static int verbose;
 static int after_fault = 5; /* steps run after the faulty one (--all: all) */
-static long failures, absorbed, n_errors;
+static long absorbed, n_errors;
 static const char *current_mode = "reference";
 static long current_n;
 static int current_step = -1;
@@ -381,55 +374,21 @@ static void on_signal(int sig) {
   raise(sig);
 }
 
-/* Distinct findings (kind, step), with how many runs had them. */
-#define MAX_KINDS 200
-static struct {
-  const char *what;
-  int step;
-  long runs, first_n;
-  const char *first_mode;
-  char detail[200];
-} kinds[MAX_KINDS];
-static int n_kinds;
-static long failing_runs, last_failing_run = -1, run_id;
+static long run_id; /* the runs, numbered from 1 */
 
+/* A finding of this run, grouped by (step, what) in harness.h's table. */
 static void finding(const char *what, int step, const char *detail) {
-  int k;
-  failures++;
-  if (last_failing_run != run_id) {
-    failing_runs++;
-    last_failing_run = run_id;
-  }
-  for (k = 0; k < n_kinds; k++)
-    if (kinds[k].what == what && kinds[k].step == step) break;
-  if (k == n_kinds && n_kinds < MAX_KINDS) {
-    n_kinds++;
-    kinds[k].what = what;
-    kinds[k].step = step;
-    kinds[k].first_n = current_n;
-    kinds[k].first_mode = current_mode;
-    snprintf(kinds[k].detail, sizeof(kinds[k].detail), "%s",
-             detail ? detail : "");
-  }
-  if (k < n_kinds) kinds[k].runs++;
+  char label[HARNESS_TEXT], first[HARNESS_TEXT];
+  snprintf(label, sizeof(label), "step %d: %s", step, what);
+  snprintf(first, sizeof(first), "%s run, allocation %ld%s%s", current_mode,
+           current_n, detail && detail[0] ? "; " : "", detail ? detail : "");
+  harness_finding(run_id, label, first,
+                  step >= 0 ? WORKLOAD[step] : "(open/close)");
   if (verbose)
     fprintf(stderr,
             "oom: FAIL %s run, allocation %ld, step %d: %s%s%s\n   %s\n",
             current_mode, current_n, step, what, detail ? ": " : "",
             detail ? detail : "", step >= 0 ? WORKLOAD[step] : "");
-}
-
-static void print_findings(void) {
-  int k;
-  for (k = 0; k < n_kinds; k++) {
-    fprintf(
-        stderr,
-        "oom: FAIL step %d: %s (%ld runs; first: %s run, allocation %ld%s%s)"
-        "\n   %s\n",
-        kinds[k].step, kinds[k].what, kinds[k].runs, kinds[k].first_mode,
-        kinds[k].first_n, kinds[k].detail[0] ? "; " : "", kinds[k].detail,
-        kinds[k].step >= 0 ? WORKLOAD[kinds[k].step] : "(open/close)");
-  }
 }
 
 /* One run of the workload: reference when fail_at == 0. */
@@ -653,11 +612,11 @@ int main(int argc, char **argv) {
       "oom: %ld failing-statement errors, %ld failures absorbed with the "
       "fault-free result\n",
       n_errors, absorbed);
-  print_findings();
+  print_findings("oom");
   unlink(scratch);
   snprintf(bin, sizeof(bin), "%s.bin", scratch);
   unlink(bin);
   printf("oom: %ld allocation points tried, %ld failures\n", points,
-         failing_runs);
-  return failing_runs ? 1 : 0;
+         failing_runs());
+  return failing_runs() ? 1 : 0;
 }

@@ -1,10 +1,10 @@
 #!/bin/sh
-# Runs the SQL suite (tests/run-sql.sh) with every sqlite3 shell under
+# Runs the SQL suite (tests/sql/run-sql.sh) with every sqlite3 shell under
 # valgrind's memcheck, and reports the errors it finds (invalid reads and
 # writes, uses of uninitialized values, bad frees; leaks are not checked:
 # --leak-check=no).
 #
-#   sh tests/valgrind.sh ./embed        (the extension path, without suffix)
+#   sh tests/robust/valgrind.sh ./embed        (the extension path, without suffix)
 #
 # Each shell writes its own valgrind log; the error counts are summed. The
 # exit status is non-zero when valgrind found errors or the suite's outputs
@@ -26,7 +26,7 @@ exec valgrind --error-exitcode=99 --leak-check=no --track-origins=yes \\
 WRAP
 chmod +x "$work/sqlite3"
 BUILD_DIR=${BUILD_DIR:-build}/valgrind SQLITE3="$work/sqlite3" \
-  sh "$here/run-sql.sh" "$EXT"
+  sh "$here/../sql/run-sql.sh" "$EXT"
 suite=$?
 errors=0
 runs=0

@@ -1,7 +1,7 @@
-"""SPEC section 4: the `embedding` virtual table: options and their stored
-form, deterministic initialization, reading (indexed lookups and query
-plans), writing, transactions, schema operations and exact similarity search
-(checked against a float64 numpy brute force)."""
+"""The `embedding` virtual table (README: The `embedding` virtual table):
+options and their stored form, deterministic initialization, reading
+(indexed lookups and query plans), writing, transactions, schema operations
+and exact similarity search (checked against a float64 numpy brute force)."""
 import math
 import re
 
@@ -20,11 +20,11 @@ def config(conn, name="tok"):
     return dict(conn.execute(f"SELECT key, value FROM {qident(name + '_config')}"))
 
 
-def spec_config(conn, name="tok"):
-    """The stored options of SPEC section 4 (the table may store more)."""
+def documented_config(conn, name="tok"):
+    """The stored options the README documents (the table may store more)."""
     cfg = config(conn, name)
-    assert SPEC_KEYS <= set(cfg), cfg
-    return {k: v for k, v in cfg.items() if k in SPEC_KEYS}
+    assert DOCUMENTED_KEYS <= set(cfg), cfg
+    return {k: v for k, v in cfg.items() if k in DOCUMENTED_KEYS}
 
 
 def plan(conn, sql, params=()):
@@ -52,14 +52,14 @@ def shadow_tables(conn, prefix):
 
 # ------------------------------------------------------------------ options
 
-SPEC_KEYS = {"dim", "num_embeddings", "init", "seed", "padding_idx",
-                "max_norm", "norm_type", "scale_grad_by_freq", "optimizer",
-                "metric"}
+DOCUMENTED_KEYS = {"dim", "num_embeddings", "init", "seed", "padding_idx",
+                   "max_norm", "norm_type", "scale_grad_by_freq", "optimizer",
+                   "metric"}
 
 
 def test_default_options_are_stored(db):
     db.execute("CREATE VIRTUAL TABLE tok USING embedding(dim=50)")
-    cfg = spec_config(db)
+    cfg = documented_config(db)
     seed = cfg.pop("seed")
     assert re.fullmatch(r"-?\d+", seed), seed  # chosen at CREATE and recorded
     assert cfg == {"dim": "50", "num_embeddings": "0", "init": "normal",
@@ -74,7 +74,7 @@ def test_all_options_are_stored(db):
                "embedding_dim=5, padding_idx=0, max_norm=1.5, norm_type=3, "
                "seed=42, init=uniform, scale_grad_by_freq=true, optimizer=sgd, "
                "metric=l2)")
-    assert spec_config(db) == {"dim": "5", "num_embeddings": "10", "init": "uniform",
+    assert documented_config(db) == {"dim": "5", "num_embeddings": "10", "init": "uniform",
                           "seed": "42", "padding_idx": "0", "max_norm": "1.5",
                           "norm_type": "3", "scale_grad_by_freq": "1",
                           "optimizer": "sgd", "metric": "l2"}
@@ -86,7 +86,7 @@ def test_option_spellings(db):
     db.execute("CREATE VIRTUAL TABLE tok USING embedding(DIM='4', Metric=DOT, "
                "num_embeddings=6, padding_idx=-1, seed=-7, init=\"zeros\", "
                "norm_type=inf, scale_grad_by_freq=0)")
-    cfg = spec_config(db)
+    cfg = documented_config(db)
     assert cfg["dim"] == "4" and cfg["metric"] == "dot"
     assert cfg["padding_idx"] == "5" and cfg["seed"] == "-7"
     assert cfg["init"] == "zeros" and cfg["norm_type"] == "inf"
@@ -769,8 +769,8 @@ def test_search_with_json_query(db, search_table, rng):
 
 
 def test_search_order_by_distance_limit(db, rng):
-    """SPEC 4: `ORDER BY distance LIMIT 10` in place of `k = 10` works too
-    (and SQLite 3.40 is a supported version)."""
+    """README, Similarity search: `ORDER BY distance LIMIT 10` in place of
+    `k = 10` works too (and SQLite 3.40 is a supported version)."""
     W = rng.standard_normal((50, 8)).astype(np.float32)
     db.execute("CREATE VIRTUAL TABLE tok USING embedding(dim=8, metric=l2)")
     db.executemany("INSERT INTO tok(id, vector) VALUES (?, ?)",

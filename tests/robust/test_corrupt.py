@@ -2,7 +2,7 @@
 T_config, T_vectors or T_state, every read, write, search and training path
 answers with a clear error that names the table, and nothing crashes.
 
-    EMBED_EXT=$PWD/embed /usr/bin/python3 -m pytest -q tests/test_corrupt.py
+    EMBED_EXT=$PWD/embed /usr/bin/python3 -m pytest -q tests/robust/test_corrupt.py
 
 Each corruption (CASES: a field of a shadow table set to a wrong-length
 BLOB, NULL, text, a number, NaN/Inf floats; a missing or extra row; an
@@ -23,23 +23,15 @@ short BLOB is caught even when it does not crash. The figure printed is the
 number of fields (corruptions) tried.
 """
 import json
-import os
 import re
 import sqlite3
-import struct
 import subprocess
 import sys
 
 import pytest
 
-from conftest import EXT
+from conftest import EXT, f32, say
 
-
-def say(request, text):
-    """Print past pytest's output capture (the harness's figure)."""
-    capman = request.config.pluginmanager.getplugin("capturemanager")
-    with capman.global_and_fixture_disabled():
-        print(text, flush=True)
 
 DIM = 4
 TARGET = 3      # the row whose vector is corrupted
@@ -89,10 +81,6 @@ OPS = [
 # operations whose success is reported but never required (a table whose
 # config is unreadable cannot be dropped: SQLite must connect it first)
 INFORMATIONAL = {"drop", "rename"}
-
-
-def f32(*values):
-    return struct.pack("<%df" % len(values), *values)
 
 
 NAN_BLOB = f32(1, float("nan"), 0, 0)

@@ -1,5 +1,5 @@
-"""SPEC section 5: embed_lookup (the forward pass) and embed_update (one SGD
-step), against torch.nn.Embedding and torch.optim.SGD.
+"""embed_lookup (the forward pass) and embed_update (one SGD step), against
+torch.nn.Embedding and torch.optim.SGD (README: Lookup and training).
 
 The reference for a step: an Embedding built from the table's own weights
 with `from_pretrained(W, freeze=False, sparse=True, padding_idx=...,
@@ -22,16 +22,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import error_of, from_blob, row, to_blob, weights
+from conftest import error_of, from_blob, one, row, to_blob, weights
 
 torch.set_num_threads(1)
 
 RTOL = ATOL = 1e-6
 N, D = 16, 6
-
-
-def one(conn, sql, *params):
-    return conn.execute(sql, params).fetchone()[0]
 
 
 def make_table(db, name="tok", **opts):
@@ -396,7 +392,7 @@ def test_only_table_form_follows_schema_changes_of_other_connections(db_path):
 
 
 # --------------------------------------------------------------- optimizers
-# SPEC 5: optimizer=sgd|adagrad|adam with PyTorch's hyperparameter names and
+# README, Optimizers: optimizer=sgd|adagrad|adam with PyTorch's names and
 # defaults, matching torch's sparse-gradient SGD, Adagrad and SparseAdam step
 # for step (same tolerance as above). torch cannot combine sparse gradients
 # with weight_decay, so weight_decay has no reference here.

@@ -2,14 +2,15 @@
 autocommit mode it commits as a whole, and when the commit cannot happen
 (another connection holds the lock) nothing changes and no transaction is
 left open."""
-import os
 import sqlite3
+
+from conftest import EXT
 
 
 def open_db(path):
     conn = sqlite3.connect(path, isolation_level=None, timeout=0)
     conn.enable_load_extension(True)
-    conn.load_extension(os.environ.get("EMBED_EXT", "./embed"))
+    conn.load_extension(EXT)
     return conn
 
 
