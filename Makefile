@@ -22,10 +22,13 @@
 # were skipped or failed, and leaves out those in SKIP="test-fuzz ...":
 #
 #   make check-format       fail when a C file differs from .clang-format
+#   make test-layers        ext/'s layers: no object cycle or upward use, files <= 800 lines
+#   make test-tools         the self-test of tools/ on small made-up inputs
 #   make test-unit          C unit tests of the pure core (tests/unit/unit.c)
 #   make test-static        a C app linking libembed.a and the system SQLite
 #   make test-app           examples/app.c with SQLite linked in statically
 #   make test-sql           tests/sql/*.sql through the sqlite3 shell vs *.expected
+#   make test-amalgamation  dist/embed.c built alone, then test-sql against it
 #   make test-python        the pytest suites of tests/py/ and tests/robust/
 #   make test-node          examples/quickstart.js on Node (skipped without node)
 #   make test-asan          test-unit, test-sql and test-python, ASan + UBSan
@@ -42,7 +45,6 @@
 #   make node-deps          npm-install better-sqlite3@12 into build/node
 #   make test-robust        test-oom to test-fuzz above, in a row
 #   make fuzz               the robustness harnesses for longer (~15 minutes)
-#   make test-layers        dependency checks between the layers of ext/
 
 PREFIX     ?= /usr/local
 LIBDIR     ?= $(PREFIX)/lib
@@ -242,7 +244,8 @@ test-asan: $(BUILD)/asan/embed.so $(BUILD)/unit-asan
 # What `make test` runs, in order; it stops at the first suite that fails.
 # Each suite records its result in $(SUITES_LOG), which make test empties
 # first, and tests/summary.sh counts from it what passed and was skipped.
-TEST_SUITES = check-format test-unit test-static test-app test-sql \
+TEST_SUITES = check-format test-layers test-tools test-unit test-static \
+              test-app test-sql test-amalgamation \
               test-python test-node test-asan test-newer-sqlite \
               test-oom test-ioerr test-defensive test-valgrind test-fuzz
 SKIP ?=
@@ -314,7 +317,7 @@ clean:
 # Build tools (tools/). RUN_SQL: the SQL suite runner (if it moves, change
 # this line). LAYER_CHECKS: a subset for test-layers, as "--cycles --lines".
 .PHONY: amalgamation test-amalgamation test-layers test-tools
-RUN_SQL ?= tests/run-sql.sh
+RUN_SQL ?= tests/sql/run-sql.sh
 LAYER_CHECKS ?=
 DIST = dist
 LIB_OBJ = $(patsubst ext/%.c,$(BUILD)/static/%.o,$(SRC))
@@ -344,11 +347,14 @@ test-amalgamation: $(BUILD)/amalgamation/embed.so $(BUILD)/amalgamation/embed.o
 	@! grep -n '^[[:space:]]*#[[:space:]]*include[[:space:]]*"' $(DIST)/embed.c | \
 	  grep -vE '"sqlite3(ext)?\.h"' || { echo "$(DIST)/embed.c includes a local header"; exit 1; }
 	BUILD_DIR=$(BUILD)/amalgamation sh $(RUN_SQL) $(BUILD)/amalgamation/embed
+	@$(passed)
 
 # make test-layers: object cycles and layer order (libembed.a), file length, shadow-table names, citations
 test-layers: libembed.a
 	$(PYTHON) tools/check_layers.py $(LAYER_CHECKS) --objdir $(BUILD)/static $(LIB_OBJ)
+	@$(passed)
 
 # make test-tools: the self-test of tools/ on small made-up inputs
 test-tools:
 	$(PYTHON) tests/tools_selftest.py
+	@$(passed)

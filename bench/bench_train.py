@@ -47,7 +47,7 @@ one is the better estimate). SQLite's page cache holds the whole table
 At the end, the rows of the last batch are compared between the table and
 torch (they took the same 2 + reps * steps steps): the max relative
 difference is printed and must be below 1e-5 (float32 roundings of repeated
-ids' gradient sums; tests/test_oracle.py checks the math to 1e-6).
+ids' gradient sums; tests/py/test_oracle.py checks the math to 1e-6).
 """
 import argparse
 import json

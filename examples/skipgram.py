@@ -16,7 +16,7 @@ neighbours of a few words (WHERE vector MATCH ... AND k = ... on w2v_in)
 and the fraction of words whose nearest neighbour is in their own group.
 
 The functions (build_corpus, setup, train, nearest, group_recovery) are what
-tests/test_skipgram.py runs. The corpus and the initial vectors follow from
+tests/py/test_skipgram.py runs. The corpus and the initial vectors follow from
 --seed; the recipe's sampling uses SQLite's random(), which cannot be
 seeded, so the loss figures vary a little between runs.
 """

@@ -1,6 +1,6 @@
 /*
 ** fuzz_options.c - libFuzzer harness for CREATE VIRTUAL TABLE arguments
-** (ext/options.c): embed_config_apply_arg on each argument, then
+** (ext/core/options.c): embed_config_apply_arg on each argument, then
 ** embed_config_finish. No SQLite.
 **
 ** Input: the CREATE arguments, one a line (each copied into its own buffer
@@ -48,7 +48,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       if (len > 0 || i < size) {
         args++;
         ok = embed_config_apply_arg(&cfg, arg, &err) == 0;
-        if (!ok) CHECK(err.text[0] != 0, "an error without a message for '%s'", arg);
+        if (!ok)
+          CHECK(err.text[0] != 0, "an error without a message for '%s'", arg);
       }
       free(arg);
       start = i + 1;
@@ -69,7 +70,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
           embed_config_key(k), strlen(value), value);
     CHECK(embed_config_apply(&back, embed_config_key(k), value, &err) == 0,
           "stored option %s='%s' does not read back: %s", embed_config_key(k),
-          value, err);
+          value, err.text);
   }
   for (k = 0; k < embed_config_count(); k++) {
     char a[512], b[512];

@@ -1,5 +1,5 @@
 /*
-** fuzz_vector.c - libFuzzer harness for the vector codecs (ext/vector.c):
+** fuzz_vector.c - libFuzzer harness for the vector codecs (ext/core/vector.c):
 ** embed_blob_dim/decode/encode, embed_json_parse_floats (flat and nested),
 ** embed_json_parse_ids and embed_json_format. No SQLite.
 **

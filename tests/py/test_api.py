@@ -46,7 +46,7 @@ EXPECTED = {
     ("embed_sigmoid", 1, "s", PURE),
     ("embed_log_sigmoid", 1, "s", PURE),
     ("embed_stack", 1, "a", PURE),
-    # ... and the optimizer state reset of ext/training.c (it writes)
+    # ... and the optimizer state reset of ext/table/train.c (it writes)
     ("embed_optimizer_reset", 0, "s", DIRECTONLY),
     ("embed_optimizer_reset", 1, "s", DIRECTONLY),
 }

@@ -408,7 +408,7 @@ def test_groups_are_independent(db):
 
 # ------------------------- helpers for training in SQL (README: Functions)
 # embed_sigmoid, embed_log_sigmoid (torch.sigmoid, F.logsigmoid on a number)
-# and embed_stack (torch.stack of a group's vectors), from ext/functions.c.
+# and embed_stack (torch.stack of a group's vectors), from ext/sql/functions.c.
 
 
 def test_sigmoid_and_log_sigmoid_match_torch(db, rng):

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import connect, from_blob, qident, row, rows, to_blob
 
-# Query plan bits documented at the top of ext/vtab.c (idxNum).
+# Query plan bits documented at the top of ext/table/plan.c (idxNum).
 PLAN_EQ, PLAN_IN, PLAN_LO, PLAN_LO_GT = 0x001, 0x002, 0x004, 0x008
 PLAN_HI, PLAN_HI_LT, PLAN_KNN, PLAN_K = 0x010, 0x020, 0x040, 0x080
 PLAN_DESC = 0x400
@@ -120,7 +120,7 @@ def mix64(x):
 
 
 def documented_initial_row(init, seed, id_, dim):
-    """The algorithm documented in ext/initializer.c (and the README)."""
+    """The algorithm documented in ext/core/initializer.c (and the README)."""
     key = mix64(mix64(seed & M64) ^ (id_ & M64))
     out = np.zeros(dim, np.float32)
     if init == "uniform":
