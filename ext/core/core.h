@@ -106,6 +106,8 @@ int embed_json_parse_floats(const char *text, int64_t n, int nested, float *out,
 /* Parse a JSON array of integers ("[3, 1, 4]") into out[cap]. */
 int embed_json_parse_ids(const char *text, int64_t n, int64_t *out, int64_t cap,
                          int64_t *count, embed_error *err);
+/* Sort ids ascending and drop repeats in place; returns the count left. */
+int64_t embed_ids_sort_unique(int64_t *ids, int64_t n);
 /* Bytes embed_json_format needs for n floats, terminator included. */
 int64_t embed_json_format_size(int64_t n);
 /* Write v as a JSON array, each float in the fewest digits that read back

@@ -417,3 +417,17 @@ int64_t embed_json_format(const float *v, int64_t n, char *out) {
   out[len] = 0;
   return len;
 }
+
+static int vector_compare_ids(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+int64_t embed_ids_sort_unique(int64_t *ids, int64_t n) {
+  int64_t i, w = 1;
+  if (n < 2) return n;
+  qsort(ids, (size_t)n, sizeof(int64_t), vector_compare_ids);
+  for (i = 1; i < n; i++)
+    if (ids[i] != ids[w - 1]) ids[w++] = ids[i];
+  return w;
+}

@@ -280,7 +280,7 @@ static int cursor_run_knn(embed_cursor *cur, sqlite3_value *query, int64_t k,
     embed_vec_free(&q);
     return rc;
   }
-  rc = embed_search_knn(&tab->snapshot, tab->st, cur->scan, q.v, k,
+  rc = embed_search_knn(tab->copies, tab->st, cur->scan, q.v, k,
                         has_list ? cur->ids : 0, cur->n_ids, lo, hi, &cur->hits,
                         &cur->n_ids, &zErr);
   if (rc && zErr) embed_vtab_error(tab, rc, zErr);

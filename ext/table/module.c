@@ -68,11 +68,13 @@ static int embedInit(sqlite3 *db, void *pAux, int argc, const char *const *argv,
     rc = sqlite3_declare_vtab(
         db,
         "CREATE TABLE x(id INTEGER, vector BLOB, distance REAL HIDDEN, k INTEGER HIDDEN)");
+  if (rc == SQLITE_OK) rc = embed_copies_open(tab->st, &tab->copies);
   if (rc == SQLITE_OK) {
     tab->entry = embed_registry_add(tab->registry, tab->st);
     if (!tab->entry) rc = SQLITE_NOMEM;
   }
   if (rc) {
+    embed_copies_close(tab->copies);
     embed_store_close(tab->st);
     sqlite3_free(tab);
     return rc;
@@ -98,7 +100,7 @@ static int embedConnect(sqlite3 *db, void *pAux, int argc,
 static int embedDisconnect(sqlite3_vtab *pVtab) {
   embed_vtab *tab = (embed_vtab *)pVtab;
   embed_registry_remove(tab->registry, tab->entry);
-  embed_snapshot_free(tab->snapshot);
+  embed_copies_close(tab->copies);
   embed_store_close(tab->st);
   sqlite3_free(tab);
   return SQLITE_OK;
@@ -112,6 +114,49 @@ static int embedDestroy(sqlite3_vtab *pVtab) {
 
 static int embedRename(sqlite3_vtab *pVtab, const char *zNew) {
   return embed_store_rename(((embed_vtab *)pVtab)->st, zNew);
+}
+
+/* Transactions: the change log's buffer of the rows xUpdate wrote is
+** written as one entry when the transaction commits (xSync) and when a
+** savepoint or statement journal opens (xSavepoint), and forgotten by
+** ROLLBACK and ROLLBACK TO, whose undone rows are all newer than the last
+** flush (store_log.c). */
+static int embedBegin(sqlite3_vtab *pVtab) {
+  (void)pVtab;
+  return SQLITE_OK;
+}
+
+static int embedSync(sqlite3_vtab *pVtab) {
+  embed_vtab *tab = (embed_vtab *)pVtab;
+  return embed_vtab_named(tab, embed_store_log_flush(tab->st));
+}
+
+static int embedCommit(sqlite3_vtab *pVtab) {
+  embed_store_log_discard(((embed_vtab *)pVtab)->st); /* flushed by xSync */
+  return SQLITE_OK;
+}
+
+static int embedRollback(sqlite3_vtab *pVtab) {
+  embed_store_log_discard(((embed_vtab *)pVtab)->st);
+  return SQLITE_OK;
+}
+
+static int embedSavepoint(sqlite3_vtab *pVtab, int iSavepoint) {
+  embed_vtab *tab = (embed_vtab *)pVtab;
+  (void)iSavepoint;
+  return embed_vtab_named(tab, embed_store_log_flush(tab->st));
+}
+
+static int embedRelease(sqlite3_vtab *pVtab, int iSavepoint) {
+  (void)pVtab;
+  (void)iSavepoint;
+  return SQLITE_OK;
+}
+
+static int embedRollbackTo(sqlite3_vtab *pVtab, int iSavepoint) {
+  (void)iSavepoint;
+  embed_store_log_discard(((embed_vtab *)pVtab)->st);
+  return SQLITE_OK;
 }
 
 static int embedShadowName(const char *zName) {
@@ -145,15 +190,15 @@ static sqlite3_module embed_module = {
     embedColumn,       /* xColumn */
     embedRowid,        /* xRowid */
     embedUpdate,       /* xUpdate */
-    0,                 /* xBegin */
-    0,                 /* xSync */
-    0,                 /* xCommit */
-    0,                 /* xRollback */
+    embedBegin,        /* xBegin */
+    embedSync,         /* xSync */
+    embedCommit,       /* xCommit */
+    embedRollback,     /* xRollback */
     embedFindFunction, /* xFindFunction */
     embedRename,       /* xRename */
-    0,                 /* xSavepoint */
-    0,                 /* xRelease */
-    0,                 /* xRollbackTo */
+    embedSavepoint,    /* xSavepoint */
+    embedRelease,      /* xRelease */
+    embedRollbackTo,   /* xRollbackTo */
     embedShadowName,   /* xShadowName */
 #if SQLITE_VERSION_NUMBER >= 3044000
     0, /* xIntegrity */

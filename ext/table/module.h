@@ -34,7 +34,7 @@ typedef struct embed_vtab {
   embed_store *st;
   embed_registry *registry;
   embed_registry_entry *entry; /* st in the registry */
-  embed_snapshot *snapshot;    /* search.c; NULL until a search */
+  embed_copies *copies;        /* the shared copies searched (copy.c) */
 } embed_vtab;
 
 int embed_register_vtab(sqlite3 *db, embed_registry *registry);

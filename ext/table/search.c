@@ -63,6 +63,7 @@ static double search_distance(embed_metric metric, const float *q, double qnorm,
 /* A bounded max-heap keeping the k smallest (distance, id). */
 typedef struct search_topk {
   embed_hit *heap;
+  int64_t dim;       /* of the vectors ranked */
   int64_t k, n, cap; /* k == 0: keep every hit */
   int nomem;         /* a hit could not be kept (k == 0 only) */
 } search_topk;
@@ -73,8 +74,9 @@ static int hit_worse(const embed_hit *a, const embed_hit *b) {
   return a->id > b->id;
 }
 
-static int topk_init(search_topk *t, int64_t k) {
+static int topk_init(search_topk *t, int64_t k, int64_t dim) {
   t->k = k;
+  t->dim = dim;
   t->n = 0;
   t->cap = k > 0 ? k : 1024;
   t->nomem = 0;
@@ -154,101 +156,6 @@ static void topk_free(search_topk *t) {
   t->n = 0;
 }
 
-/* --------------------------------------------------------------- snapshot */
-
-/* An in-memory copy of a table's committed vectors. */
-struct embed_snapshot {
-  int64_t n, dim;
-  int64_t *ids;                                /* ascending */
-  float *vectors;                              /* n x dim, row i is ids[i] */
-  double *norms;                               /* L2 norm of each row */
-  int64_t data_version, total_changes, writes; /* what it was built from */
-};
-
-void embed_snapshot_free(embed_snapshot *snap) {
-  if (!snap) return;
-  sqlite3_free(snap->ids);
-  sqlite3_free(snap->vectors);
-  sqlite3_free(snap->norms);
-  sqlite3_free(snap);
-}
-
-/* Copy every row of the table into a new snapshot, through scan. */
-static int snapshot_build(embed_store *st, embed_scan *scan,
-                          embed_snapshot **out, char **pzErr) {
-  embed_snapshot *snap;
-  int64_t dim = embed_store_config(st)->dim, cap = 0, n = 0;
-  int rc;
-  *out = 0;
-  snap = (embed_snapshot *)sqlite3_malloc64(sizeof(*snap));
-  if (!snap) return SQLITE_NOMEM;
-  memset(snap, 0, sizeof(*snap));
-  snap->dim = dim;
-  rc = embed_store_count(st, &cap);
-  if (rc == SQLITE_OK && cap > 0) {
-    snap->ids =
-        (int64_t *)sqlite3_malloc64((sqlite3_uint64)cap * EMBED_ID_BYTES);
-    snap->norms =
-        (double *)sqlite3_malloc64((sqlite3_uint64)cap * sizeof(double));
-    snap->vectors = (float *)sqlite3_malloc64(
-        (sqlite3_uint64)cap * (sqlite3_uint64)dim * EMBED_FLOAT_BYTES);
-    if (!snap->ids || !snap->norms || !snap->vectors) rc = SQLITE_NOMEM;
-  }
-  if (rc == SQLITE_OK) rc = embed_scan_start(scan, 0, INT64_MIN, INT64_MAX);
-  while (rc == SQLITE_OK && (rc = embed_scan_step(scan)) == SQLITE_ROW) {
-    float *row = snap->vectors + n * dim;
-    rc = SQLITE_OK;
-    if (n >= cap) break; /* rows appeared since count(*): cannot happen */
-    rc = embed_scan_vector(scan, row, pzErr);
-    if (rc == SQLITE_OK) {
-      snap->ids[n] = embed_scan_id(scan);
-      snap->norms[n] = embed_norm2(row, dim);
-      n++;
-    }
-  }
-  if (rc == SQLITE_DONE) rc = SQLITE_OK;
-  embed_scan_reset(scan);
-  snap->n = n;
-  if (rc) {
-    embed_snapshot_free(snap);
-    return rc;
-  }
-  *out = snap;
-  return SQLITE_OK;
-}
-
-/* The table's snapshot in *slot, rebuilt if stale; *out is NULL when the
-** connection has an open write transaction (its uncommitted rows must be
-** seen, so the caller reads the table instead) or the cache is off. */
-static int snapshot_get(embed_snapshot **slot, embed_store *st,
-                        embed_scan *scan, embed_snapshot **out, char **pzErr) {
-  sqlite3 *db = embed_store_db(st);
-  int64_t version = 0, changes, writes;
-  int rc;
-  *out = 0;
-  if (!embed_store_config(st)->search_cache ||
-      sqlite3_txn_state(db, embed_store_schema(st)) == SQLITE_TXN_WRITE)
-    return SQLITE_OK;
-  rc = embed_store_data_version(st, &version);
-  if (rc) return rc;
-  changes = sqlite3_total_changes64(db);
-  writes = embed_store_writes(st);
-  if (*slot && (*slot)->data_version == version &&
-      (*slot)->total_changes == changes && (*slot)->writes == writes) {
-    *out = *slot;
-    return SQLITE_OK;
-  }
-  embed_snapshot_free(*slot);
-  *slot = 0;
-  rc = snapshot_build(st, scan, slot, pzErr);
-  if (rc) return rc;
-  (*slot)->data_version = version;
-  (*slot)->total_changes = changes;
-  (*slot)->writes = writes;
-  *out = *slot;
-  return SQLITE_OK;
-}
-
 /* First index i with ids[i] >= id. */
 static int64_t search_lower_bound(const int64_t *ids, int64_t n, int64_t id) {
   int64_t lo = 0, hi = n;
@@ -262,32 +169,91 @@ static int64_t search_lower_bound(const int64_t *ids, int64_t n, int64_t id) {
   return lo;
 }
 
-/* Rank the snapshot's rows allowed by the id filter (ids: sorted list, or
-** NULL for the range [lo, hi]) into t. */
-static void snapshot_search(const embed_snapshot *snap, embed_metric metric,
-                            const float *q, double qnorm, const int64_t *ids,
-                            int64_t n_ids, int64_t lo, int64_t hi,
-                            search_topk *t) {
-  int64_t dim = snap->dim, i;
+static int search_contains(const int64_t *ids, int64_t n, int64_t id) {
+  int64_t at = search_lower_bound(ids, n, id);
+  return at < n && ids[at] == id;
+}
+
+/* ------------------------------------------------------------- the copy */
+
+/* Rank version v's rows allowed by the id filter (ids: sorted list, or
+** NULL for the range [lo, hi]) and not among the changed rows ch, then
+** ch's present rows the filter allows, into t. */
+static void search_copy(const embed_copy *v, const embed_changes *ch,
+                        embed_metric metric, const float *q, double qnorm,
+                        const int64_t *ids, int64_t n_ids, int64_t lo,
+                        int64_t hi, search_topk *t) {
+  const int64_t *vid = embed_copy_ids(v);
+  const float *const *rows = embed_copy_rows(v);
+  const double *norms = embed_copy_norms(v);
+  int64_t n = embed_copy_count(v), i, kk = 0;
   if (ids) {
     int64_t from = 0;
     for (i = 0; i < n_ids; i++) { /* ids ascending: search forward only */
-      int64_t at =
-          from + search_lower_bound(snap->ids + from, snap->n - from, ids[i]);
-      if (at < snap->n && snap->ids[at] == ids[i] && ids[i] >= lo &&
-          ids[i] <= hi)
-        topk_push(t, ids[i],
-                  search_distance(metric, q, qnorm, snap->vectors + at * dim,
-                                  snap->norms[at], dim));
+      int64_t at = from + search_lower_bound(vid + from, n - from, ids[i]);
       from = at;
+      if (at == n || vid[at] != ids[i] || ids[i] < lo || ids[i] > hi) continue;
+      while (kk < ch->n && ch->ids[kk] < ids[i]) kk++;
+      if (kk < ch->n && ch->ids[kk] == ids[i]) continue; /* changed */
+      topk_push(t, ids[i],
+                search_distance(metric, q, qnorm, rows[at], norms[at], t->dim));
     }
-    return;
+  } else {
+    for (i = search_lower_bound(vid, n, lo); i < n && vid[i] <= hi; i++) {
+      if (kk < ch->n && ch->ids[kk] <= vid[i]) {
+        while (kk < ch->n && ch->ids[kk] < vid[i]) kk++;
+        if (kk < ch->n && ch->ids[kk] == vid[i]) continue; /* changed */
+      }
+      topk_push(t, vid[i],
+                search_distance(metric, q, qnorm, rows[i], norms[i], t->dim));
+    }
   }
-  for (i = search_lower_bound(snap->ids, snap->n, lo);
-       i < snap->n && snap->ids[i] <= hi; i++)
-    topk_push(t, snap->ids[i],
-              search_distance(metric, q, qnorm, snap->vectors + i * dim,
-                              snap->norms[i], dim));
+  for (kk = 0; kk < ch->n; kk++) {
+    int64_t id = ch->ids[kk];
+    if (!ch->present[kk] || id < lo || id > hi) continue;
+    if (ids && !search_contains(ids, n_ids, id)) continue;
+    topk_push(t, id,
+              search_distance(metric, q, qnorm, ch->rows + kk * t->dim,
+                              ch->norms[kk], t->dim));
+  }
+}
+
+static void search_changes_free(embed_changes *ch) {
+  sqlite3_free(ch->ids);
+  sqlite3_free(ch->present);
+  sqlite3_free(ch->rows);
+  sqlite3_free(ch->norms);
+  memset(ch, 0, sizeof(*ch));
+}
+
+/* Read the rows of the changed ids (ch->ids, ch->n set) as the caller's
+** transaction sees them now. */
+static int search_read_changes(embed_store *st, embed_changes *ch,
+                               char **pzErr) {
+  int64_t dim = embed_store_config(st)->dim, k;
+  sqlite3_uint64 n = ch->n > 0 ? (sqlite3_uint64)ch->n : 1;
+  embed_rows rows;
+  int rc = SQLITE_OK;
+  ch->present = (unsigned char *)sqlite3_malloc64(n);
+  ch->rows =
+      (float *)sqlite3_malloc64(n * (sqlite3_uint64)dim * EMBED_FLOAT_BYTES);
+  ch->norms = (double *)sqlite3_malloc64(n * sizeof(double));
+  if (!ch->present || !ch->rows || !ch->norms) return SQLITE_NOMEM;
+  embed_rows_init(&rows, st, 0);
+  for (k = 0; rc == SQLITE_OK && k < ch->n; k++) {
+    float *row = ch->rows + k * dim;
+    rc = embed_rows_seek(&rows, ch->ids[k], pzErr);
+    if (rc == SQLITE_OK) rc = embed_rows_read(&rows, row, pzErr);
+    ch->present[k] = rc == SQLITE_OK;
+    if (rc == SQLITE_OK) ch->norms[k] = embed_norm2(row, dim);
+    if (rc == SQLITE_NOTFOUND) { /* deleted */
+      sqlite3_free(*pzErr);
+      *pzErr = 0;
+      rc = SQLITE_OK;
+    }
+  }
+  embed_rows_close(&rows);
+  return rc;
 }
 
 /* ----------------------------------------------------------- table scan */
@@ -342,23 +308,76 @@ static int search_table(embed_store *st, embed_scan *scan, const float *q,
 
 /* --------------------------------------------------------------- search */
 
-int embed_search_knn(embed_snapshot **snapshot, embed_store *st,
-                     embed_scan *scan, const float *q, int64_t k,
-                     const int64_t *ids, int64_t n_ids, int64_t lo, int64_t hi,
-                     embed_hit **hits, int64_t *n_hits, char **pzErr) {
+/* Publish a new version once the changes reach this many rows: below it,
+** re-reading them at each search costs less than copying the arrays. */
+static int64_t search_publish_min(const embed_copy *v) {
+  int64_t n = embed_copy_count(v) / 512;
+  return n > 64 ? n : 64;
+}
+
+/* Rank through the shared copy; *done = 0 when no copy can serve (inside a
+** write transaction, before any version exists). */
+static int search_live(embed_copies *copies, embed_store *st, embed_scan *scan,
+                       const float *q, double qnorm, const int64_t *ids,
+                       int64_t n_ids, int64_t lo, int64_t hi, search_topk *t,
+                       int *done, char **pzErr) {
+  sqlite3 *db = embed_store_db(st);
+  int in_write =
+      sqlite3_txn_state(db, embed_store_schema(st)) == SQLITE_TXN_WRITE;
+  embed_changes ch;
+  embed_copy *v, *next = 0;
+  int64_t head, tail;
+  int rc = embed_store_log_head(st, &head, &tail);
+  *done = 0;
+  memset(&ch, 0, sizeof(ch));
+  if (rc) return rc;
+  v = embed_copies_pick(copies, head, tail);
+  if (!v) {
+    /* a version built inside a write transaction could hold rows that are
+    ** never committed: read the table instead */
+    if (in_write) return SQLITE_OK;
+    rc = embed_copy_build(st, scan, head, &v, pzErr);
+    if (rc) return rc;
+    embed_copies_publish(copies, v);
+  }
+  rc =
+      embed_store_log_since(st, embed_copy_seq(v), head, &ch.ids, &ch.n, pzErr);
+  if (rc == SQLITE_OK && ch.n > 0) rc = search_read_changes(st, &ch, pzErr);
+  if (rc == SQLITE_OK && ch.n >= search_publish_min(v) && !in_write) {
+    rc = embed_copy_derive(v, &ch, head, &next);
+    if (rc == SQLITE_OK) {
+      embed_copies_publish(copies, next);
+      embed_copy_release(v);
+      v = next;
+      search_changes_free(&ch);
+    }
+  }
+  if (rc == SQLITE_OK) {
+    search_copy(v, &ch, embed_store_config(st)->metric, q, qnorm, ids, n_ids,
+                lo, hi, t);
+    *done = 1;
+  }
+  embed_copy_release(v);
+  search_changes_free(&ch);
+  return rc;
+}
+
+int embed_search_knn(embed_copies *copies, embed_store *st, embed_scan *scan,
+                     const float *q, int64_t k, const int64_t *ids,
+                     int64_t n_ids, int64_t lo, int64_t hi, embed_hit **hits,
+                     int64_t *n_hits, char **pzErr) {
   const embed_config *cfg = embed_store_config(st);
   double qnorm = embed_norm2(q, cfg->dim);
-  embed_snapshot *snap = 0;
   search_topk topk;
-  int rc;
+  int rc, done = 0;
   *hits = 0;
   *n_hits = 0;
   memset(&topk, 0, sizeof(topk));
-  rc = topk_init(&topk, k);
-  if (rc == SQLITE_OK) rc = snapshot_get(snapshot, st, scan, &snap, pzErr);
-  if (rc == SQLITE_OK && snap)
-    snapshot_search(snap, cfg->metric, q, qnorm, ids, n_ids, lo, hi, &topk);
-  else if (rc == SQLITE_OK)
+  rc = topk_init(&topk, k, cfg->dim);
+  if (rc == SQLITE_OK && cfg->search_cache && embed_store_has_log(st))
+    rc = search_live(copies, st, scan, q, qnorm, ids, n_ids, lo, hi, &topk,
+                     &done, pzErr);
+  if (rc == SQLITE_OK && !done)
     rc = search_table(st, scan, q, qnorm, ids, n_ids, lo, hi, &topk, pzErr);
   if (rc == SQLITE_OK && topk.nomem) rc = SQLITE_NOMEM;
   if (rc == SQLITE_OK) {

@@ -61,6 +61,12 @@ static const struct {
     [STMT_DATA_VERSION] = {ON_SCHEMA, "PRAGMA %s.data_version"},
     [STMT_SCHEMA_VERSION] = {ON_NONE, "PRAGMA main.schema_version"},
     [STMT_ROLLBACK] = {ON_NONE, "ROLLBACK"},
+    [STMT_LOG_APPEND] = {SHADOW_LOG, "INSERT INTO %s(ids) VALUES (?1)"},
+    [STMT_LOG_HEAD] = {SHADOW_LOG, "SELECT max(seq) FROM %s"},
+    [STMT_LOG_TAIL] = {SHADOW_LOG, "SELECT min(seq) FROM %s"},
+    [STMT_LOG_READ] = {SHADOW_LOG,
+                       "SELECT ids FROM %s WHERE seq > ?1 AND seq <= ?2"},
+    [STMT_LOG_TRIM] = {SHADOW_LOG, "DELETE FROM %s WHERE seq <= ?1"},
 };
 
 struct embed_scan {
@@ -154,6 +160,10 @@ void store_finalize_all(embed_store *st) {
 }
 
 /* ------------------------------------------------------------ identity */
+
+int store_has_shadow(const embed_store *st, int i) {
+  return i != SHADOW_LOG || st->layout >= STORE_LAYOUT_LOG;
+}
 
 sqlite3 *embed_store_db(const embed_store *st) {
   return st->db;

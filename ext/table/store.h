@@ -25,6 +25,11 @@
 **     S.T_state    (id INTEGER PRIMARY KEY, state BLOB NOT NULL
 **                   CHECK (typeof(state) = 'blob'))
 **                  a trained row's optimizer state (optimizer.c's size)
+**     S.T_log      (seq INTEGER PRIMARY KEY, ids BLOB NOT NULL
+**                   CHECK (typeof(ids) = 'blob'))
+**                  the change log: the ids each write changed, as sorted
+**                  little-endian int64 (store_log.c; tables made by embed
+**                  0.1 have none, and T_config no ('layout', 2) row)
 **
 ** Every read of a stored vector is checked (SQL type, 4*D bytes, every
 ** float finite); a damaged row is SQLITE_CORRUPT_VTAB with a message that
@@ -147,6 +152,30 @@ int embed_store_step_write(embed_store *st, int64_t step);
 /* Every id (ascending) of the table (of_state = 0) or of the rows with an
 ** optimizer state (of_state = 1), sqlite3_malloc64'd. */
 int embed_store_ids(embed_store *st, int of_state, int64_t **ids, int64_t *n);
+
+/* ------------------------------------------------------------ change log */
+
+/* Does the table keep a change log (layout 2)? Without one, writes are not
+** logged and searches read the table. */
+int embed_store_has_log(const embed_store *st);
+/* The table's random instance number (0 for tables without a log). */
+int64_t embed_store_instance(const embed_store *st);
+/* Log one call's writes: ids (any order, repeats allowed) as one entry. */
+int embed_store_log_append(embed_store *st, const int64_t *ids, int64_t n);
+/* Buffer one id written by the module; embed_store_log_flush writes the
+** buffer as one entry (xSync, xSavepoint); _discard forgets it (ROLLBACK,
+** ROLLBACK TO). */
+int embed_store_log_note(embed_store *st, int64_t id);
+int embed_store_log_flush(embed_store *st);
+void embed_store_log_discard(embed_store *st);
+/* The newest and oldest seq of the log as this transaction sees it (0
+** and 0 when it is empty). Entries (after, head] are all present when
+** after >= tail - 1 or after == head. */
+int embed_store_log_head(embed_store *st, int64_t *head, int64_t *tail);
+/* The ids (sorted, distinct; sqlite3_malloc64'd) of the entries
+** (after, head], and of this connection's unflushed buffer. */
+int embed_store_log_since(embed_store *st, int64_t after, int64_t head,
+                          int64_t **ids, int64_t *n, char **pzErr);
 
 /* --------------------------------------------- versions and transactions */
 

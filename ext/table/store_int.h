@@ -1,7 +1,8 @@
 /*
 ** table/store_int.h - private to the storage layer (store.c,
-** store_schema.c): the store's fields, its statement cache and the
-** helpers both files use. Nothing outside the storage layer includes it;
+** store_schema.c, store_log.c): the store's fields, its statement cache
+** and the helpers those files use. Nothing outside the storage layer includes
+*it;
 ** table/store.h is the layer's interface.
 */
 #ifndef EMBED_STORE_INT_H
@@ -10,7 +11,13 @@
 #include "table/store.h"
 
 /* The shadow tables (store_schema.c spells their names and DDL). */
-enum { SHADOW_CONFIG, SHADOW_VECTORS, SHADOW_STATE, STORE_N_SHADOW };
+enum {
+  SHADOW_CONFIG,
+  SHADOW_VECTORS,
+  SHADOW_STATE,
+  SHADOW_LOG,
+  STORE_N_SHADOW
+};
 /* The cached statements; each names at most one table, given by `on`. */
 enum { ON_NONE = STORE_N_SHADOW, ON_SCHEMA, STORE_N_NAMES };
 typedef enum store_stmt {
@@ -34,6 +41,11 @@ typedef enum store_stmt {
   STMT_DATA_VERSION,
   STMT_SCHEMA_VERSION,
   STMT_ROLLBACK,
+  STMT_LOG_APPEND,
+  STMT_LOG_HEAD,
+  STMT_LOG_TAIL,
+  STMT_LOG_READ,
+  STMT_LOG_TRIM,
   STORE_N_STMT
 } store_stmt;
 
@@ -45,8 +57,21 @@ struct embed_store {
   char *vectors_table;        /* T_vectors, for sqlite3_blob_open */
   embed_config cfg;
   sqlite3_stmt *stmt[STORE_N_STMT];
-  int64_t writes; /* in-place vector writes (store_rows.c) */
+  int64_t writes;   /* in-place vector writes (store_rows.c) */
+  int layout;       /* STORE_LAYOUT_* the table was made with */
+  int64_t instance; /* random, chosen at CREATE: tells tables apart */
+  /* store_log.c: ids written through the module since the last flush */
+  int64_t *pending;
+  int64_t n_pending, cap_pending;
 };
+
+/* The storage layouts, recorded in T_config as ('layout', n):
+** 1 (no row): T_config, T_vectors, T_state (embed 0.1);
+** 2: and T_log, the change log that keeps searches fresh; T_config also
+** holds ('instance', a random number chosen at CREATE). */
+#define STORE_LAYOUT_NO_LOG 1
+#define STORE_LAYOUT_LOG 2
+#define STORE_LAYOUT_CURRENT STORE_LAYOUT_LOG
 
 #define STORE_PREPARE_FLAGS (SQLITE_PREPARE_PERSISTENT | SQLITE_PREPARE_NO_VTAB)
 /* Prepare zSql (sqlite3_mprintf'd, NULL when out of memory; freed here)
@@ -54,6 +79,9 @@ struct embed_store {
 int store_prepare(embed_store *st, sqlite3_stmt **slot, char *zSql, int *rc);
 /* The cached statement `which`, prepared on first use. */
 int store_stmt_get(embed_store *st, store_stmt which, sqlite3_stmt **out);
+/* Run a cached statement returning one integer (SQLITE_NOTFOUND: no row;
+** a NULL reads as 0). */
+int store_int(embed_store *st, store_stmt which, int64_t *out);
 /* Run a write statement to completion and reset it. */
 int store_step_done(sqlite3_stmt *stmt);
 /* Bind v (dim floats) as a little-endian float32 BLOB to parameter i. */
@@ -61,5 +89,7 @@ int store_bind_vector(sqlite3_stmt *stmt, int i, const float *v, int64_t dim);
 void store_finalize_all(embed_store *st);
 /* (Re)compute the names derived from st->schema and st->name. */
 int store_set_names(embed_store *st);
+/* Does the table have shadow table i (T_log only from layout 2)? */
+int store_has_shadow(const embed_store *st, int i);
 
 #endif /* EMBED_STORE_INT_H */

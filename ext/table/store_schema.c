@@ -21,6 +21,7 @@
 ** when an older table lacks them. A table without its dim or seed, or with
 ** a padding_idx out of range, refuses to open.
 */
+#include <stdio.h>
 #include <string.h>
 
 #include "table/store_int.h"
@@ -37,6 +38,9 @@ static const struct {
     [SHADOW_STATE] =
         {"state",
          "(id INTEGER PRIMARY KEY, state BLOB NOT NULL CHECK (typeof(state) = 'blob'))"},
+    [SHADOW_LOG] =
+        {"log",
+         "(seq INTEGER PRIMARY KEY, ids BLOB NOT NULL CHECK (typeof(ids) = 'blob'))"},
 };
 
 int embed_store_is_shadow(const char *zSuffix) {
@@ -82,10 +86,26 @@ static int store_load_config(embed_store *st, char **pzErr) {
     return rc;
   }
   embed_config_defaults(&st->cfg);
+  st->layout = STORE_LAYOUT_NO_LOG; /* tables made before the layout row */
   while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
     const char *key = (const char *)sqlite3_column_text(stmt, 0);
     const char *value = (const char *)sqlite3_column_text(stmt, 1);
     if (key && sqlite3_stricmp(key, "step") == 0) continue; /* training */
+    if (key && sqlite3_stricmp(key, "layout") == 0) {
+      st->layout = sqlite3_column_int(stmt, 1);
+      if (st->layout < STORE_LAYOUT_LOG || st->layout > STORE_LAYOUT_CURRENT) {
+        *pzErr = sqlite3_mprintf(
+            "embedding %s: corrupt %s_config: unknown layout '%s' (this embed reads layouts up to %d)",
+            st->name, st->name, value ? value : "NULL", STORE_LAYOUT_CURRENT);
+        sqlite3_finalize(stmt);
+        return SQLITE_CORRUPT_VTAB;
+      }
+      continue;
+    }
+    if (key && sqlite3_stricmp(key, "instance") == 0) {
+      st->instance = sqlite3_column_int64(stmt, 1);
+      continue;
+    }
     if (!key || !value || embed_config_apply(&st->cfg, key, value, &err)) {
       if (!key || !value) embed_error_set(&err, "NULL key or value");
       *pzErr = sqlite3_mprintf("embedding %s: corrupt %s_config: %s", st->name,
@@ -128,7 +148,7 @@ static int store_check_shadow(embed_store *st, char **pzErr) {
       &rc);
   for (i = 0; rc == SQLITE_OK && i < STORE_N_SHADOW; i++) {
     char *name;
-    if (i == SHADOW_CONFIG) continue;
+    if (i == SHADOW_CONFIG || !store_has_shadow(st, i)) continue;
     name = sqlite3_mprintf("%s_%s", st->name, store_shadow[i].suffix);
     if (!name) {
       rc = SQLITE_NOMEM;
@@ -152,19 +172,27 @@ static int store_create(embed_store *st) {
   float *row = 0;
   int rc = SQLITE_OK, i;
   int64_t id;
+  st->layout = STORE_LAYOUT_CURRENT;
   for (i = 0; rc == SQLITE_OK && i < STORE_N_SHADOW; i++)
     rc = embed_exec(st->db, sqlite3_mprintf("CREATE TABLE %s%s", st->names[i],
                                             store_shadow[i].columns));
   if (rc == SQLITE_OK) rc = store_stmt_get(st, STMT_CONFIG_WRITE, &stmt);
-  for (i = 0; rc == SQLITE_OK && i <= embed_config_count(); i++) {
-    char value[64] = "0"; /* the row after the options: step = 0 */
-    if (i < embed_config_count() && !embed_config_applies(&st->cfg, i))
+  /* the options, then the rows the storage layer keeps for itself */
+  sqlite3_randomness(sizeof(st->instance), &st->instance);
+  for (i = 0; rc == SQLITE_OK && i < embed_config_count() + 3; i++) {
+    char value[64];
+    int extra = i - embed_config_count();
+    static const char *const extra_key[] = {"step", "layout", "instance"};
+    const int64_t extra_value[] = {0, STORE_LAYOUT_CURRENT, st->instance};
+    if (extra < 0 && !embed_config_applies(&st->cfg, i))
       continue; /* another optimizer's hyperparameter */
-    if (i < embed_config_count())
+    if (extra < 0)
       embed_config_value(&st->cfg, i, value, sizeof(value));
+    else
+      snprintf(value, sizeof(value), "%lld", (long long)extra_value[extra]);
     sqlite3_bind_text(stmt, 1,
-                      i < embed_config_count() ? embed_config_key(i) : "step",
-                      -1, SQLITE_STATIC);
+                      extra < 0 ? embed_config_key(i) : extra_key[extra], -1,
+                      SQLITE_STATIC);
     sqlite3_bind_text(stmt, 2, value, -1, SQLITE_TRANSIENT);
     rc = store_step_done(stmt);
   }
@@ -228,6 +256,7 @@ void embed_store_close(embed_store *st) {
   sqlite3_free(st->name);
   sqlite3_free(st->label);
   sqlite3_free(st->vectors_table);
+  sqlite3_free(st->pending); /* the change log's buffer */
   sqlite3_free(st);
 }
 
@@ -235,8 +264,9 @@ int embed_store_drop(embed_store *st) {
   int rc = SQLITE_OK, i;
   store_finalize_all(st);
   for (i = 0; rc == SQLITE_OK && i < STORE_N_SHADOW; i++)
-    rc = embed_exec(st->db,
-                    sqlite3_mprintf("DROP TABLE IF EXISTS %s", st->names[i]));
+    if (store_has_shadow(st, i))
+      rc = embed_exec(st->db,
+                      sqlite3_mprintf("DROP TABLE IF EXISTS %s", st->names[i]));
   return rc;
 }
 
@@ -245,9 +275,10 @@ int embed_store_rename(embed_store *st, const char *zNew) {
   int rc = SQLITE_OK, i;
   store_finalize_all(st);
   for (i = 0; rc == SQLITE_OK && i < STORE_N_SHADOW; i++)
-    rc = embed_exec(
-        st->db, sqlite3_mprintf("ALTER TABLE %s RENAME TO \"%w_%s\"",
-                                st->names[i], zNew, store_shadow[i].suffix));
+    if (store_has_shadow(st, i))
+      rc = embed_exec(
+          st->db, sqlite3_mprintf("ALTER TABLE %s RENAME TO \"%w_%s\"",
+                                  st->names[i], zNew, store_shadow[i].suffix));
   if (rc) return rc;
   name = sqlite3_mprintf("%s", zNew);
   if (!name) return SQLITE_NOMEM;

@@ -16,20 +16,50 @@ typedef struct embed_hit {
   double distance;
 } embed_hit;
 
-/* A table's in-memory copy of its committed vectors (opaque; search.c owns
-** it). A table keeps one in a slot that starts NULL. */
-typedef struct embed_snapshot embed_snapshot;
-void embed_snapshot_free(embed_snapshot *snap);
+/* copy.c: the in-memory copies searched, shared by a process's
+** connections (opaque; copy.c owns them). */
+typedef struct embed_copy embed_copy;     /* one immutable version */
+typedef struct embed_copies embed_copies; /* a table's, on one connection */
+
+/* Rows the change log names, as a transaction sees them now. */
+typedef struct embed_changes {
+  int64_t n;
+  int64_t *ids;           /* ascending, distinct */
+  unsigned char *present; /* 0: the row is gone */
+  float *rows;            /* n x dim (a gone row's are unused) */
+  double *norms;          /* L2 norm of each present row */
+} embed_changes;
+
+int embed_copies_open(embed_store *st, embed_copies **out);
+void embed_copies_close(embed_copies *c);
+/* The newest version a search can use, whose log runs from tail to head
+** (a reference: release it), or NULL. */
+embed_copy *embed_copies_pick(embed_copies *c, int64_t head, int64_t tail);
+/* Offer v as the newest version of the table, and pin it. */
+void embed_copies_publish(embed_copies *c, embed_copy *v);
+void embed_copy_release(embed_copy *v);
+/* A version of every row read through scan, at log position head. */
+int embed_copy_build(embed_store *st, embed_scan *scan, int64_t head,
+                     embed_copy **out, char **pzErr);
+/* old with the changed rows ch applied, at log position head. */
+int embed_copy_derive(const embed_copy *old, const embed_changes *ch,
+                      int64_t head, embed_copy **out);
+int64_t embed_copy_seq(const embed_copy *v);
+int64_t embed_copy_count(const embed_copy *v);
+const int64_t *embed_copy_ids(const embed_copy *v);
+const float *const *embed_copy_rows(const embed_copy *v);
+const double *embed_copy_norms(const embed_copy *v);
 
 /* The k nearest rows to q (k == 0: every row) by the table's metric among
 ** those the id filter allows (ids: sorted distinct list of n_ids, or NULL
-** for every id; and always the range [lo, hi]), into *hits (sqlite3_malloc64'd,
-** ascending by (distance, id)). Uses and refreshes the snapshot in *snapshot
-** when it can, else reads the table through scan. */
-int embed_search_knn(embed_snapshot **snapshot, embed_store *st,
-                     embed_scan *scan, const float *q, int64_t k,
-                     const int64_t *ids, int64_t n_ids, int64_t lo, int64_t hi,
-                     embed_hit **hits, int64_t *n_hits, char **pzErr);
+** for every id; and always the range [lo, hi]), into *hits
+** (sqlite3_malloc64'd, ascending by (distance, id)). Searches the table's
+** shared copy (copies), brought up to the caller's transaction by the
+** change log, or reads the table through scan when no copy can serve. */
+int embed_search_knn(embed_copies *copies, embed_store *st, embed_scan *scan,
+                     const float *q, int64_t k, const int64_t *ids,
+                     int64_t n_ids, int64_t lo, int64_t hi, embed_hit **hits,
+                     int64_t *n_hits, char **pzErr);
 
 /* registry.c -------------------------------------------------------------- */
 

@@ -337,6 +337,7 @@ static int train_write_batch(embed_store *st, const train_batch *b, int *wrote,
     rc = embed_store_write(st, b->ids[0], b->rows);
     if (rc == SQLITE_OK) *wrote = 1;
   }
+  if (rc == SQLITE_OK) rc = embed_store_log_append(st, b->ids, b->n);
   for (i = 0; rc == SQLITE_OK && b->states && i < b->n; i++)
     rc = embed_store_state_write(st, b->ids[i], b->states + i * b->state_size,
                                  b->state_size);

@@ -19,7 +19,9 @@
 ** (core/initializer.c), zeros for padding_idx. Duplicate ids follow the
 ** statement's conflict mode, as on ordinary tables. The hidden search
 ** columns cannot be written. Each change is one or two nested statements of
-** the storage layer, inside the statement's own transaction.
+** the storage layer, inside the statement's own transaction, and every
+** changed id is noted in the change log's buffer (store_log.c), which the
+** module flushes at commit and at each savepoint.
 */
 #include <string.h>
 
@@ -140,6 +142,7 @@ static int write_insert(embed_vtab *tab, int given, int64_t id,
       embed_initial_row(cfg->init, (uint64_t)cfg->seed, id, vec.v, cfg->dim);
     }
   }
+  if (rc == SQLITE_OK) rc = embed_store_log_note(st, id);
   if (rc == SQLITE_OK) {
     rc =
         embed_store_insert(st, id, vec.v, raw,
@@ -165,7 +168,9 @@ static int write_update(embed_vtab *tab, int64_t old_id, int64_t id,
           sqlite3_mprintf("NOT NULL constraint failed: %s.vector",
                           embed_store_name(tab->st)));
   }
-  if (id != old_id) rc = write_move(tab, old_id, id);
+  rc = embed_store_log_note(tab->st, old_id);
+  if (rc == SQLITE_OK && id != old_id) rc = embed_store_log_note(tab->st, id);
+  if (rc == SQLITE_OK && id != old_id) rc = write_move(tab, old_id, id);
   if (rc == SQLITE_OK && vector_changed)
     rc = embed_store_write(tab->st, id, vec.v);
   embed_vec_free(&vec);
@@ -176,8 +181,10 @@ static int write_row(embed_vtab *tab, int argc, sqlite3_value **argv,
                      sqlite_int64 *pRowid) {
   int64_t id = 0;
   int given = 0, rc;
-  if (argc == 1)
-    return embed_store_delete(tab->st, sqlite3_value_int64(argv[0]));
+  if (argc == 1) {
+    rc = embed_store_log_note(tab->st, sqlite3_value_int64(argv[0]));
+    return rc ? rc : embed_store_delete(tab->st, sqlite3_value_int64(argv[0]));
+  }
   if (sqlite3_value_type(argv[2 + COL_DISTANCE]) != SQLITE_NULL ||
       sqlite3_value_type(argv[2 + COL_K]) != SQLITE_NULL)
     return embed_vtab_error(

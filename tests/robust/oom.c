@@ -276,7 +276,7 @@ static int hash_content(sqlite3 *db, uint64_t *out) {
   while (rc == SQLITE_OK && sqlite3_step(names) == SQLITE_ROW) {
     sqlite3_stmt *rows = 0;
     const char *name = (const char *)sqlite3_column_text(names, 0);
-    char *sql = sqlite3_mprintf("SELECT * FROM \"%w\" ORDER BY 1", name);
+    char *sql = content_sql(name);
     h = fnv(h, name, strlen(name));
     rc = sql ? sqlite3_prepare_v2(db, sql, -1, &rows, 0) : SQLITE_NOMEM;
     sqlite3_free(sql);
@@ -303,8 +303,7 @@ static char *content_text(sqlite3 *db) {
                      -1, &names, 0);
   while (names && sqlite3_step(names) == SQLITE_ROW) {
     sqlite3_stmt *rows = 0;
-    char *sql = sqlite3_mprintf("SELECT * FROM \"%w\" ORDER BY 1",
-                                sqlite3_column_text(names, 0));
+    char *sql = content_sql((const char *)sqlite3_column_text(names, 0));
     sqlite3_prepare_v2(db, sql, -1, &rows, 0);
     sqlite3_free(sql);
     while (rows && sqlite3_step(rows) == SQLITE_ROW) {

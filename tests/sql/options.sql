@@ -1,10 +1,11 @@
 -- CREATE options: defaults, stored form, and every error.
 CREATE VIRTUAL TABLE a USING embedding(dim=3);
-SELECT 'defaults', group_concat(key || '=' || value, ' ') FROM (SELECT key, value FROM a_config WHERE key <> 'seed' ORDER BY key);
+SELECT 'defaults', group_concat(key || '=' || value, ' ') FROM (SELECT key, value FROM a_config WHERE key NOT IN ('seed', 'instance') ORDER BY key);
 SELECT 'seed_recorded', typeof(CAST(value AS INTEGER)), value <> '' FROM a_config WHERE key = 'seed';
 SELECT 'no_rows', count(*) FROM a;
 CREATE VIRTUAL TABLE b USING embedding(embedding_dim = 2, num_embeddings = 3, init = 'uniform', seed = -7, padding_idx = -1, max_norm = 1.5, norm_type = inf, scale_grad_by_freq = true, optimizer = sgd, metric = l2, search_cache = false);
-SELECT 'all_options', group_concat(key || '=' || value, ' ') FROM (SELECT key, value FROM b_config ORDER BY key);
+SELECT 'all_options', group_concat(key || '=' || value, ' ') FROM (SELECT key, value FROM b_config WHERE key <> 'instance' ORDER BY key);
+SELECT 'instance_recorded', typeof(CAST(value AS INTEGER)), (SELECT count(DISTINCT value) FROM (SELECT value FROM a_config WHERE key = 'instance' UNION ALL SELECT value FROM b_config WHERE key = 'instance')) FROM a_config WHERE key = 'instance';
 SELECT 'negative_padding_idx_counts_from_end', embed_json(vector) FROM b WHERE id = 2;
 SELECT 'uniform_range', count(*) FROM b, json_each(embed_json(b.vector)) WHERE b.id < 2 AND json_each.value >= -1 AND json_each.value < 1;
 CREATE VIRTUAL TABLE z USING embedding(dim=2, num_embeddings=2, init=zeros);
@@ -17,11 +18,11 @@ CREATE VIRTUAL TABLE s3 USING embedding(dim=3, num_embeddings=3, seed=6);
 SELECT 'other_seed_other_rows', count(*) FROM s1 JOIN s3 USING (id) WHERE s1.vector = s3.vector;
 SELECT 'seed5_row0_bits', hex(vector) FROM s1 WHERE id = 0;
 CREATE VIRTUAL TABLE o1 USING embedding(dim=2, momentum=0.9, dampening=0.1, weight_decay=0.01, maximize=true);
-SELECT 'sgd_options', group_concat(key || '=' || value, ' ') FROM (SELECT key, value FROM o1_config WHERE key NOT IN ('seed', 'dim', 'init', 'num_embeddings', 'padding_idx', 'max_norm', 'norm_type', 'scale_grad_by_freq', 'metric', 'search_cache') ORDER BY key);
+SELECT 'sgd_options', group_concat(key || '=' || value, ' ') FROM (SELECT key, value FROM o1_config WHERE key NOT IN ('seed', 'dim', 'init', 'num_embeddings', 'padding_idx', 'max_norm', 'norm_type', 'scale_grad_by_freq', 'metric', 'search_cache', 'instance', 'layout') ORDER BY key);
 CREATE VIRTUAL TABLE o2 USING embedding(dim=2, optimizer=adagrad, lr_decay=0.01, initial_accumulator_value=0.1);
-SELECT 'adagrad_options', group_concat(key || '=' || value, ' ') FROM (SELECT key, value FROM o2_config WHERE key NOT IN ('seed', 'dim', 'init', 'num_embeddings', 'padding_idx', 'max_norm', 'norm_type', 'scale_grad_by_freq', 'metric', 'search_cache') ORDER BY key);
+SELECT 'adagrad_options', group_concat(key || '=' || value, ' ') FROM (SELECT key, value FROM o2_config WHERE key NOT IN ('seed', 'dim', 'init', 'num_embeddings', 'padding_idx', 'max_norm', 'norm_type', 'scale_grad_by_freq', 'metric', 'search_cache', 'instance', 'layout') ORDER BY key);
 CREATE VIRTUAL TABLE o3 USING embedding(dim=2, optimizer=adam, betas=(0.8, 0.99));
-SELECT 'adam_options', group_concat(key || '=' || value, ' ') FROM (SELECT key, value FROM o3_config WHERE key NOT IN ('seed', 'dim', 'init', 'num_embeddings', 'padding_idx', 'max_norm', 'norm_type', 'scale_grad_by_freq', 'metric', 'search_cache') ORDER BY key);
+SELECT 'adam_options', group_concat(key || '=' || value, ' ') FROM (SELECT key, value FROM o3_config WHERE key NOT IN ('seed', 'dim', 'init', 'num_embeddings', 'padding_idx', 'max_norm', 'norm_type', 'scale_grad_by_freq', 'metric', 'search_cache', 'instance', 'layout') ORDER BY key);
 CREATE VIRTUAL TABLE e1 USING embedding(num_embeddings=3);
 CREATE VIRTUAL TABLE e2 USING embedding(dim=0);
 CREATE VIRTUAL TABLE e3 USING embedding(dim=65537);

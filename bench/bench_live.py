@@ -1,0 +1,226 @@
+#!/usr/bin/python3
+"""bench_live.py - similarity search while the table changes: what a search
+costs after writes, the cold build, the memory of shared copies, and what
+the change log adds to writes.
+
+Run from the repository root (after `make`):
+
+    /usr/bin/python3 bench/bench_live.py
+
+Data: the 100,000 x 384 float32 vectors of bench_knn.py (numpy
+default_rng(42), bench/.data/knn_100000x384.f32, generated when missing),
+in a WAL file database (synchronous=NORMAL, cache_size 1 GB), ids
+0..99,999; queries are the file's 20 query vectors; every search is
+SELECT id, distance FROM tok WHERE vector MATCH :q AND k = 10.
+
+Measures (median and spread of ROUNDS rounds, all in one run):
+  warm         a search with nothing changed since the last one
+  after step   a search right after a 1,024-row embed_update (random ids,
+               autocommit), by the same connection; each round is a fresh
+               step, so this is the steady state of training + searching
+  after other  a search right after another connection's 1-row embed_update
+  in txn       a search inside a write transaction that changed 1,024 rows
+  cold         the first search of a fresh process (builds the copy),
+               against SELECT sum(length(vector)) FROM tok_vectors on the
+               same file
+  memory       the resident memory a process adds for 1 and for 4
+               connections searching the table
+  log cost     a 1,024-row embed_update and a 100,000-row INSERT ... SELECT,
+               on this table against the same table with its change log
+               removed (the layout of embed 0.1)
+"""
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import cpu_model  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+from bench_knn import dataset  # noqa: E402
+
+EXT = os.path.join(ROOT, "embed")
+N, DIM, K = 100_000, 384, 10
+ROUNDS = 15
+BATCH = 1024
+
+
+def log(msg=""):
+    print(msg, flush=True)
+
+
+def connect(path):
+    import sqlite3
+    c = sqlite3.connect(path, isolation_level=None, timeout=10)
+    c.enable_load_extension(True)
+    c.load_extension(EXT)
+    c.execute("PRAGMA journal_mode=wal")
+    c.execute("PRAGMA synchronous=NORMAL")
+    c.execute("PRAGMA cache_size=-1000000")
+    return c
+
+
+def fill(path, vectors, with_log=True):
+    c = connect(path)
+    c.execute(f"CREATE VIRTUAL TABLE tok USING embedding(dim={DIM}, seed=1)")
+    c.execute("CREATE TABLE src(id INTEGER PRIMARY KEY, v BLOB)")
+    c.execute("BEGIN")
+    c.executemany("INSERT INTO src VALUES (?, ?)",
+                  ((i, vectors[i].tobytes()) for i in range(N)))
+    c.execute("COMMIT")
+    if not with_log:
+        c.execute("DROP TABLE tok_log")
+        c.execute("DELETE FROM tok_config WHERE key IN ('layout', 'instance')")
+        c.close()
+        c = connect(path)
+    t = time.perf_counter()
+    c.execute("INSERT INTO tok(id, vector) SELECT id, v FROM src")
+    insert_s = time.perf_counter() - t
+    c.execute("DROP TABLE src")
+    c.close()
+    return insert_s
+
+
+def ms(f):
+    t = time.perf_counter()
+    f()
+    return (time.perf_counter() - t) * 1000
+
+
+def summary(xs):
+    xs = sorted(xs)
+    return statistics.median(xs), xs[0], xs[-1]
+
+
+def fmt(name, xs, base=None):
+    med, lo, hi = summary(xs)
+    ratio = f"  {med / base:5.2f}x warm" if base else ""
+    return f"  {name:<14} {med:8.2f} ms  (min {lo:.2f}, max {hi:.2f}){ratio}"
+
+
+PROBE = r"""
+import sqlite3, sys, time
+ext, path, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+def conn():
+    c = sqlite3.connect(path, isolation_level=None)
+    c.enable_load_extension(True); c.load_extension(ext)
+    c.execute("PRAGMA cache_size=0")
+    return c
+q = bytes(384 * 4)
+conns = [conn() for _ in range(n)]
+base = rss()
+t = time.perf_counter()
+conns[0].execute("SELECT id FROM tok WHERE vector MATCH ? AND k = 10", (q,)).fetchall()
+cold = time.perf_counter() - t
+for c in conns[1:]:
+    c.execute("SELECT id FROM tok WHERE vector MATCH ? AND k = 10", (q,)).fetchall()
+print(cold, rss() - base)
+"""
+
+SCAN = r"""
+import sqlite3, sys, time
+c = sqlite3.connect(sys.argv[1], isolation_level=None)
+c.execute("PRAGMA cache_size=0")
+t = time.perf_counter()
+c.execute("SELECT sum(length(vector)) FROM tok_vectors").fetchone()
+print(time.perf_counter() - t)
+"""
+
+
+def main():
+    log(f"bench_live: {N:,} x {DIM} float32, WAL, synchronous=NORMAL; "
+        f"{cpu_model()}, {os.cpu_count()} cores")
+    vectors, queries, _, _ = dataset(N, DIM)
+    tmp = tempfile.mkdtemp(prefix="embed-live-")
+    path = os.path.join(tmp, "live.db")
+    path_nolog = os.path.join(tmp, "nolog.db")
+    rng = np.random.default_rng(7)
+    ins_log = fill(path, vectors, True)
+    ins_nolog = fill(path_nolog, vectors, False)
+
+    a, b = connect(path), connect(path)
+    qs = [q.tobytes() for q in queries]
+
+    def search(c, j):
+        return c.execute("SELECT id, distance FROM tok WHERE vector MATCH ? "
+                         "AND k = ?", (qs[j % len(qs)], K)).fetchall()
+
+    def step(c, n):
+        ids = rng.choice(N, size=n, replace=False)
+        g = (rng.standard_normal((n, DIM)) * 1e-3).astype(np.float32)
+        c.execute("SELECT embed_update('tok', ?, ?, 0.1)",
+                  ("[" + ",".join(map(str, ids)) + "]", g.tobytes()))
+
+    search(a, 0)
+    search(b, 0)
+    warm, after_step, after_other, in_txn = [], [], [], []
+    step_ms = {"log": [], "nolog": []}
+    c_nolog = connect(path_nolog)
+    for r in range(ROUNDS):
+        # each measure visits every method in turn, so drift hits all alike
+        warm.append(ms(lambda: search(a, r)))
+        step_ms["log"].append(ms(lambda: step(a, BATCH)))
+        after_step.append(ms(lambda: search(a, r + 1)))
+        step_ms["nolog"].append(ms(lambda: step(c_nolog, BATCH)))
+        search(b, r)
+        step(b, 1)
+        after_other.append(ms(lambda: search(a, r + 2)))
+        a.execute("BEGIN")
+        step(a, BATCH)
+        in_txn.append(ms(lambda: search(a, r + 3)))
+        a.execute("COMMIT")
+    base = summary(warm)[0]
+    log("search (k = 10), median of %d rounds:" % ROUNDS)
+    log(fmt("warm", warm))
+    log(fmt("after step", after_step, base) + "   (target <= 1.5x)")
+    log(fmt("after other", after_other, base) + "   (target <= 1.5x)")
+    log(fmt("in txn", in_txn, base) + "   (target <= 1.5x)")
+    a.close()
+    b.close()
+    c_nolog.close()
+
+    colds, scans, mem1, mem4 = [], [], [], []
+    for r in range(3):
+        out = subprocess.run([sys.executable, "-c", SCAN, path],
+                             capture_output=True, text=True, check=True)
+        scans.append(float(out.stdout) * 1000)
+        out = subprocess.run([sys.executable, "-c", PROBE, EXT, path, "1"],
+                             capture_output=True, text=True, check=True)
+        cold, rss1 = out.stdout.split()
+        colds.append(float(cold) * 1000)
+        mem1.append(int(rss1))
+        out = subprocess.run([sys.executable, "-c", PROBE, EXT, path, "4"],
+                             capture_output=True, text=True, check=True)
+        mem4.append(int(out.stdout.split()[1]))
+    copy = N * DIM * 4
+    cold_med, scan_med = summary(colds)[0], summary(scans)[0]
+    log(f"cold: first search {cold_med:.0f} ms, plain scan "
+        f"{scan_med:.0f} ms: {cold_med / scan_med:.2f}x   (target <= 1.5x)")
+    m1, m4 = statistics.median(mem1), statistics.median(mem4)
+    log(f"memory: 1 connection +{m1 / 2**20:.0f} MiB, 4 connections "
+        f"+{m4 / 2**20:.0f} MiB (the vectors: {copy / 2**20:.0f} MiB); 3 more "
+        f"add {(m4 - m1) / copy:.1%} of one copy   (target <= 15%)")
+    sl, sn = summary(step_ms["log"])[0], summary(step_ms["nolog"])[0]
+    log(f"log cost: {BATCH}-row embed_update {sl:.2f} ms vs {sn:.2f} ms "
+        f"without the log: {sl / sn - 1:+.1%}   (target <= 10%)")
+    log(f"log cost: {N:,}-row INSERT ... SELECT {ins_log * 1000:.0f} ms vs "
+        f"{ins_nolog * 1000:.0f} ms without the log: "
+        f"{ins_log / ins_nolog - 1:+.1%}   (target <= 10%)")
+    for p in (path, path_nolog):
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(p + suffix):
+                os.remove(p + suffix)
+    os.rmdir(tmp)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,449 @@
+/*
+** copy.c - the in-memory copies of a table's vectors that similarity
+** search ranks (search.c): one per table and database file in a process,
+** shared by its connections, brought up to date by the rows the change log
+** names (store_log.c) instead of being rebuilt.
+**
+** Usage (search.c):
+**
+**     embed_copies *c;  embed_copies_open(st, &c);     // xConnect
+**     embed_copy *v = embed_copies_pick(c, head, tail); // a usable version
+**     ... embed_copy_build(st, scan, head, &v, &zErr) when there is none
+**     ... embed_copy_derive(v, &changes, head, &v2) to move it forward
+**     embed_copies_publish(c, v2);  embed_copy_release(v);
+**     embed_copies_close(c);                           // xDisconnect
+**
+** Design:
+**  - A version (embed_copy) is immutable once built: the ids (ascending),
+**    a pointer to each row's D floats, each row's L2 norm, and `seq`, the
+**    change-log position it reflects. Searches read it without a lock.
+**    Rows live in chunks (one per build or derivation), shared between
+**    versions; a version keeps a reference to each chunk it points into.
+**  - Deriving a version from an older one with m changed rows copies the
+**    id, pointer and norm arrays (24 bytes a row) and one chunk of the m
+**    new rows: O(n) small copies and O(m) rows, not a rebuild. When the
+**    rows no version points to pass a quarter of the table, the derivation
+**    compacts every row into one fresh chunk.
+**  - Sharing: versions are found through a process-wide entry per
+**    (device, inode of the database file, table name, the table's random
+**    instance number), kept while a connection has the table open and
+**    freed with the last one. The entry holds its newest version; each
+**    connection also pins the version it used last, so a connection whose
+**    read transaction is older than the newest version keeps its own. A
+**    database without a file (":memory:", temp) gets a private entry.
+**  - Reference counts and the entry list are guarded by one mutex.
+*/
+#include <pthread.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include "table/table.h"
+
+typedef struct copy_chunk {
+  int64_t refs; /* versions pointing into it (under copy_mutex) */
+  int64_t rows; /* rows it holds */
+  float *data;  /* rows x dim */
+} copy_chunk;
+
+struct embed_copy {
+  int64_t refs; /* under copy_mutex */
+  int64_t seq;  /* the change-log position it reflects */
+  int64_t n, dim;
+  int64_t *ids;       /* ascending */
+  const float **rows; /* row i's floats */
+  double *norms;      /* row i's L2 norm */
+  int32_t *chunk_of;  /* row i's chunk, an index into chunks */
+  int n_chunks;
+  copy_chunk **chunks; /* each referenced once by this version */
+  int64_t stored;      /* rows in its chunks, live or not */
+};
+
+typedef struct copy_entry {
+  dev_t dev;
+  ino_t ino;
+  char *name;
+  int64_t instance;
+  int users;           /* embed_copies attached */
+  embed_copy *current; /* the newest version built (one reference) */
+  struct copy_entry *next;
+} copy_entry;
+
+struct embed_copies {
+  copy_entry *entry;
+  int shared;         /* entry is in copy_entries */
+  embed_copy *pinned; /* the version this connection used last */
+};
+
+static pthread_mutex_t copy_mutex = PTHREAD_MUTEX_INITIALIZER;
+static copy_entry *copy_entries;
+
+/* ---------------------------------------------------------- references */
+
+static void copy_chunk_unref(copy_chunk *c) {
+  if (c && --c->refs == 0) {
+    sqlite3_free(c->data);
+    sqlite3_free(c);
+  }
+}
+
+/* Free a version whose last reference went (under copy_mutex). */
+static void copy_destroy(embed_copy *v) {
+  int i;
+  for (i = 0; i < v->n_chunks; i++) copy_chunk_unref(v->chunks[i]);
+  sqlite3_free(v->chunks);
+  sqlite3_free(v->ids);
+  sqlite3_free((void *)v->rows);
+  sqlite3_free(v->norms);
+  sqlite3_free(v->chunk_of);
+  sqlite3_free(v);
+}
+
+static void copy_unref_locked(embed_copy *v) {
+  if (v && --v->refs == 0) copy_destroy(v);
+}
+
+void embed_copy_release(embed_copy *v) {
+  if (!v) return;
+  pthread_mutex_lock(&copy_mutex);
+  copy_unref_locked(v);
+  pthread_mutex_unlock(&copy_mutex);
+}
+
+int64_t embed_copy_seq(const embed_copy *v) {
+  return v->seq;
+}
+int64_t embed_copy_count(const embed_copy *v) {
+  return v->n;
+}
+const int64_t *embed_copy_ids(const embed_copy *v) {
+  return v->ids;
+}
+const float *const *embed_copy_rows(const embed_copy *v) {
+  return v->rows;
+}
+const double *embed_copy_norms(const embed_copy *v) {
+  return v->norms;
+}
+
+/* ------------------------------------------------------------- entries */
+
+int embed_copies_open(embed_store *st, embed_copies **out) {
+  sqlite3 *db = embed_store_db(st);
+  const char *path = sqlite3_db_filename(db, embed_store_schema(st));
+  const char *name = embed_store_name(st);
+  embed_copies *c = (embed_copies *)sqlite3_malloc64(sizeof(*c));
+  copy_entry *e = 0;
+  struct stat sb;
+  int shared = path && path[0] && stat(path, &sb) == 0;
+  *out = 0;
+  if (!c) return SQLITE_NOMEM;
+  memset(c, 0, sizeof(*c));
+  pthread_mutex_lock(&copy_mutex);
+  if (shared) {
+    for (e = copy_entries; e; e = e->next)
+      if (e->dev == sb.st_dev && e->ino == sb.st_ino &&
+          e->instance == embed_store_instance(st) &&
+          sqlite3_stricmp(e->name, name) == 0)
+        break;
+  }
+  if (!e) {
+    e = (copy_entry *)sqlite3_malloc64(sizeof(*e));
+    if (e) {
+      memset(e, 0, sizeof(*e));
+      e->name = sqlite3_mprintf("%s", name);
+      if (!e->name) {
+        sqlite3_free(e);
+        e = 0;
+      }
+    }
+    if (e && shared) {
+      e->dev = sb.st_dev;
+      e->ino = sb.st_ino;
+      e->instance = embed_store_instance(st);
+      e->next = copy_entries;
+      copy_entries = e;
+    }
+  }
+  if (e) e->users++;
+  pthread_mutex_unlock(&copy_mutex);
+  if (!e) {
+    sqlite3_free(c);
+    return SQLITE_NOMEM;
+  }
+  c->entry = e;
+  c->shared = shared;
+  *out = c;
+  return SQLITE_OK;
+}
+
+void embed_copies_close(embed_copies *c) {
+  copy_entry *e, **p;
+  if (!c) return;
+  e = c->entry;
+  pthread_mutex_lock(&copy_mutex);
+  copy_unref_locked(c->pinned);
+  if (--e->users == 0) {
+    for (p = &copy_entries; *p; p = &(*p)->next)
+      if (*p == e) {
+        *p = e->next;
+        break;
+      }
+    copy_unref_locked(e->current);
+    sqlite3_free(e->name);
+    sqlite3_free(e);
+  }
+  pthread_mutex_unlock(&copy_mutex);
+  sqlite3_free(c);
+}
+
+/* Can a search whose log runs from tail to head use v? Its rows plus the
+** entries (v->seq, head] must give that search's view. */
+static int copy_usable(const embed_copy *v, int64_t head, int64_t tail) {
+  return v && v->seq <= head && (v->seq == head || v->seq + 1 >= tail);
+}
+
+embed_copy *embed_copies_pick(embed_copies *c, int64_t head, int64_t tail) {
+  embed_copy *best = 0, *cur;
+  pthread_mutex_lock(&copy_mutex);
+  cur = c->entry->current;
+  if (copy_usable(cur, head, tail)) best = cur;
+  if (copy_usable(c->pinned, head, tail) &&
+      (!best || c->pinned->seq > best->seq))
+    best = c->pinned;
+  if (best) best->refs++;
+  pthread_mutex_unlock(&copy_mutex);
+  return best;
+}
+
+void embed_copies_publish(embed_copies *c, embed_copy *v) {
+  copy_entry *e = c->entry;
+  pthread_mutex_lock(&copy_mutex);
+  if (!e->current || e->current->seq < v->seq) {
+    copy_unref_locked(e->current);
+    e->current = v;
+    v->refs++;
+  }
+  if (c->pinned != v) {
+    copy_unref_locked(c->pinned);
+    c->pinned = v;
+    v->refs++;
+  }
+  pthread_mutex_unlock(&copy_mutex);
+}
+
+/* ------------------------------------------------------------ building */
+
+/* A version with room for cap rows and n_chunks chunks (refs = 1). */
+static embed_copy *copy_new(int64_t dim, int64_t cap, int n_chunks) {
+  embed_copy *v = (embed_copy *)sqlite3_malloc64(sizeof(*v));
+  sqlite3_uint64 c = cap > 0 ? (sqlite3_uint64)cap : 1;
+  if (!v) return 0;
+  memset(v, 0, sizeof(*v));
+  v->refs = 1;
+  v->dim = dim;
+  v->ids = (int64_t *)sqlite3_malloc64(c * EMBED_ID_BYTES);
+  v->rows = (const float **)sqlite3_malloc64(c * sizeof(float *));
+  v->norms = (double *)sqlite3_malloc64(c * sizeof(double));
+  v->chunk_of = (int32_t *)sqlite3_malloc64(c * sizeof(int32_t));
+  v->chunks = (copy_chunk **)sqlite3_malloc64(
+      (sqlite3_uint64)(n_chunks > 0 ? n_chunks : 1) * sizeof(copy_chunk *));
+  if (!v->ids || !v->rows || !v->norms || !v->chunk_of || !v->chunks) {
+    copy_destroy(v);
+    return 0;
+  }
+  return v;
+}
+
+/* Grow a version's row arrays to cap (a build that does not know n). */
+static int copy_grow(embed_copy *v, int64_t cap) {
+  void *p;
+  if (!(p = sqlite3_realloc64(v->ids, (sqlite3_uint64)cap * EMBED_ID_BYTES)))
+    return SQLITE_NOMEM;
+  v->ids = (int64_t *)p;
+  if (!(p = sqlite3_realloc64((void *)v->rows,
+                              (sqlite3_uint64)cap * sizeof(float *))))
+    return SQLITE_NOMEM;
+  v->rows = (const float **)p;
+  if (!(p = sqlite3_realloc64(v->norms, (sqlite3_uint64)cap * sizeof(double))))
+    return SQLITE_NOMEM;
+  v->norms = (double *)p;
+  if (!(p = sqlite3_realloc64(v->chunk_of,
+                              (sqlite3_uint64)cap * sizeof(int32_t))))
+    return SQLITE_NOMEM;
+  v->chunk_of = (int32_t *)p;
+  return SQLITE_OK;
+}
+
+static copy_chunk *copy_chunk_new(int64_t rows, int64_t dim) {
+  copy_chunk *c = (copy_chunk *)sqlite3_malloc64(sizeof(*c));
+  if (!c) return 0;
+  c->refs = 1;
+  c->rows = rows;
+  c->data = (float *)sqlite3_malloc64((sqlite3_uint64)(rows > 0 ? rows : 1) *
+                                      (sqlite3_uint64)dim * EMBED_FLOAT_BYTES);
+  if (!c->data) {
+    sqlite3_free(c);
+    return 0;
+  }
+  return c;
+}
+
+int embed_copy_build(embed_store *st, embed_scan *scan, int64_t head,
+                     embed_copy **out, char **pzErr) {
+  int64_t dim = embed_store_config(st)->dim, n = 0, cap = 1024;
+  embed_copy *v = copy_new(dim, cap, 1);
+  copy_chunk *chunk = 0;
+  int rc;
+  *out = 0;
+  if (!v) return SQLITE_NOMEM;
+  /* rows go to one chunk grown as the scan goes; pointers are set at the
+  ** end, when it no longer moves */
+  chunk = copy_chunk_new(cap, dim);
+  rc = chunk ? embed_scan_start(scan, 0, INT64_MIN, INT64_MAX) : SQLITE_NOMEM;
+  while (rc == SQLITE_OK && (rc = embed_scan_step(scan)) == SQLITE_ROW) {
+    rc = SQLITE_OK;
+    if (n == cap) {
+      float *grown = (float *)sqlite3_realloc64(
+          chunk->data,
+          (sqlite3_uint64)cap * 2 * (sqlite3_uint64)dim * EMBED_FLOAT_BYTES);
+      if (!grown || copy_grow(v, cap * 2)) {
+        if (grown) chunk->data = grown;
+        rc = SQLITE_NOMEM;
+        break;
+      }
+      chunk->data = grown;
+      cap *= 2;
+    }
+    rc = embed_scan_vector(scan, chunk->data + n * dim, pzErr);
+    if (rc == SQLITE_OK) {
+      v->ids[n] = embed_scan_id(scan);
+      v->norms[n] = embed_norm2(chunk->data + n * dim, dim);
+      n++;
+    }
+  }
+  if (rc == SQLITE_DONE) rc = SQLITE_OK;
+  embed_scan_reset(scan);
+  if (rc) {
+    if (chunk) copy_chunk_unref(chunk);
+    copy_destroy(v);
+    return rc;
+  }
+  chunk->rows = n;
+  v->chunks[0] = chunk;
+  v->n_chunks = 1;
+  v->n = v->stored = n;
+  v->seq = head;
+  for (n = 0; n < v->n; n++) {
+    v->rows[n] = chunk->data + n * dim;
+    v->chunk_of[n] = 0;
+  }
+  *out = v;
+  return SQLITE_OK;
+}
+
+int embed_copy_derive(const embed_copy *old, const embed_changes *ch,
+                      int64_t head, embed_copy **out) {
+  int64_t dim = old->dim, present = 0, i, j, k, n, live_stored = 0;
+  int compact, c, n_chunks;
+  embed_copy *v;
+  copy_chunk *fresh;
+  int64_t *live = 0;
+  int32_t *renum = 0; /* old chunk index -> the new version's */
+  *out = 0;
+  for (k = 0; k < ch->n; k++) present += ch->present[k] != 0;
+  /* rows of old that stay live, per chunk */
+  live = (int64_t *)sqlite3_malloc64((sqlite3_uint64)(old->n_chunks + 1) *
+                                     sizeof(int64_t));
+  renum = (int32_t *)sqlite3_malloc64((sqlite3_uint64)(old->n_chunks + 1) *
+                                      sizeof(int32_t));
+  if (!live || !renum) {
+    sqlite3_free(live);
+    sqlite3_free(renum);
+    return SQLITE_NOMEM;
+  }
+  memset(live, 0, (size_t)(old->n_chunks + 1) * sizeof(int64_t));
+  for (i = 0, k = 0; i < old->n; i++) {
+    while (k < ch->n && ch->ids[k] < old->ids[i]) k++;
+    if (k < ch->n && ch->ids[k] == old->ids[i]) continue;
+    live[old->chunk_of[i]]++;
+  }
+  for (c = 0; c < old->n_chunks; c++) live_stored += live[c];
+  n = live_stored + present;
+  /* compact when a quarter of the stored rows would be dead, or the chunk
+  ** list grows long */
+  compact = (old->stored + present - n) * 4 > n || old->n_chunks >= 64;
+  n_chunks = compact ? 1 : old->n_chunks + 1;
+  v = copy_new(dim, n, n_chunks);
+  fresh = copy_chunk_new(compact ? n : present, dim);
+  if (!v || !fresh) {
+    if (v) copy_destroy(v);
+    if (fresh) copy_chunk_unref(fresh);
+    sqlite3_free(live);
+    sqlite3_free(renum);
+    return SQLITE_NOMEM;
+  }
+  /* the chunks it keeps: renumbered, each referenced once more */
+  if (!compact) {
+    int kept = 0;
+    pthread_mutex_lock(&copy_mutex);
+    for (c = 0; c < old->n_chunks; c++) {
+      if (live[c] > 0) {
+        v->chunks[kept] = old->chunks[c];
+        old->chunks[c]->refs++;
+        v->stored += old->chunks[c]->rows;
+        renum[c] = kept++;
+      } else {
+        renum[c] = -1;
+      }
+    }
+    pthread_mutex_unlock(&copy_mutex);
+    v->chunks[kept] = fresh;
+    v->n_chunks = kept + 1;
+    v->stored += present;
+  } else {
+    v->chunks[0] = fresh;
+    v->n_chunks = 1;
+    v->stored = n;
+  }
+  /* merge old's live rows with the present changed rows, by id */
+  for (i = 0, k = 0, j = 0, c = 0; i < old->n || k < ch->n;) {
+    int from_old = k >= ch->n || (i < old->n && old->ids[i] < ch->ids[k]);
+    if (!from_old && i < old->n && old->ids[i] == ch->ids[k])
+      i++; /* replaced */
+    if (from_old) {
+      v->ids[j] = old->ids[i];
+      v->norms[j] = old->norms[i];
+      if (compact) {
+        float *dst = fresh->data + (int64_t)c * dim;
+        memcpy(dst, old->rows[i], (size_t)dim * EMBED_FLOAT_BYTES);
+        v->rows[j] = dst;
+        v->chunk_of[j] = 0;
+        c++;
+      } else {
+        v->rows[j] = old->rows[i];
+        v->chunk_of[j] = renum[old->chunk_of[i]];
+      }
+      i++;
+      j++;
+    } else {
+      if (ch->present[k]) {
+        float *dst = fresh->data + (int64_t)c * dim;
+        memcpy(dst, ch->rows + k * dim, (size_t)dim * EMBED_FLOAT_BYTES);
+        v->ids[j] = ch->ids[k];
+        v->norms[j] = ch->norms[k];
+        v->rows[j] = dst;
+        v->chunk_of[j] = v->n_chunks - 1;
+        c++;
+        j++;
+      }
+      k++;
+    }
+  }
+  v->n = j;
+  v->seq = head;
+  sqlite3_free(live);
+  sqlite3_free(renum);
+  *out = v;
+  return SQLITE_OK;
+}
