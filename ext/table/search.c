@@ -343,7 +343,10 @@ static int search_live(embed_copies *copies, embed_store *st, embed_scan *scan,
   rc =
       embed_store_log_since(st, embed_copy_seq(v), head, &ch.ids, &ch.n, pzErr);
   if (rc == SQLITE_OK && ch.n > 0) rc = search_read_changes(st, &ch, pzErr);
-  if (rc == SQLITE_OK && ch.n >= search_publish_min(v) && !in_write) {
+  if (rc == SQLITE_OK && ch.n > 0 && !in_write &&
+      embed_copies_update(copies, v, &ch, head)) {
+    search_changes_free(&ch); /* v holds them now */
+  } else if (rc == SQLITE_OK && ch.n >= search_publish_min(v) && !in_write) {
     rc = embed_copy_derive(v, &ch, head, &next);
     if (rc == SQLITE_OK) {
       embed_copies_publish(copies, next);

@@ -41,6 +41,11 @@ void embed_copy_release(embed_copy *v);
 /* A version of every row read through scan, at log position head. */
 int embed_copy_build(embed_store *st, embed_scan *scan, int64_t head,
                      embed_copy **out, char **pzErr);
+/* Bring v, the table's current version held by this search, to log
+** position head in place, when ch only updates rows v has and nothing else
+** reads v; returns 1 when it did. */
+int embed_copies_update(embed_copies *c, embed_copy *v, const embed_changes *ch,
+                        int64_t head);
 /* old with the changed rows ch applied, at log position head. */
 int embed_copy_derive(const embed_copy *old, const embed_changes *ch,
                       int64_t head, embed_copy **out);
