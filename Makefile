@@ -266,6 +266,7 @@ test:
 bench: embed.so
 	$(PYTHON) bench/bench.py
 	$(PYTHON) bench/bench_knn.py
+	$(PYTHON) bench/bench_live.py
 	$(PYTHON) bench/bench_train.py
 	$(PYTHON) bench/bench_files.py
 

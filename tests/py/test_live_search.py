@@ -325,4 +325,6 @@ def test_connections_of_a_process_share_one_copy(tmp_path):
     assert one - base >= 0.8 * copy, (base, one)  # the copy was built
     assert more - one <= 0.15 * copy, \
         f"3 more connections added {(more - one) / copy:.0%} of one copy"
-    assert one - gone >= 0.8 * copy, "the copy is freed with the last one"
+    if "libasan" not in os.environ.get("LD_PRELOAD", ""):
+        # (AddressSanitizer keeps freed memory in quarantine)
+        assert one - gone >= 0.8 * copy, "the copy is freed with the last one"
