@@ -31,7 +31,8 @@
 **    new rows: O(n) small copies and O(m) rows, not a rebuild. When the
 **    rows no version points to pass a quarter of the table, or after 64
 **    derivations, the derivation compacts every row into one fresh chunk.
-**    A build reads the rows into chunks of about 16 MB, never moved.
+**    A build reads the rows into chunks growing to about 16 MB, never
+**    moved, and faults in the next chunk's pages on a second thread.
 **  - Sharing: versions are found through a process-wide entry per
 **    (device, inode of the database file, table name, the table's random
 **    instance number), kept while a connection has the table open and
@@ -350,7 +351,9 @@ static void copy_advise(void *p, sqlite3_uint64 n) {
 #endif
 }
 
-static copy_chunk *copy_chunk_new(int64_t rows, int64_t dim) {
+/* A chunk for rows x dim floats; with populate, its pages faulted in now
+** (else by whoever touches them first). */
+static copy_chunk *copy_chunk_alloc(int64_t rows, int64_t dim, int populate) {
   copy_chunk *c = (copy_chunk *)sqlite3_malloc64(sizeof(*c));
   sqlite3_uint64 bytes = (sqlite3_uint64)(rows > 0 ? rows : 1) *
                          (sqlite3_uint64)dim * EMBED_FLOAT_BYTES;
@@ -362,26 +365,61 @@ static copy_chunk *copy_chunk_new(int64_t rows, int64_t dim) {
     sqlite3_free(c);
     return 0;
   }
-  copy_advise(c->data, bytes);
+  if (populate) copy_advise(c->data, bytes);
   return c;
 }
 
-/* Rows per chunk of a build: about 16 MB each, so a build never moves
-** rows it has read. */
-static int64_t copy_build_chunk_rows(int64_t dim) {
-  int64_t rows = ((int64_t)16 << 20) / (dim * EMBED_FLOAT_BYTES);
-  return rows > 0 ? rows : 1;
+static copy_chunk *copy_chunk_new(int64_t rows, int64_t dim) {
+  return copy_chunk_alloc(rows, dim, 1);
+}
+
+/* A build faults in the pages of its next chunk on another thread while it
+** fills the current one: the two costs overlap (there is nothing to wait
+** for: a page is faulted in once, by whichever thread touches it first). */
+typedef struct copy_prefault {
+  pthread_t thread;
+  int running;
+  void *p;
+  sqlite3_uint64 n;
+} copy_prefault;
+
+static void *copy_prefault_main(void *arg) {
+  copy_prefault *f = (copy_prefault *)arg;
+  copy_advise(f->p, f->n);
+  return 0;
+}
+
+static void copy_prefault_wait(copy_prefault *f) {
+  if (f->running) pthread_join(f->thread, 0);
+  f->running = 0;
+}
+
+static void copy_prefault_start(copy_prefault *f, copy_chunk *c, int64_t dim) {
+  copy_prefault_wait(f);
+  f->p = c->data;
+  f->n = (sqlite3_uint64)c->rows * (sqlite3_uint64)dim * EMBED_FLOAT_BYTES;
+  f->running = pthread_create(&f->thread, 0, copy_prefault_main, f) == 0;
+}
+
+/* Rows of a build's chunk number k: 256 rows, doubling up to about 16 MB,
+** so a small table takes little and a build never moves rows it read. */
+static int64_t copy_build_chunk_rows(int64_t dim, int k) {
+  int64_t most = ((int64_t)16 << 20) / (dim * EMBED_FLOAT_BYTES);
+  int64_t rows = (int64_t)256 << (k < 20 ? k : 20);
+  if (most < 1) most = 1;
+  return rows < most ? rows : most;
 }
 
 int embed_copy_build(embed_store *st, embed_scan *scan, int64_t head,
                      embed_copy **out, char **pzErr) {
   int64_t dim = embed_store_config(st)->dim, n = 0, cap = 1024, used = 0;
-  int64_t per_chunk = copy_build_chunk_rows(dim);
   int cap_chunks = 16;
   embed_copy *v = copy_new(dim, cap, cap_chunks);
-  copy_chunk *chunk = 0;
+  copy_chunk *chunk = 0, *next = 0; /* next: allocated ahead, faulted in */
+  copy_prefault prefault;
   int rc;
   *out = 0;
+  prefault.running = 0;
   if (!v) return SQLITE_NOMEM;
   rc = embed_scan_start(scan, 0, INT64_MIN, INT64_MAX);
   while (rc == SQLITE_OK && (rc = embed_scan_step(scan)) == SQLITE_ROW) {
@@ -403,13 +441,18 @@ int embed_copy_build(embed_store *st, embed_scan *scan, int64_t head,
         v->chunks = grown;
         cap_chunks *= 2;
       }
-      chunk = copy_chunk_new(per_chunk, dim);
+      chunk =
+          next ? next
+               : copy_chunk_new(copy_build_chunk_rows(dim, v->n_chunks), dim);
+      next = 0;
       if (!chunk) {
         rc = SQLITE_NOMEM;
         break;
       }
       v->chunks[v->n_chunks++] = chunk;
       used = 0;
+      next = copy_chunk_alloc(copy_build_chunk_rows(dim, v->n_chunks), dim, 0);
+      if (next) copy_prefault_start(&prefault, next, dim);
     }
     row = chunk->data + used * dim;
     rc = embed_scan_vector(scan, row, pzErr);
@@ -424,6 +467,8 @@ int embed_copy_build(embed_store *st, embed_scan *scan, int64_t head,
   }
   if (rc == SQLITE_DONE) rc = SQLITE_OK;
   embed_scan_reset(scan);
+  copy_prefault_wait(&prefault);
+  if (next) copy_chunk_unref(next);
   if (chunk) chunk->rows = used; /* the last one is part full */
   v->n = v->stored = n;
   if (rc) {
