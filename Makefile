@@ -31,6 +31,7 @@
 #   make test-amalgamation  dist/embed.c built alone, then test-sql against it
 #   make test-python        the pytest suites of tests/py/ and tests/robust/
 #   make test-node          examples/quickstart.js on Node (skipped without node)
+#   make test-pip           the Python package: wheel built offline, venv, tests outside the repo
 #   make test-asan          test-unit, test-sql and test-python, ASan + UBSan
 #   make test-newer-sqlite  test-sql and test-python on SQLite 3.53
 #   make test-oom           fail each allocation in turn (tests/robust/oom.c)
@@ -153,6 +154,14 @@ test-node: node-deps embed.so
 	else EMBED_EXT=$(CURDIR)/embed $(PYTHON) -m pytest -q -p no:cacheprovider \
 	  tests/py/test_node.py && $(passed); fi
 
+# The Python package (bindings/python): a wheel built with no index
+# reached, installed into a fresh venv, its tests run from outside the
+# repository (bindings/python/test.sh).
+.PHONY: test-pip
+test-pip:
+	sh bindings/python/test.sh $(PYTHON) $(BUILD)/pip
+	@$(passed)
+
 # The whole Python suite against the current SQLite release, built from the
 # amalgamation inside better-sqlite3's npm package.
 test-newer-sqlite: node-deps embed.so
@@ -246,7 +255,7 @@ test-asan: $(BUILD)/asan/embed.so $(BUILD)/unit-asan
 # first, and tests/summary.sh counts from it what passed and was skipped.
 TEST_SUITES = check-format test-layers test-tools test-unit test-static \
               test-app test-sql test-amalgamation \
-              test-python test-node test-asan test-newer-sqlite \
+              test-python test-node test-pip test-asan test-newer-sqlite \
               test-oom test-ioerr test-defensive test-valgrind test-fuzz
 SKIP ?=
 

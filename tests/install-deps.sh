@@ -16,8 +16,15 @@ if [ -x "$PY" ]; then
   "$PY" -c "import numpy" 2>/dev/null || need="$need python3-numpy"
   "$PY" -c "import pytest" 2>/dev/null || need="$need python3-pytest"
   "$PY" -c "import gensim" 2>/dev/null || need="$need python3-gensim"
+  # test-pip: Debian's build tools (offline builds), venv and APSW
+  "$PY" -c "import setuptools" 2>/dev/null || need="$need python3-setuptools"
+  "$PY" -c "import wheel" 2>/dev/null || need="$need python3-wheel"
+  "$PY" -c "import ensurepip" 2>/dev/null || need="$need python3-venv"
+  "$PY" -m pip --version >/dev/null 2>&1 || need="$need python3-pip"
+  "$PY" -c "import apsw" 2>/dev/null || need="$need python3-apsw"
 else
   need="$need python3-torch python3-numpy python3-pytest python3-gensim"
+  need="$need python3-setuptools python3-wheel python3-venv python3-pip python3-apsw"
 fi
 if [ -n "$need" ]; then
   echo "make test: installing missing packages:$need"
