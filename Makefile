@@ -32,6 +32,7 @@
 #   make test-python        the pytest suites of tests/py/ and tests/robust/
 #   make test-node          examples/quickstart.js on Node (skipped without node)
 #   make test-pip           the Python package: wheel built offline, venv, tests outside the repo
+#   make test-npm           the npm package: npm pack, installed offline, KNN and embed_update
 #   make test-asan          test-unit, test-sql and test-python, ASan + UBSan
 #   make test-newer-sqlite  test-sql and test-python on SQLite 3.53
 #   make test-oom           fail each allocation in turn (tests/robust/oom.c)
@@ -162,6 +163,14 @@ test-pip:
 	sh bindings/python/test.sh $(PYTHON) $(BUILD)/pip
 	@$(passed)
 
+# The npm package (bindings/node): npm pack, the tarball installed into a
+# temporary project with better-sqlite3@12 (bindings/node/test.sh).
+.PHONY: test-npm
+test-npm: node-deps
+	@if ! command -v node >/dev/null 2>&1; then $(call skipped,no node); \
+	elif [ ! -f $(NODE_PKG) ]; then $(call skipped,no better-sqlite3 package); \
+	else sh bindings/node/test.sh $(BUILD)/npm $(dir $(NODE_PKG)) && $(passed); fi
+
 # The whole Python suite against the current SQLite release, built from the
 # amalgamation inside better-sqlite3's npm package.
 test-newer-sqlite: node-deps embed.so
@@ -255,7 +264,7 @@ test-asan: $(BUILD)/asan/embed.so $(BUILD)/unit-asan
 # first, and tests/summary.sh counts from it what passed and was skipped.
 TEST_SUITES = check-format test-layers test-tools test-unit test-static \
               test-app test-sql test-amalgamation \
-              test-python test-node test-pip test-asan test-newer-sqlite \
+              test-python test-node test-pip test-npm test-asan test-newer-sqlite \
               test-oom test-ioerr test-defensive test-valgrind test-fuzz
 SKIP ?=
 
