@@ -31,6 +31,10 @@
 #   make test-amalgamation  dist/embed.c built alone, then test-sql against it
 #   make test-python        the pytest suites of tests/py/ and tests/robust/
 #   make test-node          examples/quickstart.js on Node (skipped without node)
+#   make test-pip           the Python package: wheel built offline, venv, tests outside the repo
+#   make test-npm           the npm package: npm pack, installed offline, KNN and embed_update
+#   make test-litestream    Litestream replicates a training WAL database; restores compared
+#   make test-dqlite        a 3-node dqlite cluster: train, SIGKILL the leader, catch up
 #   make test-asan          test-unit, test-sql and test-python, ASan + UBSan
 #   make test-newer-sqlite  test-sql and test-python on SQLite 3.53
 #   make test-oom           fail each allocation in turn (tests/robust/oom.c)
@@ -153,6 +157,43 @@ test-node: node-deps embed.so
 	else EMBED_EXT=$(CURDIR)/embed $(PYTHON) -m pytest -q -p no:cacheprovider \
 	  tests/py/test_node.py && $(passed); fi
 
+# The Python package (bindings/python): a wheel built with no index
+# reached, installed into a fresh venv, its tests run from outside the
+# repository (bindings/python/test.sh).
+.PHONY: test-pip
+test-pip:
+	sh bindings/python/test.sh $(PYTHON) $(BUILD)/pip
+	@$(passed)
+
+# The npm package (bindings/node): npm pack, the tarball installed into a
+# temporary project with better-sqlite3@12 (bindings/node/test.sh).
+.PHONY: test-npm
+test-npm: node-deps
+	@if ! command -v node >/dev/null 2>&1; then $(call skipped,no node); \
+	elif [ ! -f $(NODE_PKG) ]; then $(call skipped,no better-sqlite3 package); \
+	else sh bindings/node/test.sh $(BUILD)/npm $(dir $(NODE_PKG)) && $(passed); fi
+
+# Scaling out (tests/ecosystem/, files not named test_*.py so that
+# test-python leaves them out): Litestream 0.3.13 from npm, in build/litestream
+# (tests/install-deps.sh), and dqlite-demo of Debian's go-dqlite with embed
+# registered at the first open (tests/ecosystem/dqlite_embed.c).
+.PHONY: test-litestream test-dqlite
+LITESTREAM = $(BUILD)/litestream/node_modules/@flydotio/litestream-linux-x64/litestream
+ECOSYSTEM_PYTEST = EMBED_EXT=$(CURDIR)/embed $(PYTHON) -m pytest -q -p no:cacheprovider
+test-litestream: embed.so
+	@if [ ! -x $(LITESTREAM) ]; then $(call skipped,no litestream binary: npm install failed or not x86_64); \
+	else EMBED_LITESTREAM=$(CURDIR)/$(LITESTREAM) $(ECOSYSTEM_PYTEST) \
+	  tests/ecosystem/litestream_check.py && $(passed); fi
+
+$(BUILD)/dqlite/dqlite_embed.so: tests/ecosystem/dqlite_embed.c libembed.a
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 $(WARN) -O2 -shared -fPIC -Iext -o $@ tests/ecosystem/dqlite_embed.c libembed.a -ldl -lm -lpthread
+
+test-dqlite: embed.so $(BUILD)/dqlite/dqlite_embed.so
+	@if ! command -v dqlite-demo >/dev/null 2>&1; then $(call skipped,no dqlite-demo: apt-get install go-dqlite); \
+	else EMBED_DQLITE_SHIM=$(CURDIR)/$(BUILD)/dqlite/dqlite_embed.so $(ECOSYSTEM_PYTEST) \
+	  tests/ecosystem/dqlite_check.py && $(passed); fi
+
 # The whole Python suite against the current SQLite release, built from the
 # amalgamation inside better-sqlite3's npm package.
 test-newer-sqlite: node-deps embed.so
@@ -246,7 +287,8 @@ test-asan: $(BUILD)/asan/embed.so $(BUILD)/unit-asan
 # first, and tests/summary.sh counts from it what passed and was skipped.
 TEST_SUITES = check-format test-layers test-tools test-unit test-static \
               test-app test-sql test-amalgamation \
-              test-python test-node test-asan test-newer-sqlite \
+              test-python test-node test-pip test-npm \
+              test-litestream test-dqlite test-asan test-newer-sqlite \
               test-oom test-ioerr test-defensive test-valgrind test-fuzz
 SKIP ?=
 

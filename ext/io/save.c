@@ -1,7 +1,7 @@
 /*
 ** save.c - the embed_save aggregate: write rows to an embedding file in
-** word2vec text (= fastText .vec), word2vec binary or GloVe format,
-** replacing the file atomically.
+** word2vec text (= fastText .vec), word2vec binary, GloVe or numpy .npy
+** format, replacing the file atomically.
 **
 ** Usage:
 **
@@ -9,6 +9,8 @@
 **     FROM (SELECT v.token, e.vector FROM vocab v JOIN emb e ON e.id = v.id
 **           ORDER BY v.id);                                   -- the count
 **     SELECT embed_save('out.txt', 'glove', token, vector) FROM words;
+**     SELECT embed_save('w.npy', 'npy', id, vector)
+**     FROM (SELECT id, vector FROM emb ORDER BY id);          -- the count
 **
 ** embed_save(path, format, token, vector) writes each group to path, rows
 ** in the order they arrive (feed it from a subquery with ORDER BY; an outer
@@ -16,7 +18,10 @@
 ** that read back bit-exact (text) or raw (binary, with a newline after each
 ** vector as the C tool writes), and returns the count written. No rows: 0,
 ** and no file. Duplicate tokens are written as given (readers keep the
-** first). README "Files: word2vec, GloVe, fastText, npy" has the formats.
+** first). npy is one (n, D) '<f4' C-order array, numpy's version 1.0
+** layout: row i is the i-th row given, and the token argument is ignored
+** (any value, NULL too), since the file holds one array and nothing else.
+** README "Files: word2vec, GloVe, fastText, npy" has the formats.
 **
 ** Errors, each leaving the target as it was: a NULL or empty token, a
 ** token with whitespace or invalid UTF-8, a NULL or invalid vector, a
@@ -31,6 +36,9 @@
 **    temporary file, synced, and renamed over the target (GloVe has no
 **    header: the body itself is synced and renamed). A symlink's target
 **    is written and the link kept. Any error removes the temporary files.
+**    npy needs no copy: the body starts with SAVE_NPY_HEADER blank bytes,
+**    overwritten at the end by the header (shape known then), as numpy
+**    pads it: the dict, blanks and a newline, 128 bytes in all.
 **  - SQLite calls an aggregate's final step also when its statement fails
 **    elsewhere (a bad row in the FROM clause, an error in another
 **    expression, an interrupt) and gives the function no way to tell;
@@ -54,8 +62,14 @@
 typedef enum save_format {
   SAVE_WORD2VEC = 1,
   SAVE_WORD2VEC_BINARY,
-  SAVE_GLOVE
+  SAVE_GLOVE,
+  SAVE_NPY
 } save_format;
+
+/* The bytes of an npy header: magic, version, length and the padded dict
+** "{'descr': '<f4', 'fortran_order': False, 'shape': (n, D), }" (at most
+** 88 bytes for any 64-bit n and D <= EMBED_MAX_DIM), a multiple of 64. */
+#define SAVE_NPY_HEADER 128
 
 /* The state of one group, in the aggregate context (zeroed by SQLite). */
 typedef struct save_ctx {
@@ -157,6 +171,7 @@ static int save_start(save_ctx *s, sqlite3_context *ctx, sqlite3_value **argv,
   const char *path = (const char *)sqlite3_value_text(argv[0]);
   const char *fmt = (const char *)sqlite3_value_text(argv[1]);
   struct stat sb;
+  int rc;
   s->started = 1;
   s->st = (embed_files_state *)sqlite3_user_data(ctx);
   s->file_errors = s->st->file_errors;
@@ -179,11 +194,13 @@ static int save_start(save_ctx *s, sqlite3_context *ctx, sqlite3_value **argv,
     s->format = SAVE_WORD2VEC_BINARY;
   else if (sqlite3_stricmp(fmt, "glove") == 0)
     s->format = SAVE_GLOVE;
+  else if (sqlite3_stricmp(fmt, "npy") == 0)
+    s->format = SAVE_NPY;
   else
     return save_fail(
         s, pzErr,
         sqlite3_mprintf(
-            "embed_save: unknown format '%s' (expected word2vec, word2vec-binary, fasttext or glove)",
+            "embed_save: unknown format '%s' (expected word2vec, word2vec-binary, fasttext, glove or npy)",
             fmt));
   s->format_arg = sqlite3_mprintf("%s", fmt);
   s->path_arg = sqlite3_mprintf("%s", path);
@@ -212,7 +229,13 @@ static int save_start(save_ctx *s, sqlite3_context *ctx, sqlite3_value **argv,
               "embed_save: '%s' is not a regular file (a device, FIFO or socket)",
               path));
   }
-  return save_create_temp(s, &s->body_path, &s->body, pzErr);
+  rc = save_create_temp(s, &s->body_path, &s->body, pzErr);
+  if (rc == SQLITE_OK && s->format == SAVE_NPY) {
+    char blank[SAVE_NPY_HEADER];
+    memset(blank, ' ', sizeof(blank));
+    rc = save_write(s, s->body, blank, SAVE_NPY_HEADER, pzErr);
+  }
+  return rc;
 }
 
 /* Check a token for the formats: non-empty UTF-8 text without whitespace. */
@@ -273,10 +296,16 @@ static int save_row(save_ctx *s, sqlite3_context *ctx, sqlite3_value **argv,
               "embed_save: the path or format changed within the group (was '%s', '%s')",
               s->path_arg, s->format_arg));
   }
-  rc = save_check_token(argv[2], &token, &token_len, pzErr);
-  if (rc) return rc;
+  if (s->format != SAVE_NPY) {
+    rc = save_check_token(argv[2], &token, &token_len, pzErr);
+    if (rc) return rc;
+  }
   rc = embed_vec_from_value(argv[3], "embed_save", &vec, pzErr);
   if (rc) return rc;
+  if (!vec.v && s->format == SAVE_NPY)
+    return save_fail(s, pzErr,
+                     sqlite3_mprintf("embed_save: NULL vector at row %lld",
+                                     (long long)s->count));
   if (!vec.v)
     return save_fail(
         s, pzErr,
@@ -289,12 +318,25 @@ static int save_row(save_ctx *s, sqlite3_context *ctx, sqlite3_value **argv,
       rc = SQLITE_NOMEM;
       goto done;
     }
+  } else if (vec.dim != s->dim && s->format == SAVE_NPY) {
+    rc = save_fail(
+        s, pzErr,
+        sqlite3_mprintf(
+            "embed_save: dimension mismatch at row %lld (%lld vs %lld)",
+            (long long)s->count, (long long)vec.dim, (long long)s->dim));
+    goto done;
   } else if (vec.dim != s->dim) {
     rc = save_fail(
         s, pzErr,
         sqlite3_mprintf(
             "embed_save: dimension mismatch at token '%s' (%lld vs %lld)",
             token, (long long)vec.dim, (long long)s->dim));
+    goto done;
+  }
+  if (s->format == SAVE_NPY) {
+    embed_blob_encode(vec.v, vec.dim, s->blob);
+    rc = save_write(s, s->body, s->blob, EMBED_FLOAT_BYTES * vec.dim, pzErr);
+    if (rc == SQLITE_OK) s->count++;
     goto done;
   }
   rc = save_write(s, s->body, token, token_len, pzErr);
@@ -333,17 +375,42 @@ void embed_save_step(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   }
 }
 
+/* The npy header of an (n, dim) float32 array, padded as numpy pads it, in
+** out[SAVE_NPY_HEADER]. */
+static void save_npy_header(int64_t n, int64_t dim, char *out) {
+  int len;
+  memset(out, ' ', SAVE_NPY_HEADER);
+  memcpy(out, "\x93NUMPY\x01\x00", 8);
+  out[8] = (char)((SAVE_NPY_HEADER - 10) & 0xff);
+  out[9] = (char)((SAVE_NPY_HEADER - 10) >> 8);
+  len = snprintf(
+      out + 10, SAVE_NPY_HEADER - 10,
+      "{'descr': '<f4', 'fortran_order': False, 'shape': (%lld, %lld), }",
+      (long long)n, (long long)dim);
+  out[10 + len] = ' '; /* snprintf's terminator */
+  out[SAVE_NPY_HEADER - 1] = '\n';
+}
+
 /* Write the header and the body to the final temporary file, sync it and
 ** rename it over the target. */
 static int save_commit(save_ctx *s, char **pzErr) {
   FILE *out = 0;
-  char *buf = 0, header[64];
+  char *buf = 0, header[SAVE_NPY_HEADER];
   int rc = SQLITE_OK, hlen;
   errno = 0;
   if (fflush(s->body) != 0 || ferror(s->body))
     return save_write_error(s, pzErr);
-  if (s->format == SAVE_GLOVE) {
-    /* no header: the body is the file */
+  if (s->format == SAVE_NPY) {
+    /* the header over the blank bytes the body starts with */
+    save_npy_header(s->count, s->dim, header);
+    if (fseek(s->body, 0, SEEK_SET) != 0) return save_write_error(s, pzErr);
+    rc = save_write(s, s->body, header, SAVE_NPY_HEADER, pzErr);
+    if (rc) return rc;
+    errno = 0;
+    if (fflush(s->body) != 0) return save_write_error(s, pzErr);
+  }
+  if (s->format == SAVE_GLOVE || s->format == SAVE_NPY) {
+    /* the body is the file (GloVe has no header, npy's is in place) */
     if (fsync(fileno(s->body)) != 0) return save_write_error(s, pzErr);
     if (fclose(s->body) != 0) {
       s->body = 0;

@@ -652,10 +652,10 @@ def test_embed_save_argument_errors(db, tmp_path):
     d = str(tmp_path)
     assert error_of(db, "SELECT embed_save(?, 'word2vec', 'a', '[1]')", (d,)) == \
         f"embed_save: '{d}' is a directory"
-    assert error_of(db, "SELECT embed_save(?, 'npy', 'a', '[1]')",
-                    (d + "/x.npy",)) == \
-        "embed_save: unknown format 'npy' (expected word2vec, " \
-        "word2vec-binary, fasttext or glove)"
+    assert error_of(db, "SELECT embed_save(?, 'csv', 'a', '[1]')",
+                    (d + "/x.csv",)) == \
+        "embed_save: unknown format 'csv' (expected word2vec, " \
+        "word2vec-binary, fasttext, glove or npy)"
     assert error_of(db, "SELECT embed_save(NULL, 'word2vec', 'a', '[1]')") == \
         "embed_save: the path must be non-empty TEXT, got NULL"
     assert error_of(db, "SELECT embed_save('', 'word2vec', 'a', '[1]')") == \
