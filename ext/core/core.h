@@ -108,6 +108,8 @@ int embed_json_parse_ids(const char *text, int64_t n, int64_t *out, int64_t cap,
                          int64_t *count, embed_error *err);
 /* Sort ids ascending and drop repeats in place; returns the count left. */
 int64_t embed_ids_sort_unique(int64_t *ids, int64_t n);
+/* The first index i of ascending ids[0..n) with ids[i] >= id (n if none). */
+int64_t embed_ids_lower_bound(const int64_t *ids, int64_t n, int64_t id);
 /* Bytes embed_json_format needs for n floats, terminator included. */
 int64_t embed_json_format_size(int64_t n);
 /* Write v as a JSON array, each float in the fewest digits that read back

@@ -431,3 +431,15 @@ int64_t embed_ids_sort_unique(int64_t *ids, int64_t n) {
     if (ids[i] != ids[w - 1]) ids[w++] = ids[i];
   return w;
 }
+
+int64_t embed_ids_lower_bound(const int64_t *ids, int64_t n, int64_t id) {
+  int64_t lo = 0, hi = n;
+  while (lo < hi) {
+    int64_t mid = lo + (hi - lo) / 2;
+    if (ids[mid] < id)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}

@@ -234,19 +234,6 @@ embed_copy *embed_copies_pick(embed_copies *c, int64_t head, int64_t tail) {
   return best;
 }
 
-/* First index i with ids[i] >= id. */
-static int64_t copy_lower_bound(const int64_t *ids, int64_t n, int64_t id) {
-  int64_t lo = 0, hi = n;
-  while (lo < hi) {
-    int64_t mid = lo + (hi - lo) / 2;
-    if (ids[mid] < id)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  return lo;
-}
-
 int embed_copies_update(embed_copies *c, embed_copy *v, const embed_changes *ch,
                         int64_t head) {
   int64_t k, *at = 0;
@@ -256,7 +243,7 @@ int embed_copies_update(embed_copies *c, embed_copy *v, const embed_changes *ch,
                                    sizeof(int64_t));
   if (!at) return 0;
   for (k = 0; ok && k < ch->n; k++) {
-    at[k] = copy_lower_bound(v->ids, v->n, ch->ids[k]);
+    at[k] = embed_ids_lower_bound(v->ids, v->n, ch->ids[k]);
     ok = ch->present[k] && at[k] < v->n && v->ids[at[k]] == ch->ids[k];
   }
   pthread_mutex_lock(&copy_mutex);

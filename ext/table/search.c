@@ -1,6 +1,7 @@
 /*
 ** search.c - exact k-nearest-neighbour search: distances, top-k selection,
-** and the in-memory snapshot that makes a search run at memory speed.
+** and the search of a table's in-memory copy (copy.c) brought up to the
+** caller's transaction by the change log (store_log.c).
 **
 ** Usage:
 **
@@ -10,28 +11,27 @@
 **
 ** The module (table/cursor.c) plans the query and asks here:
 **
-**     rc = embed_search_knn(&snapshot, st, scan, q, k, ids, n_ids, lo, hi,
-**                           &hits, &n, &zErr);  // hits ascending (distance,
-*id)
+**     rc = embed_search_knn(copies, st, scan, q, k, ids, n_ids, lo, hi,
+**                           &hits, &n, &zErr);   // ascending (distance, id)
 **
 ** Design:
 **  - Distances: cosine = 1 - dot / (max(|q|, 1e-8) max(|v|, 1e-8)) (torch's
 **    cosine_similarity), l2 = Euclidean distance, dot = -dot product. One
-**    function computes them for every path, so cached and uncached searches
-**    rank identically.
+**    function computes them for every path, so a search of the copy and a
+**    search that reads the table rank identically.
 **  - Top-k: a bounded max-heap of (distance, id), O(N log k) time and O(k)
 **    memory; ties go to the smaller id.
-**  - Snapshot: the table's rows copied once into one contiguous float array
-**    (plus ids and norms), n * (4 D + 16) bytes, freed with the table's
-**    connection. It is used only while it is exact: it records PRAGMA
-**    data_version (which moves when another connection commits) and
-**    sqlite3_total_changes64() (which moves when this connection changes
-**    rows) and the storage layer's count of in-place vector writes (which
-**    move neither), and it is rebuilt by the next search when any of the
-**    three moved.
-**    While this connection has a write transaction open, searches read the
-**    table itself, so uncommitted rows are seen and a ROLLBACK can never
-**    leave a stale copy. The table option search_cache=0 turns it off.
+**  - A live search: read the log's bounds as this transaction sees them,
+**    pick the newest usable version of the copy (building one when there
+**    is none, outside write transactions), read the ids changed since it
+**    (this connection's unflushed writes included) and re-read their rows;
+**    then rank the copy's rows but those ids, and the changed rows. Outside
+**    a write transaction the changes move the shared copy forward (in
+**    place, or as a derived version once they reach n/512 rows), so the
+**    next search starts from them.
+**  - Reading the table instead: with search_cache=0, on a table without a
+**    change log (made by embed 0.1), and inside a write transaction before
+**    any version exists.
 */
 #include <stdlib.h>
 #include <string.h>
@@ -156,21 +156,8 @@ static void topk_free(search_topk *t) {
   t->n = 0;
 }
 
-/* First index i with ids[i] >= id. */
-static int64_t search_lower_bound(const int64_t *ids, int64_t n, int64_t id) {
-  int64_t lo = 0, hi = n;
-  while (lo < hi) {
-    int64_t mid = lo + (hi - lo) / 2;
-    if (ids[mid] < id)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  return lo;
-}
-
 static int search_contains(const int64_t *ids, int64_t n, int64_t id) {
-  int64_t at = search_lower_bound(ids, n, id);
+  int64_t at = embed_ids_lower_bound(ids, n, id);
   return at < n && ids[at] == id;
 }
 
@@ -190,7 +177,7 @@ static void search_copy(const embed_copy *v, const embed_changes *ch,
   if (ids) {
     int64_t from = 0;
     for (i = 0; i < n_ids; i++) { /* ids ascending: search forward only */
-      int64_t at = from + search_lower_bound(vid + from, n - from, ids[i]);
+      int64_t at = from + embed_ids_lower_bound(vid + from, n - from, ids[i]);
       from = at;
       if (at == n || vid[at] != ids[i] || ids[i] < lo || ids[i] > hi) continue;
       while (kk < ch->n && ch->ids[kk] < ids[i]) kk++;
@@ -199,7 +186,7 @@ static void search_copy(const embed_copy *v, const embed_changes *ch,
                 search_distance(metric, q, qnorm, rows[at], norms[at], t->dim));
     }
   } else {
-    for (i = search_lower_bound(vid, n, lo); i < n && vid[i] <= hi; i++) {
+    for (i = embed_ids_lower_bound(vid, n, lo); i < n && vid[i] <= hi; i++) {
       if (kk < ch->n && ch->ids[kk] <= vid[i]) {
         while (kk < ch->n && ch->ids[kk] < vid[i]) kk++;
         if (kk < ch->n && ch->ids[kk] == vid[i]) continue; /* changed */
