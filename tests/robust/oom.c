@@ -188,6 +188,20 @@ static const char *WORKLOAD[] = {
     "BEGIN",
     "SELECT embed_update('t', '[4, 5]', '[[1,0,0,0],[0,1,0,0]]', 0.5)",
     "ROLLBACK",
+    /* live search: the copy moved forward in place by the steps above, a
+    ** derived version after 70 inserts, a savepoint rolled back */
+    "SELECT id, distance FROM t WHERE vector MATCH '[1, 0, 1, 0]' AND k = 3",
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE"
+    " x < 70) INSERT INTO t(id, vector) SELECT 200 + x,"
+    " embed_scale('[1, 2, 3, 4]', x) FROM c",
+    "SELECT id, distance FROM t WHERE vector MATCH '[0, 0, 1, 1]' AND k = 3",
+    "BEGIN",
+    "SAVEPOINT s",
+    "UPDATE t SET vector = '[5, 5, 5, 5]' WHERE id = 3",
+    "ROLLBACK TO s",
+    "DELETE FROM t WHERE id = 201",
+    "SELECT id FROM t WHERE vector MATCH '[5, 5, 5, 5]' AND k = 2",
+    "COMMIT",
     "SELECT embed_json(embed_lookup('a', '[1, 2]')), count(*) FROM a_state",
     "SELECT embed_optimizer_reset('a')",
     "DELETE FROM a WHERE id = 1",
