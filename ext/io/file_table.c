@@ -425,21 +425,21 @@ static sqlite3_module io_file_module = {
 
 /* ------------------------------------------------------- registration */
 
-int embed_register_files(sqlite3 *db) {
+int embed_register_files(sqlite3 *db, embed_registrations *log) {
   embed_files_state *st = sqlite3_malloc64(sizeof(*st));
   int rc;
   if (!st) return SQLITE_NOMEM;
   memset(st, 0, sizeof(*st));
   st->refs = 2; /* the module's and the function's */
-  rc = sqlite3_create_module_v2(db, "embed_file", &io_file_module, st,
-                                io_files_state_release);
+  rc = embed_create_module(log, db, "embed_file", &io_file_module, st,
+                           io_files_state_release);
   if (rc != SQLITE_OK) {
     io_files_state_release(
         st); /* the function's share; SQLite freed the other */
     return rc;
   }
   /* on failure SQLite calls io_files_state_release itself */
-  return sqlite3_create_function_v2(
-      db, "embed_save", 4, SQLITE_UTF8 | SQLITE_DIRECTONLY, st, 0,
+  return embed_create_function(
+      log, db, "embed_save", 4, SQLITE_UTF8 | SQLITE_DIRECTONLY, st, 0,
       embed_save_step, embed_save_final, io_files_state_release);
 }

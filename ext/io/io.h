@@ -25,7 +25,7 @@
 #include "value/value.h"
 
 /* Register the embed_file module and the embed_save aggregate. */
-int embed_register_files(sqlite3 *db);
+int embed_register_files(sqlite3 *db, embed_registrations *log);
 
 /* Bounds of the readers and of quoted file text. */
 #define IO_CHUNK (1 << 20)     /* bytes a read asks for */

@@ -172,12 +172,18 @@ static void module_match_placeholder(sqlite3_context *ctx, int argc,
       ctx, "unable to use function MATCH in the requested context", -1);
 }
 
-int embed_register_vtab(sqlite3 *db, embed_registry *registry) {
-  int rc = sqlite3_create_module_v2(db, "embedding", &embed_module, registry,
-                                    embed_registry_free);
-  if (rc == SQLITE_OK)
-    rc = sqlite3_create_function_v2(db, "match", 2,
+int embed_register_vtab(sqlite3 *db, embed_registry *registry,
+                        embed_registrations *log) {
+  return embed_create_module(log, db, "embedding", &embed_module, registry,
+                             embed_registry_free);
+}
+
+/* Not in the log: deleting it would also delete SQLite's own placeholder,
+** which only an allocation could bring back. It replaces that placeholder
+** in place (no allocation, so it cannot run out of memory) and is the last
+** registration of sqlite3_embed_init, so no failure comes after it. */
+int embed_register_match(sqlite3 *db) {
+  return sqlite3_create_function_v2(db, "match", 2,
                                     SQLITE_UTF8 | SQLITE_INNOCUOUS, 0,
                                     module_match_placeholder, 0, 0, 0);
-  return rc;
 }

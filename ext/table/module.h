@@ -37,7 +37,10 @@ typedef struct embed_vtab {
   embed_snapshot *snapshot;    /* search.c; NULL until a search */
 } embed_vtab;
 
-int embed_register_vtab(sqlite3 *db, embed_registry *registry);
+int embed_register_vtab(sqlite3 *db, embed_registry *registry,
+                        embed_registrations *log);
+/* The MATCH stand-in; registered last (module.c says why). */
+int embed_register_match(sqlite3 *db);
 
 /* Set the table's error message (zMsg from sqlite3_mprintf, NULL meaning
 ** out of memory) and return rc. */
