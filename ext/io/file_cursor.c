@@ -31,7 +31,7 @@ int embed_file_error(embed_file_cursor *c, const char *where, int64_t at,
   va_end(ap);
   if (zWhat) {
     if (where)
-      zMsg = sqlite3_mprintf("embed_file: '%s' %s %lld: %s", c->path, where,
+      zMsg = sqlite3_mprintf("embed_file: '%s' %s %lld: %s", c->shown, where,
                              (long long)at, zWhat);
     else
       zMsg = sqlite3_mprintf("embed_file: %s", zWhat);
@@ -43,8 +43,8 @@ int embed_file_error(embed_file_cursor *c, const char *where, int64_t at,
 }
 
 int embed_file_read_error(embed_file_cursor *c) {
-  return embed_file_error(c, 0, 0, "cannot read '%s' at byte %lld: %s", c->path,
-                          (long long)(c->r.base + c->r.end),
+  return embed_file_error(c, 0, 0, "cannot read '%s' at byte %lld: %s",
+                          c->shown, (long long)(c->r.base + c->r.end),
                           strerror(c->r.io_errno));
 }
 

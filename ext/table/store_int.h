@@ -1,6 +1,7 @@
 /*
 ** table/store_int.h - private to the storage layer (store.c,
-** store_schema.c): the store's fields, its statement cache and the
+** store_schema.c, store_check.c): the store's fields, its statement cache and
+*the
 ** helpers both files use. Nothing outside the storage layer includes it;
 ** table/store.h is the layer's interface.
 */
@@ -61,5 +62,10 @@ int store_bind_vector(sqlite3_stmt *stmt, int i, const float *v, int64_t dim);
 void store_finalize_all(embed_store *st);
 /* (Re)compute the names derived from st->schema and st->name. */
 int store_set_names(embed_store *st);
+/* store_schema.c: shadow table i's suffix and column DDL; T_config read
+** back into st->cfg (the integrity check re-reads it, store_check.c). */
+const char *store_shadow_suffix(int i);
+const char *store_shadow_columns(int i);
+int store_load_config(embed_store *st, char **pzErr);
 
 #endif /* EMBED_STORE_INT_H */

@@ -19,7 +19,9 @@
 ** options through the same parser as CREATE and a damaged row gets the
 ** same precise error; options a later version adds take their defaults
 ** when an older table lacks them. A table without its dim or seed, or with
-** a padding_idx out of range, refuses to open.
+** a padding_idx out of range, refuses to open, and so does one whose
+** shadow tables are not all ordinary tables of their columns
+** (store_check.c).
 */
 #include <string.h>
 
@@ -38,6 +40,13 @@ static const struct {
         {"state",
          "(id INTEGER PRIMARY KEY, state BLOB NOT NULL CHECK (typeof(state) = 'blob'))"},
 };
+
+const char *store_shadow_suffix(int i) {
+  return store_shadow[i].suffix;
+}
+const char *store_shadow_columns(int i) {
+  return store_shadow[i].columns;
+}
 
 int embed_store_is_shadow(const char *zSuffix) {
   int i;
@@ -67,8 +76,8 @@ int store_set_names(embed_store *st) {
 
 /* ------------------------------------------------------------ lifecycle */
 
-/* Read the options back from T_config. */
-static int store_load_config(embed_store *st, char **pzErr) {
+/* Read the options back from T_config into st->cfg. */
+int store_load_config(embed_store *st, char **pzErr) {
   sqlite3_stmt *stmt = 0;
   embed_error err;
   int rc = SQLITE_OK;
@@ -114,36 +123,6 @@ static int store_load_config(embed_store *st, char **pzErr) {
     return SQLITE_CORRUPT_VTAB;
   }
   return SQLITE_OK;
-}
-
-/* Do the other shadow tables exist as tables? (T_config was just read.) */
-static int store_check_shadow(embed_store *st, char **pzErr) {
-  sqlite3_stmt *stmt = 0;
-  int i, rc = SQLITE_OK;
-  store_prepare(
-      st, &stmt,
-      sqlite3_mprintf(
-          "SELECT 1 FROM %s.sqlite_schema WHERE type = 'table' AND name = ?1",
-          st->names[ON_SCHEMA]),
-      &rc);
-  for (i = 0; rc == SQLITE_OK && i < STORE_N_SHADOW; i++) {
-    char *name;
-    if (i == SHADOW_CONFIG) continue;
-    name = sqlite3_mprintf("%s_%s", st->name, store_shadow[i].suffix);
-    if (!name) {
-      rc = SQLITE_NOMEM;
-      break;
-    }
-    sqlite3_bind_text(stmt, 1, name, -1, sqlite3_free);
-    if (sqlite3_step(stmt) != SQLITE_ROW) {
-      *pzErr = sqlite3_mprintf("embedding %s: shadow table %s_%s is missing",
-                               st->name, st->name, store_shadow[i].suffix);
-      rc = *pzErr ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
-    }
-    sqlite3_reset(stmt);
-  }
-  sqlite3_finalize(stmt);
-  return rc;
 }
 
 /* Create the shadow tables, store the options, create rows 0..N-1. */
@@ -208,8 +187,10 @@ int embed_store_open(sqlite3 *db, const char *schema, const char *name,
       *pzErr =
           sqlite3_mprintf("embedding %s: %s", st->name, sqlite3_errmsg(db));
   } else if (rc == SQLITE_OK) {
-    rc = store_load_config(st, pzErr);
-    if (rc == SQLITE_OK) rc = store_check_shadow(st, pzErr);
+    /* every shadow table an ordinary table of the expected columns (an
+    ** impostor is refused, store_check.c), then the options */
+    rc = embed_store_check_shadows(st, pzErr);
+    if (rc == SQLITE_OK) rc = store_load_config(st, pzErr);
   }
   if (rc) {
     embed_store_close(st);
