@@ -6,7 +6,7 @@
 **
 **     int64_t ok = embed_utf8_valid_prefix(bytes, n);  // n: all valid
 **     char shown[EMBED_QUOTE_SIZE(40)];
-**     embed_utf8_quote(text, n, 40, shown);   // for an error message
+**     embed_utf8_quote(text, n, 40, 1, shown);   // for an error message
 **     float f;
 **     switch (embed_parse_float(text, len, &f)) {
 **       case EMBED_NUM_OK:        ...f is the nearest float32...
@@ -19,9 +19,10 @@
 **    tokens and for telling text from binary.
 **  - embed_utf8_quote is how every error message shows text that came from
 **    outside (an argument, a file, a stored value): at most `max` bytes,
-**    cut at a character boundary and marked "...", with control bytes and
-**    every byte that is not part of valid UTF-8 shown as '?', so the
-**    message is valid UTF-8 whatever the text was.
+**    cut at a character boundary and marked "...", with NUL and every byte
+**    that is not part of valid UTF-8 shown as '?' (and control bytes too,
+**    on request: file text), so the message is valid UTF-8 whatever the
+**    text was.
 **  - embed_parse_float reads [+-]? (digits [. digits?] | . digits)
 **    ([eE] [+-]? digits)? and nothing else: no leading or trailing
 **    blanks, no hex, no "nan"/"inf" (they are recognized only to be
@@ -78,7 +79,8 @@ int64_t embed_utf8_valid_prefix(const unsigned char *s, int64_t n) {
   return i;
 }
 
-int64_t embed_utf8_quote(const char *p, int64_t n, int64_t max, char *out) {
+int64_t embed_utf8_quote(const char *p, int64_t n, int64_t max, int controls,
+                         char *out) {
   int64_t i = 0, len = 0, lim = n > max ? max : n;
   while (i < lim) {
     unsigned char ch = (unsigned char)p[i];
@@ -93,7 +95,10 @@ int64_t embed_utf8_quote(const char *p, int64_t n, int64_t max, char *out) {
       len += k;
       i += k;
     } else {
-      out[len++] = (ch < 0x20 || ch == 0x7F || ch >= 0x80) ? '?' : (char)ch;
+      out[len++] =
+          ch == 0 || ch >= 0x80 || (controls && (ch < 0x20 || ch == 0x7F))
+              ? '?'
+              : (char)ch;
       i++;
     }
   }

@@ -58,7 +58,7 @@ int embed_error_set(embed_error *err, const char *format, ...) {
   va_end(ap);
   if (n < 0) n = 0;
   if (n >= (int)sizeof(raw)) n = (int)sizeof(raw) - 1;
-  embed_utf8_quote(raw, n, EMBED_ERROR_TEXT_MAX - 8, err->text);
+  embed_utf8_quote(raw, n, EMBED_ERROR_TEXT_MAX - 8, 0, err->text);
   return -1;
 }
 

@@ -54,7 +54,7 @@ const char *embed_nonfinite_name(int code) {
 }
 
 const char *embed_file_quote(const char *p, int64_t n, char *out) {
-  embed_utf8_quote(p, n, IO_QUOTE_MAX, out);
+  embed_utf8_quote(p, n, IO_QUOTE_MAX, 1, out);
   return out;
 }
 

@@ -17,7 +17,8 @@
 **     SELECT embed_update(id, :grad, 0.1) FROM tok WHERE id = 3;
 **
 ** Columns: id INTEGER (the rowid), vector BLOB (the stored weight, D float32
-** values), and the hidden search columns distance REAL and k INTEGER.
+** values), the hidden search columns distance REAL and k INTEGER, and the
+** hidden command column named like the table (command.c).
 **
 ** Design: CREATE parses the options (core/options.c) and has the storage
 ** layer make the shadow tables (table/store.h documents them); CONNECT
@@ -65,9 +66,7 @@ static int embedInit(sqlite3 *db, void *pAux, int argc, const char *const *argv,
   rc = embed_store_open(db, argv[1], argv[2], is_create ? &cfg : 0, is_create,
                         &tab->st, pzErr);
   if (rc == SQLITE_OK)
-    rc = sqlite3_declare_vtab(
-        db,
-        "CREATE TABLE x(id INTEGER, vector BLOB, distance REAL HIDDEN, k INTEGER HIDDEN)");
+    rc = embed_vtab_declare(db, embed_store_name(tab->st)); /* command.c */
   if (rc == SQLITE_OK) {
     tab->entry = embed_registry_add(tab->registry, tab->st);
     if (!tab->entry) rc = SQLITE_NOMEM;
@@ -131,7 +130,11 @@ static int embedFindFunction(sqlite3_vtab *pVtab, int nArg, const char *zName,
 }
 
 static sqlite3_module embed_module = {
-    3,                 /* iVersion: xShadowName */
+#if SQLITE_VERSION_NUMBER >= 3044000
+    4, /* iVersion: xIntegrity */
+#else
+    3, /* iVersion: xShadowName */
+#endif
     embedCreate,       /* xCreate */
     embedConnect,      /* xConnect */
     embedBestIndex,    /* xBestIndex */
@@ -156,7 +159,7 @@ static sqlite3_module embed_module = {
     0,                 /* xRollbackTo */
     embedShadowName,   /* xShadowName */
 #if SQLITE_VERSION_NUMBER >= 3044000
-    0, /* xIntegrity */
+    embedIntegrity, /* xIntegrity (command.c) */
 #endif
 };
 

@@ -16,9 +16,9 @@
 **    VIRTUAL TABLE; its columns (PRAGMA table_xinfo: name, declared type,
 **    primary key) are those of its DDL in store_schema.c, in order; it is a
 **    WITHOUT ROWID table exactly when the DDL says so. (NOT NULL and CHECK
-**    are not compared: a damaged value is caught where it is read.) The list of
-*shadow tables and the expected columns
-**    come from store_schema.c's table, so every shadow table is checked,
+**    are not compared: a damaged value is caught where it is read.) The
+**    list of shadow tables and the expected columns come from
+**    store_schema.c's table, so every shadow table is checked,
 **    however many there are. A view, an index or a virtual table (of
 **    embedding or any other module) in a shadow table's place, or a table
 **    of other columns, makes the table refuse to open with a message that
@@ -238,7 +238,7 @@ int embed_store_check_config(embed_store *st, char **pzErr) {
       rc = check_fail(
           pzErr,
           sqlite3_mprintf(
-              "embedding %s: corrupt %s_%s: %s is %s, but the table was opened with %s",
+              "embedding %s: corrupt %s_%s: %s is '%s', but the table was opened with '%s'",
               st->name, st->name, store_shadow_suffix(SHADOW_CONFIG),
               embed_config_key(i), now, was));
   }

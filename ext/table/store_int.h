@@ -1,8 +1,8 @@
 /*
 ** table/store_int.h - private to the storage layer (store.c,
-** store_schema.c, store_check.c): the store's fields, its statement cache and
-*the
-** helpers both files use. Nothing outside the storage layer includes it;
+** store_schema.c, store_check.c): the store's fields, its statement cache
+** and the helpers these files use. Nothing outside the storage layer
+** includes it;
 ** table/store.h is the layer's interface.
 */
 #ifndef EMBED_STORE_INT_H

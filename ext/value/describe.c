@@ -13,16 +13,16 @@
 ** What a value becomes: NULL; an INTEGER or REAL as SQL prints it; a BLOB
 ** as "a BLOB of N bytes" (never its bytes); TEXT as itself, but at most
 ** EMBED_SHOWN_MAX bytes (cut at a character boundary and marked "..."),
-** with control bytes and bytes that are not valid UTF-8 shown as '?'
-** (core/text.c's embed_utf8_quote). So a message that echoes what a caller
-** passed is short and valid UTF-8 whatever was passed: Python, for one,
-** decodes every message and fails on invalid UTF-8.
+** with NUL and bytes that are not valid UTF-8 shown as '?' (core/text.c's
+** embed_utf8_quote; a tab or newline stays as it is). So a message that
+** echoes what a caller passed is short and valid UTF-8 whatever was passed:
+** Python, for one, decodes every message and fails on invalid UTF-8.
 */
 #include "value/value.h"
 
 char *embed_text_shown(const char *p, int64_t n) {
   char *out = (char *)sqlite3_malloc64(EMBED_QUOTE_SIZE(EMBED_SHOWN_MAX));
-  if (out) embed_utf8_quote(p ? p : "", p ? n : 0, EMBED_SHOWN_MAX, out);
+  if (out) embed_utf8_quote(p ? p : "", p ? n : 0, EMBED_SHOWN_MAX, 0, out);
   return out;
 }
 

@@ -50,8 +50,8 @@ int embed_prepare(sqlite3 *db, char *zSql, unsigned flags, sqlite3_stmt **out);
 
 /* describe.c: a value, or text from one, as an error message shows it
 ** (sqlite3_mprintf'd; NULL when out of memory): NULL, the number, "a BLOB
-** of N bytes", or the text cut to EMBED_SHOWN_MAX bytes ("...") with
-** control bytes and invalid UTF-8 shown as '?'. */
+** of N bytes", or the text cut to EMBED_SHOWN_MAX bytes ("...") with NUL
+** and invalid UTF-8 shown as '?'. */
 #define EMBED_SHOWN_MAX 200
 char *embed_value_shown(sqlite3_value *v);
 char *embed_text_shown(const char *p, int64_t n);
