@@ -7,8 +7,8 @@
 ** Usage:
 **
 **     rc = embed_store_check_shadows(st, &zErr);   // embed_store_open does
-**     rc = embed_store_check_config(st, &zErr);
-**     rc = embed_store_check_state(st, &zErr);
+**     rc = embed_store_check_config(st, &zErr);    // (both in store_schema.c,
+**     rc = embed_store_check_state(st, &zErr);     //  which has the list)
 **
 ** Design:
 **  - A shadow table must be an ordinary table: its sqlite_schema row has
@@ -18,17 +18,19 @@
 **    WITHOUT ROWID table exactly when the DDL says so. (NOT NULL and CHECK
 **    are not compared: a damaged value is caught where it is read.) The
 **    list of shadow tables and the expected columns come from
-**    store_schema.c's table, so every shadow table is checked,
-**    however many there are. A view, an index or a virtual table (of
+**    store_schema.c's table (embed_store_check_shadows there passes them
+**    in), so every shadow table is checked, however many there are. A view, an
+*index or a virtual table (of
 **    embedding or any other module) in a shadow table's place, or a table
 **    of other columns, makes the table refuse to open with a message that
 **    names the shadow table and what it is instead; the statements of
 **    store.c are prepared with SQLITE_PREPARE_NO_VTAB besides. The checks
 **    read sqlite_schema, and the columns only of what is an ordinary
 **    table, so an impostor virtual table is never connected.
-**  - The config check reads T_config through the same parser as connect
-**    (store_load_config) and compares the stored text of every option with
-**    the one the table was opened with; the step row must be a count.
+**  - The config check (embed_store_check_config, in store_schema.c) reads
+**    T_config through the same parser as connect; here the stored text of
+**    every option is compared with the one the table was opened with, and
+**    the step row must be a count.
 **  - The state check is one pass over T_state (LEFT JOIN T_vectors) in id
 **    order: SQL type, length for the optimizer, finiteness, an existing id.
 ** Every finding is SQLITE_CORRUPT_VTAB with "embedding T: ..." naming the
@@ -113,11 +115,10 @@ static int check_text_result(sqlite3_stmt *stmt, char **out) {
   return rc;
 }
 
-/* Shadow table i (named `name`), an ordinary table: the columns and the
-** rowid of its DDL? */
-static int check_shape(embed_store *st, int i, const char *name,
+/* Shadow table `name`, an ordinary table: the columns and the rowid of
+** its DDL? */
+static int check_shape(embed_store *st, const char *ddl, const char *name,
                        sqlite3_stmt *columns, sqlite3_stmt *wr, char **pzErr) {
-  const char *ddl = store_shadow_columns(i);
   char *want = check_ddl_columns(ddl), *have = 0;
   int rc = want ? SQLITE_OK : SQLITE_NOMEM;
   if (rc == SQLITE_OK) {
@@ -150,7 +151,8 @@ static int check_shape(embed_store *st, int i, const char *name,
   return rc;
 }
 
-int embed_store_check_shadows(embed_store *st, char **pzErr) {
+int store_check_shapes(embed_store *st, const char *const *suffix,
+                       const char *const *ddl, int n, char **pzErr) {
   sqlite3_stmt *kind = 0, *columns = 0, *wr = 0;
   int i, rc = SQLITE_OK;
   store_prepare(
@@ -179,8 +181,8 @@ int embed_store_check_shadows(embed_store *st, char **pzErr) {
                              st->name, sqlite3_errmsg(st->db));
     if (!*pzErr) rc = SQLITE_NOMEM;
   }
-  for (i = 0; rc == SQLITE_OK && i < STORE_N_SHADOW; i++) {
-    char *name = sqlite3_mprintf("%s_%s", st->name, store_shadow_suffix(i));
+  for (i = 0; rc == SQLITE_OK && i < n; i++) {
+    char *name = sqlite3_mprintf("%s_%s", st->name, suffix[i]);
     if (!name) {
       rc = SQLITE_NOMEM;
       break;
@@ -210,7 +212,7 @@ int embed_store_check_shadows(embed_store *st, char **pzErr) {
                 st->name, name));
       } else {
         sqlite3_reset(kind);
-        rc = check_shape(st, i, name, columns, wr, pzErr);
+        rc = check_shape(st, ddl[i], name, columns, wr, pzErr);
       }
     }
     sqlite3_reset(kind);
@@ -222,25 +224,22 @@ int embed_store_check_shadows(embed_store *st, char **pzErr) {
   return rc;
 }
 
-int embed_store_check_config(embed_store *st, char **pzErr) {
-  embed_config opened = st->cfg, stored;
+int store_check_config_same(embed_store *st, const embed_config *stored,
+                            char **pzErr) {
   int64_t step;
-  int i, rc = store_load_config(st, pzErr);
-  stored = st->cfg;
-  st->cfg = opened; /* the table keeps running with what it opened with */
+  int i, rc = SQLITE_OK;
   for (i = 0; rc == SQLITE_OK && i < embed_config_count(); i++) {
     char was[64], now[64];
-    if (!embed_config_applies(&opened, i) && !embed_config_applies(&stored, i))
+    if (!embed_config_applies(&st->cfg, i) && !embed_config_applies(stored, i))
       continue;
-    embed_config_value(&opened, i, was, sizeof(was));
-    embed_config_value(&stored, i, now, sizeof(now));
+    embed_config_value(&st->cfg, i, was, sizeof(was));
+    embed_config_value(stored, i, now, sizeof(now));
     if (strcmp(was, now) != 0)
       rc = check_fail(
           pzErr,
           sqlite3_mprintf(
-              "embedding %s: corrupt %s_%s: %s is '%s', but the table was opened with '%s'",
-              st->name, st->name, store_shadow_suffix(SHADOW_CONFIG),
-              embed_config_key(i), now, was));
+              "embedding %s: corrupt %s_config: %s is '%s', but the table was opened with '%s'",
+              st->name, st->name, embed_config_key(i), now, was));
   }
   if (rc == SQLITE_OK) rc = embed_store_step_read(st, &step, pzErr);
   return rc;
@@ -267,14 +266,14 @@ int embed_store_check_state(embed_store *st, char **pzErr) {
       rc = check_fail(
           pzErr,
           sqlite3_mprintf(
-              "embedding %s: corrupt %s_%s: a state for id %lld, which the table does not have",
-              st->name, st->name, store_shadow_suffix(SHADOW_STATE), id));
+              "embedding %s: corrupt %s_state: a state for id %lld, which the table does not have",
+              st->name, st->name, id));
     else if (n == 0)
       rc = check_fail(
           pzErr,
           sqlite3_mprintf(
-              "embedding %s: corrupt %s_%s: a state for id %lld, but the optimizer keeps none",
-              st->name, st->name, store_shadow_suffix(SHADOW_STATE), id));
+              "embedding %s: corrupt %s_state: a state for id %lld, but the optimizer keeps none",
+              st->name, st->name, id));
     else if (type != SQLITE_BLOB)
       rc = check_fail(
           pzErr,

@@ -62,10 +62,13 @@ int store_bind_vector(sqlite3_stmt *stmt, int i, const float *v, int64_t dim);
 void store_finalize_all(embed_store *st);
 /* (Re)compute the names derived from st->schema and st->name. */
 int store_set_names(embed_store *st);
-/* store_schema.c: shadow table i's suffix and column DDL; T_config read
-** back into st->cfg (the integrity check re-reads it, store_check.c). */
-const char *store_shadow_suffix(int i);
-const char *store_shadow_columns(int i);
-int store_load_config(embed_store *st, char **pzErr);
+/* store_check.c, for store_schema.c (which has the list of shadow tables):
+** the n shadow tables T_suffix[i], each an ordinary table with the columns
+** of its DDL columns[i]? And do the options read back from T_config
+** (`stored`) equal the table's, is the step count sound? */
+int store_check_shapes(embed_store *st, const char *const *suffix,
+                       const char *const *columns, int n, char **pzErr);
+int store_check_config_same(embed_store *st, const embed_config *stored,
+                            char **pzErr);
 
 #endif /* EMBED_STORE_INT_H */

@@ -41,13 +41,6 @@ static const struct {
          "(id INTEGER PRIMARY KEY, state BLOB NOT NULL CHECK (typeof(state) = 'blob'))"},
 };
 
-const char *store_shadow_suffix(int i) {
-  return store_shadow[i].suffix;
-}
-const char *store_shadow_columns(int i) {
-  return store_shadow[i].columns;
-}
-
 int embed_store_is_shadow(const char *zSuffix) {
   int i;
   for (i = 0; i < STORE_N_SHADOW; i++)
@@ -76,8 +69,8 @@ int store_set_names(embed_store *st) {
 
 /* ------------------------------------------------------------ lifecycle */
 
-/* Read the options back from T_config into st->cfg. */
-int store_load_config(embed_store *st, char **pzErr) {
+/* Read the options back from T_config. */
+static int store_load_config(embed_store *st, char **pzErr) {
   sqlite3_stmt *stmt = 0;
   embed_error err;
   int rc = SQLITE_OK;
@@ -123,6 +116,25 @@ int store_load_config(embed_store *st, char **pzErr) {
     return SQLITE_CORRUPT_VTAB;
   }
   return SQLITE_OK;
+}
+
+/* The checks of store_check.c, given this file's list of shadow tables. */
+int embed_store_check_shadows(embed_store *st, char **pzErr) {
+  const char *suffix[STORE_N_SHADOW], *columns[STORE_N_SHADOW];
+  int i;
+  for (i = 0; i < STORE_N_SHADOW; i++) {
+    suffix[i] = store_shadow[i].suffix;
+    columns[i] = store_shadow[i].columns;
+  }
+  return store_check_shapes(st, suffix, columns, STORE_N_SHADOW, pzErr);
+}
+
+int embed_store_check_config(embed_store *st, char **pzErr) {
+  embed_config opened = st->cfg, stored;
+  int rc = store_load_config(st, pzErr);
+  stored = st->cfg;
+  st->cfg = opened; /* the table keeps running with what it opened with */
+  return rc ? rc : store_check_config_same(st, &stored, pzErr);
 }
 
 /* Create the shadow tables, store the options, create rows 0..N-1. */
