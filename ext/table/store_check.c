@@ -19,9 +19,9 @@
 **    are not compared: a damaged value is caught where it is read.) The
 **    list of shadow tables and the expected columns come from
 **    store_schema.c's table (embed_store_check_shadows there passes them
-**    in), so every shadow table is checked, however many there are. A view, an
-*index or a virtual table (of
-**    embedding or any other module) in a shadow table's place, or a table
+**    in), so every shadow table is checked, however many there are. A
+**    view, an index or a virtual table (of embedding or any other module)
+**    in a shadow table's place, or a table
 **    of other columns, makes the table refuse to open with a message that
 **    names the shadow table and what it is instead; the statements of
 **    store.c are prepared with SQLITE_PREPARE_NO_VTAB besides. The checks
