@@ -38,6 +38,7 @@
 #   make test-asan          test-unit, test-sql and test-python, ASan + UBSan
 #   make test-newer-sqlite  test-sql and test-python on SQLite 3.53
 #   make test-oom           fail each allocation in turn (tests/robust/oom.c)
+#   make test-oom-load      the same from sqlite3_load_extension() on (tests/robust/oom_load.c)
 #   make test-ioerr         fail each I/O call in turn (tests/robust/ioerr.c)
 #   make test-defensive     SQLite's defensive mode (tests/robust/defensive.c)
 #   make test-valgrind      test-sql under valgrind memcheck
@@ -78,7 +79,8 @@ BUILD = build
 .PHONY: all demo test bench install uninstall clean test-deps test-sql \
         test-unit test-python test-asan test-static format bench-knn \
         test-app node-deps test-newer-sqlite bench-files \
-        test-oom test-ioerr test-defensive test-valgrind test-fuzz test-robust fuzz \
+        test-oom test-oom-load test-ioerr test-defensive test-valgrind test-fuzz \
+        test-robust fuzz \
         test-node check-format help
 
 # What a suite target runs last: records in $(SUITES_LOG) that it passed, or
@@ -204,7 +206,7 @@ test-newer-sqlite: node-deps embed.so
 	  $(call skipped,no better-sqlite3 package); \
 	else exit $$rc; fi
 
-# Reliability (tests/robust/: oom.c, ioerr.c, defensive.c; and fuzz/): each
+# Reliability (tests/robust/: oom.c, oom_load.c, ioerr.c, defensive.c; and fuzz/): each
 # prints its figure; `make fuzz` runs them longer.
 ROBUST_LIBS = $(SQLITE_A) -lm -lpthread -ldl
 
@@ -220,12 +222,20 @@ $(BUILD)/ioerr: tests/robust/ioerr.c libembed.a
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 $(WARN) -O1 -g -Iext -o $@ tests/robust/ioerr.c libembed.a $(ROBUST_LIBS)
 
+# Debian's shared libsqlite3, into which the sweep loads embed.so.
+$(BUILD)/oom-load: tests/robust/oom_load.c tests/robust/harness.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 $(WARN) -O1 -g -o $@ tests/robust/oom_load.c -lsqlite3
+
 $(BUILD)/defensive: tests/robust/defensive.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 $(WARN) -O1 -g -o $@ tests/robust/defensive.c -lsqlite3
 
 test-oom: $(BUILD)/oom
 	$(BUILD)/oom
+	@$(passed)
+test-oom-load: embed.so $(BUILD)/oom-load
+	$(BUILD)/oom-load ./embed.so
 	@$(passed)
 test-ioerr: $(BUILD)/ioerr
 	$(BUILD)/ioerr
@@ -239,10 +249,11 @@ test-valgrind: embed.so
 test-fuzz:
 	SRC="$(SRC)" sh fuzz/run.sh 10
 	@$(passed)
-test-robust: test-oom test-ioerr test-defensive test-valgrind test-fuzz
+test-robust: test-oom test-oom-load test-ioerr test-defensive test-valgrind test-fuzz
 
-fuzz: embed.so $(BUILD)/oom-asan $(BUILD)/ioerr
+fuzz: embed.so $(BUILD)/oom-asan $(BUILD)/ioerr $(BUILD)/oom-load
 	ASAN_OPTIONS=detect_leaks=0 $(BUILD)/oom-asan --all
+	$(BUILD)/oom-load ./embed.so
 	$(BUILD)/ioerr --long
 	EMBED_CRASH_KILLS=300 EMBED_CONCURRENCY_SECONDS=60 EMBED_EXT=$(CURDIR)/embed \
 	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/robust/test_crash.py \
@@ -289,7 +300,8 @@ TEST_SUITES = check-format test-layers test-tools test-unit test-static \
               test-app test-sql test-amalgamation \
               test-python test-node test-pip test-npm \
               test-litestream test-dqlite test-asan test-newer-sqlite \
-              test-oom test-ioerr test-defensive test-valgrind test-fuzz
+              test-oom test-oom-load test-ioerr test-defensive test-valgrind \
+              test-fuzz
 SKIP ?=
 
 test:

@@ -11,7 +11,9 @@
 ** Registers, on one connection: the `embedding` module (table/module.c),
 ** the pure functions (sql/functions.c), embed_lookup/embed_update
 ** (sql/training.c) and embed_file/embed_save (io/). The per-connection
-** table registry is owned by the module and freed with it.
+** table registry is owned by the module and freed with it. A load that
+** fails part-way takes back everything it registered, so the connection is
+** as it was before (value/register.c).
 */
 #include "embed.h"
 #include "table/module.h"
@@ -27,6 +29,7 @@ __declspec(dllexport)
 #endif
     int sqlite3_embed_init(sqlite3 *db, char **pzErrMsg,
                            const sqlite3_api_routines *pApi) {
+  embed_registrations log;
   embed_registry *registry;
   int rc;
 #ifndef SQLITE_CORE
@@ -41,12 +44,18 @@ __declspec(dllexport)
   }
   registry = embed_registry_new(db);
   if (!registry) return SQLITE_NOMEM;
+  log.n = 0;
   /* the module owns the registry from here on, even on failure */
-  rc = embed_register_vtab(db, registry);
-  if (rc == SQLITE_OK) rc = embed_register_functions(db);
-  if (rc == SQLITE_OK) rc = embed_register_training(db, registry);
-  if (rc == SQLITE_OK) rc = embed_register_files(db);
-  if (rc != SQLITE_OK && pzErrMsg)
-    *pzErrMsg = sqlite3_mprintf("embed: %s", sqlite3_errmsg(db));
+  rc = embed_register_vtab(db, registry, &log);
+  if (rc == SQLITE_OK) rc = embed_register_functions(db, &log);
+  if (rc == SQLITE_OK) rc = embed_register_training(db, registry, &log);
+  if (rc == SQLITE_OK) rc = embed_register_files(db, &log);
+  if (rc == SQLITE_OK) rc = embed_register_match(db); /* last: see module.c */
+  if (rc != SQLITE_OK) {
+    if (pzErrMsg) *pzErrMsg = sqlite3_mprintf("embed: %s", sqlite3_errmsg(db));
+    /* SQLite unloads the library after a failed init: nothing may stay
+    ** registered that points into it (value/register.c) */
+    embed_registrations_undo(&log, db);
+  }
   return rc;
 }

@@ -3,8 +3,9 @@
 ** holding an embedding table (Adam, dim 4, some rows trained) is loaded
 ** fresh for each input (sqlite3_deserialize of a template), the input
 ** rewrites its shadow tables with plain SQL before the table is first
-** connected (so xConnect reads the damage), and then every read, write,
-** search and training path runs. Errors are expected; crashes, sanitizer
+** connected (so xConnect reads the damage; some edits put an impostor in a
+** shadow table's place), and then every read, write, search, training path
+** and command runs. Errors are expected; crashes, sanitizer
 ** reports and leaked statements are not.
 **
 ** Input: up to 8 edits, each a byte picking the edit (EDITS) and its values
@@ -36,6 +37,10 @@ static const char *const EDITS[] = {
     "PRAGMA writable_schema = OFF",
     "DROP TABLE t_state",
     "UPDATE t_vectors SET vector = NULL WHERE id = ?",
+    /* impostors in a shadow table's place */
+    "DROP TABLE t_vectors; CREATE VIEW t_vectors AS SELECT 3 AS id, ? AS vector",
+    "ALTER TABLE t_state RENAME COLUMN state TO s",
+    "DROP TABLE t_config; CREATE VIRTUAL TABLE t_config USING embedding(dim=2)",
 };
 #define N_EDITS (sizeof(EDITS) / sizeof(EDITS[0]))
 
@@ -57,6 +62,8 @@ static const char *const OPS[] = {
     "INSERT OR REPLACE INTO t(id, vector) VALUES (3, '[1,2,3,4]')",
     "DELETE FROM t WHERE id = 1",
     "SELECT embed_optimizer_reset('t')",
+    "INSERT INTO t(t) VALUES ('integrity-check')",
+    "INSERT INTO t(t) VALUES ('reset-optimizer')",
     "ALTER TABLE t RENAME TO t2; SELECT count(*) FROM t2",
     "DROP TABLE t",
 };

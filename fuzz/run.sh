@@ -40,8 +40,8 @@ obj() {
 build() {
   name=$1
   case $name in
-    fuzz_vector) srcs="ext/core/vector.c ext/core/kernels.c" libs="-lm" ;;
-    fuzz_options) srcs="ext/core/options.c ext/core/vector.c" libs="-lm" ;;
+    fuzz_vector) srcs="ext/core/vector.c ext/core/kernels.c ext/core/text.c" libs="-lm" ;;
+    fuzz_options) srcs="ext/core/options.c ext/core/vector.c ext/core/text.c" libs="-lm" ;;
     *) srcs="$SRC" libs="$SQLITE_A -lm -lpthread -ldl" ;;
   esac
   objs=""

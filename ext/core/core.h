@@ -252,6 +252,15 @@ int embed_optimizer_steps_untouched_rows(const embed_config *cfg);
 ** NUL, overlong forms, surrogates and code points above U+10FFFF end it. */
 int64_t embed_utf8_valid_prefix(const unsigned char *s, int64_t n);
 
+/* The text p[0..n) as an error message shows it, into out: at most max
+** bytes of it, cut at a character boundary and followed by "..." when
+** shortened; NUL and bytes that are not valid UTF-8 become '?', and so do
+** the other control bytes when `controls` is set. The result is valid
+** UTF-8; out needs EMBED_QUOTE_SIZE(max) bytes. Returns its length. */
+int64_t embed_utf8_quote(const char *p, int64_t n, int64_t max, int controls,
+                         char *out);
+#define EMBED_QUOTE_SIZE(max) ((max) + 8)
+
 /* What embed_parse_float found. */
 typedef enum embed_num_status {
   EMBED_NUM_OK = 0,

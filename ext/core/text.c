@@ -5,6 +5,8 @@
 ** Usage (from C; SQLite is not needed here):
 **
 **     int64_t ok = embed_utf8_valid_prefix(bytes, n);  // n: all valid
+**     char shown[EMBED_QUOTE_SIZE(40)];
+**     embed_utf8_quote(text, n, 40, 1, shown);   // for an error message
 **     float f;
 **     switch (embed_parse_float(text, len, &f)) {
 **       case EMBED_NUM_OK:        ...f is the nearest float32...
@@ -14,7 +16,13 @@
 ** Design:
 **  - UTF-8 is checked strictly: NUL, overlong forms, surrogates and code
 **    points above U+10FFFF end the valid prefix. The io layer uses it for
-**    tokens, for telling text from binary, and for quoting file text.
+**    tokens and for telling text from binary.
+**  - embed_utf8_quote is how every error message shows text that came from
+**    outside (an argument, a file, a stored value): at most `max` bytes,
+**    cut at a character boundary and marked "...", with NUL and every byte
+**    that is not part of valid UTF-8 shown as '?' (and control bytes too,
+**    on request: file text), so the message is valid UTF-8 whatever the
+**    text was.
 **  - embed_parse_float reads [+-]? (digits [. digits?] | . digits)
 **    ([eE] [+-]? digits)? and nothing else: no leading or trailing
 **    blanks, no hex, no "nan"/"inf" (they are recognized only to be
@@ -69,6 +77,37 @@ int64_t embed_utf8_valid_prefix(const unsigned char *s, int64_t n) {
     i += len;
   }
   return i;
+}
+
+int64_t embed_utf8_quote(const char *p, int64_t n, int64_t max, int controls,
+                         char *out) {
+  int64_t i = 0, len = 0, lim = n > max ? max : n;
+  while (i < lim) {
+    unsigned char ch = (unsigned char)p[i];
+    int64_t ok = ch >= 0x80
+                     ? embed_utf8_valid_prefix((const unsigned char *)p + i,
+                                               n - i < 4 ? n - i : 4)
+                     : 0;
+    if (ch >= 0x80 && ok > 0) { /* one whole character */
+      int64_t k = 1;
+      while (k < ok && ((unsigned char)p[i + k] & 0xC0) == 0x80) k++;
+      memcpy(out + len, p + i, (size_t)k);
+      len += k;
+      i += k;
+    } else {
+      out[len++] =
+          ch == 0 || ch >= 0x80 || (controls && (ch < 0x20 || ch == 0x7F))
+              ? '?'
+              : (char)ch;
+      i++;
+    }
+  }
+  if (n > i) {
+    memcpy(out + len, "...", 3);
+    len += 3;
+  }
+  out[len] = 0;
+  return len;
 }
 
 /* Is p[0..n) the lower-case word, ignoring ASCII case? */

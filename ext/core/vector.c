@@ -44,14 +44,21 @@ static void set_error(embed_error *err, embed_code code, int64_t a, int64_t b,
   }
 }
 
+/* The text is formatted, then quoted (core/text.c), so that a value it
+** echoes, or the cut at the buffer's end, never leaves invalid UTF-8. */
 int embed_error_set(embed_error *err, const char *format, ...) {
+  char raw[EMBED_ERROR_TEXT_MAX];
+  int n;
   va_list ap;
   err->code = EMBED_E_MESSAGE;
   err->a = err->b = err->c = 0;
   err->what = 0;
   va_start(ap, format);
-  vsnprintf(err->text, sizeof(err->text), format, ap);
+  n = vsnprintf(raw, sizeof(raw), format, ap);
   va_end(ap);
+  if (n < 0) n = 0;
+  if (n >= (int)sizeof(raw)) n = (int)sizeof(raw) - 1;
+  embed_utf8_quote(raw, n, EMBED_ERROR_TEXT_MAX - 8, 0, err->text);
   return -1;
 }
 

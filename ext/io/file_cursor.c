@@ -11,8 +11,10 @@
 **
 ** Design: an error is set on the cursor's virtual table (zErrMsg) and
 ** returned as SQLITE_ERROR, so it becomes the statement's error; file text
-** is quoted at most IO_QUOTE_MAX bytes, with control bytes and invalid
-** UTF-8 shown as '?', so a message is always valid UTF-8.
+** is quoted at most IO_QUOTE_MAX bytes by core/text.c's embed_utf8_quote
+** (control bytes and invalid UTF-8 shown as '?'), and the path as the
+** cursor's `shown` form (value/describe.c), so a message is always valid
+** UTF-8.
 */
 #include <stdarg.h>
 #include <string.h>
@@ -29,7 +31,7 @@ int embed_file_error(embed_file_cursor *c, const char *where, int64_t at,
   va_end(ap);
   if (zWhat) {
     if (where)
-      zMsg = sqlite3_mprintf("embed_file: '%s' %s %lld: %s", c->path, where,
+      zMsg = sqlite3_mprintf("embed_file: '%s' %s %lld: %s", c->shown, where,
                              (long long)at, zWhat);
     else
       zMsg = sqlite3_mprintf("embed_file: %s", zWhat);
@@ -41,8 +43,8 @@ int embed_file_error(embed_file_cursor *c, const char *where, int64_t at,
 }
 
 int embed_file_read_error(embed_file_cursor *c) {
-  return embed_file_error(c, 0, 0, "cannot read '%s' at byte %lld: %s", c->path,
-                          (long long)(c->r.base + c->r.end),
+  return embed_file_error(c, 0, 0, "cannot read '%s' at byte %lld: %s",
+                          c->shown, (long long)(c->r.base + c->r.end),
                           strerror(c->r.io_errno));
 }
 
@@ -52,29 +54,7 @@ const char *embed_nonfinite_name(int code) {
 }
 
 const char *embed_file_quote(const char *p, int64_t n, char *out) {
-  int64_t i = 0, len = 0, lim = n > IO_QUOTE_MAX ? IO_QUOTE_MAX : n;
-  while (i < lim) {
-    unsigned char ch = (unsigned char)p[i];
-    int64_t ok = ch >= 0x80
-                     ? embed_utf8_valid_prefix((const unsigned char *)p + i,
-                                               n - i < 4 ? n - i : 4)
-                     : 0;
-    if (ch >= 0x80 && ok > 0) {
-      int64_t k = 1;
-      while (k < ok && ((unsigned char)p[i + k] & 0xC0) == 0x80) k++;
-      memcpy(out + len, p + i, (size_t)k);
-      len += k;
-      i += k;
-    } else {
-      out[len++] = (ch < 0x20 || ch == 0x7F || ch >= 0x80) ? '?' : (char)ch;
-      i++;
-    }
-  }
-  if (n > lim) {
-    memcpy(out + len, "...", 3);
-    len += 3;
-  }
-  out[len] = 0;
+  embed_utf8_quote(p, n, IO_QUOTE_MAX, 1, out);
   return out;
 }
 

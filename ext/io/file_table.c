@@ -171,10 +171,11 @@ static int fileOpen(sqlite3_vtab *pVtab, sqlite3_vtab_cursor **ppCursor) {
 static void file_cursor_reset(embed_file_cursor *c) {
   embed_reader_close(&c->r);
   sqlite3_free(c->path);
+  sqlite3_free(c->shown);
   sqlite3_free(c->vec);
   sqlite3_free(c->own_blob);
   embed_token_set_free(&c->seen);
-  c->path = 0;
+  c->path = c->shown = 0;
   c->vec = 0;
   c->own_blob = 0;
   c->blob = 0;
@@ -214,7 +215,7 @@ static int file_detect_format(embed_file_cursor *c) {
   int64_t avail = r->end - r->pos, count, dim;
   if (avail == 0)
     return embed_file_error(c, 0, 0, "'%s' is empty (no format to detect)",
-                            c->path);
+                            c->shown);
   if (avail >= 6 && memcmp(p, "\x93NUMPY", 6) == 0) {
     c->format = FMT_NPY;
     return SQLITE_OK;
@@ -262,6 +263,17 @@ static int fileFilter(sqlite3_vtab_cursor *cur, int idxNum, const char *idxStr,
     rc = embed_file_error(c, 0, 0, "a file path is required");
     goto done;
   }
+  if (sqlite3_value_type(argv[0]) == SQLITE_BLOB ||
+      ((idxNum & FILE_IDX_FORMAT) && argc > 1 &&
+       sqlite3_value_type(argv[1]) == SQLITE_BLOB)) {
+    int is_path = sqlite3_value_type(argv[0]) == SQLITE_BLOB;
+    char *shown = embed_value_shown(argv[is_path ? 0 : 1]);
+    rc = shown ? embed_file_error(c, 0, 0, "the %s must be TEXT, got %s",
+                                  is_path ? "path" : "format", shown)
+               : SQLITE_NOMEM;
+    sqlite3_free(shown);
+    goto done;
+  }
   path = (const char *)sqlite3_value_text(argv[0]);
   if (sqlite3_value_type(argv[0]) == SQLITE_NULL || !path || !path[0]) {
     rc = embed_file_error(
@@ -271,7 +283,8 @@ static int fileFilter(sqlite3_vtab_cursor *cur, int idxNum, const char *idxStr,
   }
   sqlite3_free(c->path);
   c->path = sqlite3_mprintf("%s", path);
-  if (!c->path) {
+  c->shown = embed_value_shown(argv[0]);
+  if (!c->path || !c->shown) {
     rc = SQLITE_NOMEM;
     goto done;
   }
@@ -285,27 +298,32 @@ static int fileFilter(sqlite3_vtab_cursor *cur, int idxNum, const char *idxStr,
     for (i = FMT_WORD2VEC; i <= FMT_NPY; i++)
       if (sqlite3_stricmp(fmt, io_format_names[i]) == 0) c->format = i;
     if (c->format == FMT_AUTO) {
-      rc = embed_file_error(
-          c, 0, 0,
-          "unknown format '%s' (expected word2vec, word2vec-binary, glove, fasttext or npy)",
-          fmt);
+      char *shown = embed_value_shown(argv[1]);
+      rc =
+          shown
+              ? embed_file_error(
+                    c, 0, 0,
+                    "unknown format '%s' (expected word2vec, word2vec-binary, glove, fasttext or npy)",
+                    shown)
+              : SQLITE_NOMEM;
+      sqlite3_free(shown);
       goto done;
     }
   }
   f = fopen(c->path, "rb");
   if (!f) {
-    rc = embed_file_error(c, 0, 0, "cannot open '%s': %s", c->path,
+    rc = embed_file_error(c, 0, 0, "cannot open '%s': %s", c->shown,
                           strerror(errno));
     goto done;
   }
   c->r.f = f;
   if (fstat(fileno(f), &sb) != 0) {
-    rc = embed_file_error(c, 0, 0, "cannot open '%s': %s", c->path,
+    rc = embed_file_error(c, 0, 0, "cannot open '%s': %s", c->shown,
                           strerror(errno));
     goto done;
   }
   if (S_ISDIR(sb.st_mode)) {
-    rc = embed_file_error(c, 0, 0, "'%s' is a directory", c->path);
+    rc = embed_file_error(c, 0, 0, "'%s' is a directory", c->shown);
     goto done;
   }
   c->r.size = S_ISREG(sb.st_mode) ? (int64_t)sb.st_size : -1;
@@ -425,21 +443,21 @@ static sqlite3_module io_file_module = {
 
 /* ------------------------------------------------------- registration */
 
-int embed_register_files(sqlite3 *db) {
+int embed_register_files(sqlite3 *db, embed_registrations *log) {
   embed_files_state *st = sqlite3_malloc64(sizeof(*st));
   int rc;
   if (!st) return SQLITE_NOMEM;
   memset(st, 0, sizeof(*st));
   st->refs = 2; /* the module's and the function's */
-  rc = sqlite3_create_module_v2(db, "embed_file", &io_file_module, st,
-                                io_files_state_release);
+  rc = embed_create_module(log, db, "embed_file", &io_file_module, st,
+                           io_files_state_release);
   if (rc != SQLITE_OK) {
     io_files_state_release(
         st); /* the function's share; SQLite freed the other */
     return rc;
   }
   /* on failure SQLite calls io_files_state_release itself */
-  return sqlite3_create_function_v2(
-      db, "embed_save", 4, SQLITE_UTF8 | SQLITE_DIRECTONLY, st, 0,
+  return embed_create_function(
+      log, db, "embed_save", 4, SQLITE_UTF8 | SQLITE_DIRECTONLY, st, 0,
       embed_save_step, embed_save_final, io_files_state_release);
 }

@@ -25,7 +25,7 @@
 #include "value/value.h"
 
 /* Register the embed_file module and the embed_save aggregate. */
-int embed_register_files(sqlite3 *db);
+int embed_register_files(sqlite3 *db, embed_registrations *log);
 
 /* Bounds of the readers and of quoted file text. */
 #define IO_CHUNK (1 << 20)     /* bytes a read asks for */
@@ -98,6 +98,7 @@ typedef struct embed_file_cursor {
   sqlite3_vtab_cursor base;
   embed_file_reader r;
   char *path;               /* sqlite3_malloc'd copy */
+  char *shown;              /* the path as messages show it (describe.c) */
   embed_file_format format; /* the format used, never FMT_AUTO after filter */
   int binary, has_header;   /* word2vec-binary; word2vec/fasttext/binary */
   int eof;

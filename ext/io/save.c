@@ -76,7 +76,8 @@ typedef struct save_ctx {
   int started, failed;
   save_format format;
   char *path;       /* the target (a symlink resolved) */
-  char *path_arg;   /* the path as given: for messages, to catch a change */
+  char *path_arg;   /* the path as given: to catch a change */
+  char *path_shown; /* the path as messages show it (value/describe.c) */
   char *format_arg; /* the format as given */
   char *body_path;  /* temporary file with the rows so far */
   FILE *body;
@@ -95,13 +96,14 @@ static void save_cleanup(save_ctx *s) {
   if (s->final_path) remove(s->final_path);
   sqlite3_free(s->path);
   sqlite3_free(s->path_arg);
+  sqlite3_free(s->path_shown);
   sqlite3_free(s->format_arg);
   sqlite3_free(s->body_path);
   sqlite3_free(s->final_path);
   sqlite3_free(s->text);
   sqlite3_free(s->blob);
   s->body = 0;
-  s->path = s->path_arg = s->format_arg = 0;
+  s->path = s->path_arg = s->path_shown = s->format_arg = 0;
   s->body_path = s->final_path = s->text = 0;
   s->blob = 0;
 }
@@ -140,7 +142,7 @@ static int save_create_temp(save_ctx *s, char **name, FILE **out,
           s, pzErr,
           sqlite3_mprintf(
               "embed_save: cannot create a temporary file next to '%s': %s",
-              s->path_arg, strerror(err)));
+              s->path_shown, strerror(err)));
     }
     sqlite3_free(*name);
     *name = 0;
@@ -148,13 +150,14 @@ static int save_create_temp(save_ctx *s, char **name, FILE **out,
   return save_fail(
       s, pzErr,
       sqlite3_mprintf("embed_save: cannot create a temporary file next to '%s'",
-                      s->path_arg));
+                      s->path_shown));
 }
 
 static int save_write_error(save_ctx *s, char **pzErr) {
-  return save_fail(s, pzErr,
-                   sqlite3_mprintf("embed_save: cannot write '%s': %s",
-                                   s->path_arg, strerror(errno ? errno : EIO)));
+  return save_fail(
+      s, pzErr,
+      sqlite3_mprintf("embed_save: cannot write '%s': %s", s->path_shown,
+                      strerror(errno ? errno : EIO)));
 }
 
 static int save_write(save_ctx *s, FILE *f, const void *p, int64_t n,
@@ -196,15 +199,23 @@ static int save_start(save_ctx *s, sqlite3_context *ctx, sqlite3_value **argv,
     s->format = SAVE_GLOVE;
   else if (sqlite3_stricmp(fmt, "npy") == 0)
     s->format = SAVE_NPY;
-  else
-    return save_fail(
-        s, pzErr,
-        sqlite3_mprintf(
-            "embed_save: unknown format '%s' (expected word2vec, word2vec-binary, fasttext, glove or npy)",
-            fmt));
+  else {
+    char *shown = embed_value_shown(argv[1]);
+    int failed =
+        shown
+            ? save_fail(
+                  s, pzErr,
+                  sqlite3_mprintf(
+                      "embed_save: unknown format '%s' (expected word2vec, word2vec-binary, fasttext, glove or npy)",
+                      shown))
+            : SQLITE_NOMEM;
+    sqlite3_free(shown);
+    return failed;
+  }
   s->format_arg = sqlite3_mprintf("%s", fmt);
   s->path_arg = sqlite3_mprintf("%s", path);
-  if (!s->format_arg || !s->path_arg) return SQLITE_NOMEM;
+  s->path_shown = embed_value_shown(argv[0]);
+  if (!s->format_arg || !s->path_arg || !s->path_shown) return SQLITE_NOMEM;
   if (lstat(path, &sb) == 0 && S_ISLNK(sb.st_mode)) {
     /* write the file the link points to, keeping the link */
     char *real = realpath(path, 0);
@@ -221,13 +232,14 @@ static int save_start(save_ctx *s, sqlite3_context *ctx, sqlite3_value **argv,
   if (stat(s->path, &sb) == 0) {
     if (S_ISDIR(sb.st_mode))
       return save_fail(
-          s, pzErr, sqlite3_mprintf("embed_save: '%s' is a directory", path));
+          s, pzErr,
+          sqlite3_mprintf("embed_save: '%s' is a directory", s->path_shown));
     if (!S_ISREG(sb.st_mode))
       return save_fail(
           s, pzErr,
           sqlite3_mprintf(
               "embed_save: '%s' is not a regular file (a device, FIFO or socket)",
-              path));
+              s->path_shown));
   }
   rc = save_create_temp(s, &s->body_path, &s->body, pzErr);
   if (rc == SQLITE_OK && s->format == SAVE_NPY) {
@@ -259,9 +271,14 @@ static int save_check_token(sqlite3_value *val, const char **out, int64_t *len,
   for (i = 0; i < n; i++) {
     if (t[i] == ' ' || t[i] == '\t' || t[i] == '\n' || t[i] == '\r' ||
         t[i] == '\v' || t[i] == '\f') {
-      *pzErr = sqlite3_mprintf(
-          "embed_save: token '%s' contains whitespace (the file formats separate with it)",
-          t);
+      char *shown = embed_text_shown((const char *)t, n);
+      *pzErr =
+          shown
+              ? sqlite3_mprintf(
+                    "embed_save: token '%s' contains whitespace (the file formats separate with it)",
+                    shown)
+              : 0;
+      sqlite3_free(shown);
       return *pzErr ? SQLITE_ERROR : SQLITE_NOMEM;
     }
   }
@@ -294,7 +311,7 @@ static int save_row(save_ctx *s, sqlite3_context *ctx, sqlite3_value **argv,
           s, pzErr,
           sqlite3_mprintf(
               "embed_save: the path or format changed within the group (was '%s', '%s')",
-              s->path_arg, s->format_arg));
+              s->path_shown, s->format_arg));
   }
   if (s->format != SAVE_NPY) {
     rc = save_check_token(argv[2], &token, &token_len, pzErr);
@@ -302,14 +319,38 @@ static int save_row(save_ctx *s, sqlite3_context *ctx, sqlite3_value **argv,
   }
   rc = embed_vec_from_value(argv[3], "embed_save", &vec, pzErr);
   if (rc) return rc;
-  if (!vec.v && s->format == SAVE_NPY)
-    return save_fail(s, pzErr,
-                     sqlite3_mprintf("embed_save: NULL vector at row %lld",
-                                     (long long)s->count));
-  if (!vec.v)
-    return save_fail(
-        s, pzErr,
-        sqlite3_mprintf("embed_save: NULL vector for token '%s'", token));
+  if (s->format == SAVE_NPY &&
+      (!vec.v || (s->count > 0 && vec.dim != s->dim))) {
+    rc =
+        !vec.v
+            ? save_fail(s, pzErr,
+                        sqlite3_mprintf("embed_save: NULL vector at row %lld",
+                                        (long long)s->count))
+            : save_fail(
+                  s, pzErr,
+                  sqlite3_mprintf(
+                      "embed_save: dimension mismatch at row %lld (%lld vs %lld)",
+                      (long long)s->count, (long long)vec.dim,
+                      (long long)s->dim));
+    goto done;
+  }
+  if (!vec.v || (s->count > 0 && vec.dim != s->dim)) {
+    /* the token is valid UTF-8 by now, but may be long */
+    char *shown = embed_text_shown(token, token_len);
+    rc =
+        !shown ? SQLITE_NOMEM
+        : !vec.v
+            ? save_fail(s, pzErr,
+                        sqlite3_mprintf(
+                            "embed_save: NULL vector for token '%s'", shown))
+            : save_fail(
+                  s, pzErr,
+                  sqlite3_mprintf(
+                      "embed_save: dimension mismatch at token '%s' (%lld vs %lld)",
+                      shown, (long long)vec.dim, (long long)s->dim));
+    sqlite3_free(shown);
+    goto done;
+  }
   if (s->count == 0) {
     s->dim = vec.dim;
     s->text = sqlite3_malloc64((sqlite3_uint64)embed_json_format_size(vec.dim));
@@ -318,20 +359,6 @@ static int save_row(save_ctx *s, sqlite3_context *ctx, sqlite3_value **argv,
       rc = SQLITE_NOMEM;
       goto done;
     }
-  } else if (vec.dim != s->dim && s->format == SAVE_NPY) {
-    rc = save_fail(
-        s, pzErr,
-        sqlite3_mprintf(
-            "embed_save: dimension mismatch at row %lld (%lld vs %lld)",
-            (long long)s->count, (long long)vec.dim, (long long)s->dim));
-    goto done;
-  } else if (vec.dim != s->dim) {
-    rc = save_fail(
-        s, pzErr,
-        sqlite3_mprintf(
-            "embed_save: dimension mismatch at token '%s' (%lld vs %lld)",
-            token, (long long)vec.dim, (long long)s->dim));
-    goto done;
   }
   if (s->format == SAVE_NPY) {
     embed_blob_encode(vec.v, vec.dim, s->blob);
@@ -447,7 +474,7 @@ static int save_commit(save_ctx *s, char **pzErr) {
   if (rename(s->final_path, s->path) != 0)
     return save_fail(s, pzErr,
                      sqlite3_mprintf("embed_save: cannot replace '%s': %s",
-                                     s->path_arg, strerror(errno)));
+                                     s->path_shown, strerror(errno)));
   sqlite3_free(s->final_path);
   s->final_path = 0; /* renamed: cleanup must not remove it */
   return SQLITE_OK;
@@ -472,7 +499,7 @@ void embed_save_final(sqlite3_context *ctx) {
         s, &zErr,
         sqlite3_mprintf(
             "embed_save: '%s' not written: an embed_file read failed meanwhile",
-            s->path_arg));
+            s->path_shown));
   } else {
     rc = save_commit(s, &zErr);
   }

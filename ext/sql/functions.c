@@ -439,7 +439,7 @@ static const fn_def aggregate_functions[] = {
     {"embed_stack", 1, OP_STACK},
 };
 
-int embed_register_functions(sqlite3 *db) {
+int embed_register_functions(sqlite3 *db, embed_registrations *log) {
   const int flags = SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS;
   size_t i;
   int rc = SQLITE_OK;
@@ -454,17 +454,16 @@ int embed_register_functions(sqlite3 *db) {
             ? fn_reduce2
         : fn->nArg == 2 && fn->op != OP_SCALE ? fn_binary
                                               : fn_unary;
-    rc = sqlite3_create_function_v2(db, fn->name, fn->nArg, flags, (void *)fn,
-                                    impl, 0, 0, 0);
+    rc = embed_create_function(log, db, fn->name, fn->nArg, flags, (void *)fn,
+                               impl, 0, 0, 0);
   }
   for (i = 0; rc == SQLITE_OK &&
               i < sizeof(aggregate_functions) / sizeof(aggregate_functions[0]);
        i++) {
     const fn_def *fn = &aggregate_functions[i];
-    rc = sqlite3_create_function_v2(
-        db, fn->name, fn->nArg, flags, (void *)fn, 0,
-        fn->op == OP_STACK ? stack_step : bag_step,
-        fn->op == OP_STACK ? stack_final : bag_final, 0);
+    rc = embed_create_function(log, db, fn->name, fn->nArg, flags, (void *)fn,
+                               0, fn->op == OP_STACK ? stack_step : bag_step,
+                               fn->op == OP_STACK ? stack_final : bag_final, 0);
   }
   return rc;
 }

@@ -8,7 +8,8 @@
 
 #include "table/table.h"
 
-int embed_register_functions(sqlite3 *db);
-int embed_register_training(sqlite3 *db, embed_registry *registry);
+int embed_register_functions(sqlite3 *db, embed_registrations *log);
+int embed_register_training(sqlite3 *db, embed_registry *registry,
+                            embed_registrations *log);
 
 #endif /* EMBED_SQL_H */

@@ -60,7 +60,8 @@ static void training_reset(sqlite3_context *ctx, int argc,
   if (st) embed_train_reset(ctx, st);
 }
 
-int embed_register_training(sqlite3 *db, embed_registry *registry) {
+int embed_register_training(sqlite3 *db, embed_registry *registry,
+                            embed_registrations *log) {
   static const struct {
     const char *name;
     int nArg, flags;
@@ -76,8 +77,8 @@ int embed_register_training(sqlite3 *db, embed_registry *registry) {
   size_t i;
   int rc = SQLITE_OK;
   for (i = 0; rc == SQLITE_OK && i < sizeof(fns) / sizeof(fns[0]); i++)
-    rc = sqlite3_create_function_v2(db, fns[i].name, fns[i].nArg,
-                                    SQLITE_UTF8 | fns[i].flags, registry,
-                                    fns[i].fn, 0, 0, 0);
+    rc = embed_create_function(log, db, fns[i].name, fns[i].nArg,
+                               SQLITE_UTF8 | fns[i].flags, registry, fns[i].fn,
+                               0, 0, 0);
   return rc;
 }

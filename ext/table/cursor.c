@@ -239,15 +239,19 @@ static int cursor_knn_k(embed_vtab *tab, int plan, sqlite3_value *kv,
         sqlite3_mprintf(
             "embedding %s: a MATCH search needs k = N or ORDER BY distance",
             embed_store_name(tab->st)));
-  if (sqlite3_value_numeric_type(v) != SQLITE_INTEGER ||
-      sqlite3_value_int64(v) < 1 || sqlite3_value_int64(v) > EMBED_MAX_K)
-    return embed_vtab_error(
+  if (sqlite3_value_type(v) == SQLITE_BLOB ||
+      sqlite3_value_numeric_type(v) != SQLITE_INTEGER ||
+      sqlite3_value_int64(v) < 1 || sqlite3_value_int64(v) > EMBED_MAX_K) {
+    char *shown = embed_value_shown(v);
+    int rc = embed_vtab_error(
         tab, SQLITE_ERROR,
-        sqlite3_mprintf("embedding %s: k must be an integer in [1, %d], got %s",
-                        embed_store_name(tab->st), EMBED_MAX_K,
-                        sqlite3_value_text(v)
-                            ? (const char *)sqlite3_value_text(v)
-                            : "NULL"));
+        shown ? sqlite3_mprintf(
+                    "embedding %s: k must be an integer in [1, %d], got %s",
+                    embed_store_name(tab->st), EMBED_MAX_K, shown)
+              : 0);
+    sqlite3_free(shown);
+    return rc;
+  }
   *k = sqlite3_value_int64(v);
   if (offsetv && sqlite3_value_numeric_type(offsetv) == SQLITE_INTEGER &&
       sqlite3_value_int64(offsetv) > 0) {

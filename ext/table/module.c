@@ -17,7 +17,8 @@
 **     SELECT embed_update(id, :grad, 0.1) FROM tok WHERE id = 3;
 **
 ** Columns: id INTEGER (the rowid), vector BLOB (the stored weight, D float32
-** values), and the hidden search columns distance REAL and k INTEGER.
+** values), the hidden search columns distance REAL and k INTEGER, and the
+** hidden command column named like the table (command.c).
 **
 ** Design: CREATE parses the options (core/options.c) and has the storage
 ** layer make the shadow tables (table/store.h documents them); CONNECT
@@ -65,9 +66,7 @@ static int embedInit(sqlite3 *db, void *pAux, int argc, const char *const *argv,
   rc = embed_store_open(db, argv[1], argv[2], is_create ? &cfg : 0, is_create,
                         &tab->st, pzErr);
   if (rc == SQLITE_OK)
-    rc = sqlite3_declare_vtab(
-        db,
-        "CREATE TABLE x(id INTEGER, vector BLOB, distance REAL HIDDEN, k INTEGER HIDDEN)");
+    rc = embed_vtab_declare(db, embed_store_name(tab->st)); /* command.c */
   if (rc == SQLITE_OK) rc = embed_copies_open(tab->st, &tab->copies);
   if (rc == SQLITE_OK) {
     tab->entry = embed_registry_add(tab->registry, tab->st);
@@ -176,7 +175,11 @@ static int embedFindFunction(sqlite3_vtab *pVtab, int nArg, const char *zName,
 }
 
 static sqlite3_module embed_module = {
-    3,                 /* iVersion: xShadowName */
+#if SQLITE_VERSION_NUMBER >= 3044000
+    4, /* iVersion: xIntegrity */
+#else
+    3, /* iVersion: xShadowName */
+#endif
     embedCreate,       /* xCreate */
     embedConnect,      /* xConnect */
     embedBestIndex,    /* xBestIndex */
@@ -201,7 +204,7 @@ static sqlite3_module embed_module = {
     embedRollbackTo,   /* xRollbackTo */
     embedShadowName,   /* xShadowName */
 #if SQLITE_VERSION_NUMBER >= 3044000
-    0, /* xIntegrity */
+    embedIntegrity, /* xIntegrity (command.c) */
 #endif
 };
 
@@ -217,12 +220,18 @@ static void module_match_placeholder(sqlite3_context *ctx, int argc,
       ctx, "unable to use function MATCH in the requested context", -1);
 }
 
-int embed_register_vtab(sqlite3 *db, embed_registry *registry) {
-  int rc = sqlite3_create_module_v2(db, "embedding", &embed_module, registry,
-                                    embed_registry_free);
-  if (rc == SQLITE_OK)
-    rc = sqlite3_create_function_v2(db, "match", 2,
+int embed_register_vtab(sqlite3 *db, embed_registry *registry,
+                        embed_registrations *log) {
+  return embed_create_module(log, db, "embedding", &embed_module, registry,
+                             embed_registry_free);
+}
+
+/* Not in the log: deleting it would also delete SQLite's own placeholder,
+** which only an allocation could bring back. It replaces that placeholder
+** in place (no allocation, so it cannot run out of memory) and is the last
+** registration of sqlite3_embed_init, so no failure comes after it. */
+int embed_register_match(sqlite3 *db) {
+  return sqlite3_create_function_v2(db, "match", 2,
                                     SQLITE_UTF8 | SQLITE_INNOCUOUS, 0,
                                     module_match_placeholder, 0, 0, 0);
-  return rc;
 }

@@ -8,8 +8,15 @@
 
 #include "table/table.h"
 
-/* The columns the module declares. */
-enum { COL_ID = 0, COL_VECTOR = 1, COL_DISTANCE = 2, COL_K = 3 };
+/* The columns the module declares; COL_COMMAND, named like the table, is
+** the command column (command.c), absent when the name is taken. */
+enum {
+  COL_ID = 0,
+  COL_VECTOR = 1,
+  COL_DISTANCE = 2,
+  COL_K = 3,
+  COL_COMMAND = 4
+};
 
 /* The idxNum bits of a plan (plan.c chooses them, cursor.c runs them; the
 ** meaning of each is documented above embedBestIndex). */
@@ -37,7 +44,10 @@ typedef struct embed_vtab {
   embed_copies *copies;        /* the shared copies searched (copy.c) */
 } embed_vtab;
 
-int embed_register_vtab(sqlite3 *db, embed_registry *registry);
+int embed_register_vtab(sqlite3 *db, embed_registry *registry,
+                        embed_registrations *log);
+/* The MATCH stand-in; registered last (module.c says why). */
+int embed_register_match(sqlite3 *db);
 
 /* Set the table's error message (zMsg from sqlite3_mprintf, NULL meaning
 ** out of memory) and return rc. */
@@ -71,6 +81,16 @@ int embedNext(sqlite3_vtab_cursor *pCursor);
 int embedEof(sqlite3_vtab_cursor *pCursor);
 int embedColumn(sqlite3_vtab_cursor *pCursor, sqlite3_context *ctx, int col);
 int embedRowid(sqlite3_vtab_cursor *pCursor, sqlite_int64 *pRowid);
+
+/* command.c: the declared schema (with the command column when the name
+** allows), an INSERT into the command column, and xIntegrity. */
+int embed_vtab_declare(sqlite3 *db, const char *name);
+int embed_command_run(embed_vtab *tab, int argc, sqlite3_value **argv,
+                      sqlite_int64 *pRowid);
+#if SQLITE_VERSION_NUMBER >= 3044000
+int embedIntegrity(sqlite3_vtab *pVtab, const char *zSchema,
+                   const char *zTabName, int mFlags, char **pzErr);
+#endif
 
 /* write.c */
 int embedUpdate(sqlite3_vtab *pVtab, int argc, sqlite3_value **argv,

@@ -100,7 +100,10 @@ static embed_registry_entry *registry_find(embed_registry *reg,
   return other;
 }
 
-/* Connect a table by preparing a statement that reads it. */
+/* Connect a table by preparing a statement that reads it. SQLITE_ERROR:
+** no such table (or not one that can be read); another code: a table that
+** exists but cannot be connected (a damaged embedding table, whose message
+** is the connection's), or out of memory. */
 static int registry_touch(sqlite3 *db, const char *schema, const char *name) {
   sqlite3_stmt *stmt;
   int rc = embed_prepare(
@@ -173,6 +176,16 @@ static int uses_embedding_module(const char *sql) {
 static int registry_error(char **pzErr, char *zMsg) {
   *pzErr = zMsg;
   return zMsg ? SQLITE_ERROR : SQLITE_NOMEM;
+}
+
+/* A table that exists but would not connect: its own error (which names
+** it, "embedding T: ..."), or out of memory. */
+static int registry_refused(sqlite3 *db, int rc, char **pzErr) {
+  if (rc == SQLITE_NOMEM) return rc;
+  if ((sqlite3_extended_errcode(db) & 0xff) == (rc & 0xff))
+    rc = sqlite3_extended_errcode(db); /* SQLITE_CORRUPT_VTAB */
+  *pzErr = sqlite3_mprintf("%s", sqlite3_errmsg(db));
+  return *pzErr ? rc : SQLITE_NOMEM;
 }
 
 /* The only embedding table of main, or an error listing the candidates. */
@@ -264,23 +277,39 @@ int embed_registry_resolve(embed_registry *reg, sqlite3_value *namev,
                                embed_type_name(sqlite3_value_type(namev))));
   }
   found = registry_find(reg, namev ? 0 : "main", name);
-  if (!found && registry_touch(reg->db, namev ? 0 : "main", name) == SQLITE_OK)
-    found = registry_find(reg, namev ? 0 : "main", name);
-  if (!found && namev && (dot = strchr(name, '.')) != 0) {
+  if (!found) {
+    int touched = registry_touch(reg->db, namev ? 0 : "main", name);
+    if (touched == SQLITE_OK)
+      found = registry_find(reg, namev ? 0 : "main", name);
+    else if (touched != SQLITE_ERROR)
+      rc = registry_refused(reg->db, touched, pzErr);
+  }
+  if (!found && rc == SQLITE_OK && namev && (dot = strchr(name, '.')) != 0) {
     /* "schema.table" */
     char *schema = sqlite3_mprintf("%.*s", (int)(dot - name), name);
     if (!schema) {
       rc = SQLITE_NOMEM;
     } else {
       found = registry_find(reg, schema, dot + 1);
-      if (!found && registry_touch(reg->db, schema, dot + 1) == SQLITE_OK)
-        found = registry_find(reg, schema, dot + 1);
+      if (!found) {
+        int touched = registry_touch(reg->db, schema, dot + 1);
+        if (touched == SQLITE_OK)
+          found = registry_find(reg, schema, dot + 1);
+        else if (touched != SQLITE_ERROR)
+          rc = registry_refused(reg->db, touched, pzErr);
+      }
     }
     sqlite3_free(schema);
   }
-  if (!found && rc == SQLITE_OK)
-    rc = registry_error(
-        pzErr, sqlite3_mprintf("%s: no embedding table named '%s'", who, name));
+  if (!found && rc == SQLITE_OK) {
+    char *shown = namev ? embed_value_shown(namev)
+                        : embed_text_shown(name, (int64_t)strlen(name));
+    rc = shown ? registry_error(
+                     pzErr, sqlite3_mprintf("%s: no embedding table named '%s'",
+                                            who, shown))
+               : SQLITE_NOMEM;
+    sqlite3_free(shown);
+  }
   if (found && namev == 0 &&
       embed_store_schema_version(found->st, &reg->only_version) == SQLITE_OK)
     reg->only = found;

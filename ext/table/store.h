@@ -177,6 +177,20 @@ int embed_store_log_head(embed_store *st, int64_t *head, int64_t *tail);
 int embed_store_log_since(embed_store *st, int64_t after, int64_t head,
                           int64_t **ids, int64_t *n, char **pzErr);
 
+/* --------------------------------------------------- checks (store_check.c) */
+
+/* Is every shadow table an ordinary table (not a view, an index or a
+** virtual table) with the columns of its DDL? Else SQLITE_CORRUPT_VTAB and
+** a message naming the shadow table and the problem. Run at connect. */
+int embed_store_check_shadows(embed_store *st, char **pzErr);
+/* Do T_config's rows read back to the options the table was opened with,
+** and is the step count sound? */
+int embed_store_check_config(embed_store *st, char **pzErr);
+/* Is every T_state row sound: a BLOB of the optimizer's state size,
+** finite, for an id the table has (and none when the optimizer keeps no
+** state)? The first bad id, ascending, is reported. */
+int embed_store_check_state(embed_store *st, char **pzErr);
+
 /* --------------------------------------------- versions and transactions */
 
 /* PRAGMA data_version of the table's schema; main's schema_version. */

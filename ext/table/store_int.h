@@ -1,8 +1,8 @@
 /*
 ** table/store_int.h - private to the storage layer (store.c,
-** store_schema.c, store_log.c): the store's fields, its statement cache
-** and the helpers those files use. Nothing outside the storage layer includes
-*it;
+** store_schema.c, store_log.c, store_check.c): the store's fields, its
+** statement cache and the helpers these files use. Nothing outside the
+** storage layer includes it;
 ** table/store.h is the layer's interface.
 */
 #ifndef EMBED_STORE_INT_H
@@ -91,5 +91,13 @@ void store_finalize_all(embed_store *st);
 int store_set_names(embed_store *st);
 /* Does the table have shadow table i (T_log only from layout 2)? */
 int store_has_shadow(const embed_store *st, int i);
+/* store_check.c, for store_schema.c (which has the list of shadow tables):
+** the n shadow tables T_suffix[i], each an ordinary table with the columns
+** of its DDL columns[i]? And do the options read back from T_config
+** (`stored`) equal the table's, is the step count sound? */
+int store_check_shapes(embed_store *st, const char *const *suffix,
+                       const char *const *columns, int n, char **pzErr);
+int store_check_config_same(embed_store *st, const embed_config *stored,
+                            char **pzErr);
 
 #endif /* EMBED_STORE_INT_H */

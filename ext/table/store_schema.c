@@ -19,7 +19,9 @@
 ** options through the same parser as CREATE and a damaged row gets the
 ** same precise error; options a later version adds take their defaults
 ** when an older table lacks them. A table without its dim or seed, or with
-** a padding_idx out of range, refuses to open.
+** a padding_idx out of range, refuses to open, and so does one whose
+** shadow tables are not all ordinary tables of their columns
+** (store_check.c).
 */
 #include <stdio.h>
 #include <string.h>
@@ -136,34 +138,29 @@ static int store_load_config(embed_store *st, char **pzErr) {
   return SQLITE_OK;
 }
 
-/* Do the other shadow tables exist as tables? (T_config was just read.) */
-static int store_check_shadow(embed_store *st, char **pzErr) {
-  sqlite3_stmt *stmt = 0;
-  int i, rc = SQLITE_OK;
-  store_prepare(
-      st, &stmt,
-      sqlite3_mprintf(
-          "SELECT 1 FROM %s.sqlite_schema WHERE type = 'table' AND name = ?1",
-          st->names[ON_SCHEMA]),
-      &rc);
-  for (i = 0; rc == SQLITE_OK && i < STORE_N_SHADOW; i++) {
-    char *name;
-    if (i == SHADOW_CONFIG || !store_has_shadow(st, i)) continue;
-    name = sqlite3_mprintf("%s_%s", st->name, store_shadow[i].suffix);
-    if (!name) {
-      rc = SQLITE_NOMEM;
-      break;
-    }
-    sqlite3_bind_text(stmt, 1, name, -1, sqlite3_free);
-    if (sqlite3_step(stmt) != SQLITE_ROW) {
-      *pzErr = sqlite3_mprintf("embedding %s: shadow table %s_%s is missing",
-                               st->name, st->name, store_shadow[i].suffix);
-      rc = *pzErr ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
-    }
-    sqlite3_reset(stmt);
+/* The checks of store_check.c on the shadow tables from `first` on that
+** the table's layout has (this file has their list). */
+static int store_check_from(embed_store *st, int first, char **pzErr) {
+  const char *suffix[STORE_N_SHADOW], *columns[STORE_N_SHADOW];
+  int i, n = 0;
+  for (i = first; i < STORE_N_SHADOW; i++) {
+    if (!store_has_shadow(st, i)) continue;
+    suffix[n] = store_shadow[i].suffix;
+    columns[n++] = store_shadow[i].columns;
   }
-  sqlite3_finalize(stmt);
-  return rc;
+  return store_check_shapes(st, suffix, columns, n, pzErr);
+}
+
+int embed_store_check_shadows(embed_store *st, char **pzErr) {
+  return store_check_from(st, 0, pzErr);
+}
+
+int embed_store_check_config(embed_store *st, char **pzErr) {
+  embed_config opened = st->cfg, stored;
+  int rc = store_load_config(st, pzErr);
+  stored = st->cfg;
+  st->cfg = opened; /* the table keeps running with what it opened with */
+  return rc ? rc : store_check_config_same(st, &stored, pzErr);
 }
 
 /* Create the shadow tables, store the options, create rows 0..N-1. */
@@ -236,8 +233,14 @@ int embed_store_open(sqlite3 *db, const char *schema, const char *name,
       *pzErr =
           sqlite3_mprintf("embedding %s: %s", st->name, sqlite3_errmsg(db));
   } else if (rc == SQLITE_OK) {
-    rc = store_load_config(st, pzErr);
-    if (rc == SQLITE_OK) rc = store_check_shadow(st, pzErr);
+    /* every shadow table an ordinary table of the expected columns (an
+    ** impostor is refused, store_check.c), then the options; the layout
+    ** they record says whether there is a change log to check too */
+    st->layout = STORE_LAYOUT_NO_LOG;
+    rc = store_check_from(st, 0, pzErr);
+    if (rc == SQLITE_OK) rc = store_load_config(st, pzErr);
+    if (rc == SQLITE_OK && store_has_shadow(st, SHADOW_LOG))
+      rc = store_check_from(st, SHADOW_LOG, pzErr);
   }
   if (rc) {
     embed_store_close(st);

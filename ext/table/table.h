@@ -94,10 +94,24 @@ void embed_train_update(sqlite3_context *ctx, embed_store *st,
                         sqlite3_value *ids, sqlite3_value *grads,
                         sqlite3_value *lr);
 void embed_train_reset(sqlite3_context *ctx, embed_store *st);
+/* embed_train_reset's body: *deleted counts the state rows dropped;
+** errors begin with who. */
+int embed_train_reset_state(embed_store *st, const char *who, int64_t *deleted,
+                            char **pzErr);
 /* For xFindFunction: embed_lookup(id) or embed_update(id, grad, lr) bound
 ** to the table (user data) whose column is the first argument, or NULL. */
 void (*embed_train_bound_function(const char *name,
                                   int nArg))(sqlite3_context *, int,
                                              sqlite3_value **);
+
+/* integrity.c ------------------------------------------------------------- */
+
+/* Check table st: its shadow tables, config rows, every vector (SQL type,
+** length, finiteness) and every optimizer state (length for the optimizer,
+** finiteness, an existing id). SQLITE_OK when sound; SQLITE_CORRUPT_VTAB
+** and *pzErr ("embedding T: ...", naming the first bad id and what is
+** wrong) at the first defect; another code when the check itself failed.
+** Reads only. */
+int embed_integrity_check(embed_store *st, char **pzErr);
 
 #endif /* EMBED_TABLE_H */

@@ -544,23 +544,38 @@ done:
 
 /* ------------------------------------------------------- optimizer reset */
 
-/* embed_optimizer_reset([table]): forget every row's optimizer state and
-** the step count, as creating a new torch optimizer would. */
-void embed_train_reset(sqlite3_context *ctx, embed_store *st) {
-  static const char who[] = "embed_optimizer_reset";
-  int64_t deleted = 0;
-  char *zErr = 0;
+/* Forget every row's optimizer state and the step count, as creating a
+** new torch optimizer would: embed_optimizer_reset([table]), and the
+** table's reset-optimizer command. */
+int embed_train_reset_state(embed_store *st, const char *who, int64_t *deleted,
+                            char **pzErr) {
   int mode, wrote = 0, rc = train_call_begin(st, 1, &mode);
+  *deleted = 0;
   if (rc == SQLITE_OK) {
-    rc = embed_store_state_clear(st, &deleted);
+    rc = embed_store_state_clear(st, deleted);
     wrote = rc == SQLITE_OK;
   }
   if (rc == SQLITE_OK) rc = embed_store_step_write(st, 0);
-  rc = train_call_end(st, mode, rc, wrote, who, &zErr);
+  rc = train_call_end(st, mode, rc, wrote, who, pzErr);
+  if (rc && rc != SQLITE_NOMEM && !*pzErr) { /* who names the table, or */
+    sqlite3 *db = embed_store_db(st);        /* the message does */
+    const char *why = sqlite3_errcode(db) != SQLITE_OK ? sqlite3_errmsg(db)
+                                                       : sqlite3_errstr(rc);
+    *pzErr =
+        strcmp(who, embed_store_label(st)) == 0
+            ? sqlite3_mprintf("%s: %s", who, why)
+            : sqlite3_mprintf("%s: %s: %s", who, embed_store_label(st), why);
+    if (!*pzErr) rc = SQLITE_NOMEM;
+  }
+  return rc;
+}
+
+void embed_train_reset(sqlite3_context *ctx, embed_store *st) {
+  int64_t deleted = 0;
+  char *zErr = 0;
+  int rc =
+      embed_train_reset_state(st, "embed_optimizer_reset", &deleted, &zErr);
   if (rc) {
-    if (!zErr)
-      zErr = sqlite3_mprintf("%s: embedding %s: %s", who, embed_store_name(st),
-                             sqlite3_errstr(rc));
     embed_result_error(ctx, rc, zErr);
     return;
   }

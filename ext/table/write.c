@@ -185,6 +185,9 @@ static int write_row(embed_vtab *tab, int argc, sqlite3_value **argv,
     rc = embed_store_log_note(tab->st, sqlite3_value_int64(argv[0]));
     return rc ? rc : embed_store_delete(tab->st, sqlite3_value_int64(argv[0]));
   }
+  if (argc > 2 + COL_COMMAND &&
+      sqlite3_value_type(argv[2 + COL_COMMAND]) != SQLITE_NULL)
+    return embed_command_run(tab, argc, argv, pRowid); /* command.c */
   if (sqlite3_value_type(argv[2 + COL_DISTANCE]) != SQLITE_NULL ||
       sqlite3_value_type(argv[2 + COL_K]) != SQLITE_NULL)
     return embed_vtab_error(

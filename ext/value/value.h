@@ -48,4 +48,35 @@ int embed_exec(sqlite3 *db, char *zSql);
 /* Prepare a statement from sqlite3_mprintf'd SQL (freed here). */
 int embed_prepare(sqlite3 *db, char *zSql, unsigned flags, sqlite3_stmt **out);
 
+/* describe.c: a value, or text from one, as an error message shows it
+** (sqlite3_mprintf'd; NULL when out of memory): NULL, the number, "a BLOB
+** of N bytes", or the text cut to EMBED_SHOWN_MAX bytes ("...") with NUL
+** and invalid UTF-8 shown as '?'. */
+#define EMBED_SHOWN_MAX 200
+char *embed_value_shown(sqlite3_value *v);
+char *embed_text_shown(const char *p, int64_t n);
+
+/* register.c: what one sqlite3_embed_init registered, to take back. */
+#define EMBED_MAX_REGISTRATIONS 64
+typedef struct embed_registrations {
+  int n;
+  struct embed_registration {
+    const char *name; /* static */
+    int nArg, flags, is_module;
+  } at[EMBED_MAX_REGISTRATIONS];
+} embed_registrations;
+/* sqlite3_create_function_v2 / sqlite3_create_module_v2, noted in log. */
+int embed_create_function(
+    embed_registrations *log, sqlite3 *db, const char *name, int nArg,
+    int flags, void *app,
+    void (*xFunc)(sqlite3_context *, int, sqlite3_value **),
+    void (*xStep)(sqlite3_context *, int, sqlite3_value **),
+    void (*xFinal)(sqlite3_context *), void (*xDestroy)(void *));
+int embed_create_module(embed_registrations *log, sqlite3 *db, const char *name,
+                        const sqlite3_module *module, void *aux,
+                        void (*xDestroy)(void *));
+/* Delete, newest first, everything the log holds; SQLite calls their
+** destructors. Allocates nothing. */
+void embed_registrations_undo(embed_registrations *log, sqlite3 *db);
+
 #endif /* EMBED_VALUE_H */

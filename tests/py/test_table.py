@@ -98,7 +98,8 @@ def test_columns(db):
     info = db.execute("PRAGMA table_xinfo(tok)").fetchall()
     assert [(r[1], r[2].upper(), r[6]) for r in info] == [
         ("id", "INTEGER", 0), ("vector", "BLOB", 0),
-        ("distance", "REAL", 1), ("k", "INTEGER", 1)]
+        ("distance", "REAL", 1), ("k", "INTEGER", 1),
+        ("tok", "", 1)]  # the command column (README: Commands)
     cur = db.execute("SELECT * FROM tok")
     assert [d[0] for d in cur.description] == ["id", "vector"]
     got = cur.fetchall()

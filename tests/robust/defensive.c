@@ -14,7 +14,8 @@
 **   - the table and every function work with DEFENSIVE on and
 **     trusted_schema off: CREATE (with rows), INSERT/UPDATE/DELETE, lookups,
 **     search, embed_lookup, embed_update (single, batch, bound),
-**     embed_optimizer_reset, ALTER ... RENAME, DROP, and a view or trigger
+**     embed_optimizer_reset, the commands (integrity-check,
+**     reset-optimizer), ALTER ... RENAME, DROP, and a view or trigger
 **     that uses the table (SQLITE_VTAB_INNOCUOUS) or the pure functions
 **     (SQLITE_INNOCUOUS);
 **   - embed_update, embed_optimizer_reset, embed_save and embed_file (the
@@ -221,6 +222,17 @@ int main(int argc, char **argv) {
   expect_value("state rows written", "SELECT count(*) FROM t_state", "4");
   expect_ok("embed_optimizer_reset", "SELECT embed_optimizer_reset('t')");
   expect_value("state rows reset", "SELECT count(*) FROM t_state", "0");
+  expect_value("embed_update after the reset",
+               "SELECT embed_update('t', '[1, 2]', '[[1, 1], [1, 0]]', 0.1)",
+               "2");
+  expect_ok("command reset-optimizer",
+            "INSERT INTO t(t) VALUES ('reset-optimizer')");
+  expect_value("state rows reset by the command",
+               "SELECT count(*) FROM t_state", "0");
+  expect_ok("command integrity-check",
+            "INSERT INTO t(t) VALUES ('integrity-check')");
+  expect_error("unknown command", "INSERT INTO t(t) VALUES ('vacuum')",
+               "embedding t: unknown command 'vacuum'");
   expect_value(
       "pure functions",
       "SELECT embed_json(embed_add(embed_normalize('[3, 4]'), '[1, 1]'))",
@@ -246,6 +258,12 @@ int main(int argc, char **argv) {
   expect_value("trigger wrote the row",
                "SELECT embed_json(vector) FROM u WHERE id = 100", "[2,2]");
   run("DROP TRIGGER tr_table");
+  expect_ok("trigger running a command",
+            "CREATE TRIGGER tr_command AFTER INSERT ON log BEGIN"
+            " INSERT INTO u(u) VALUES ('integrity-check'); END");
+  expect_ok("trigger running a command runs",
+            "INSERT INTO log(x) VALUES (101)");
+  run("DROP TRIGGER tr_command");
 
   /* DIRECTONLY functions refused in views and triggers, whatever
   ** trusted_schema says; nothing changes */

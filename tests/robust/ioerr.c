@@ -17,7 +17,9 @@
 ** and Adam) on a copy of a template database, in two kinds of step:
 **
 **   txn:  BEGIN; INSERT INTO log ...; SELECT embed_update('s', ...);
-**         SELECT embed_update('a', ...); SELECT embed_lookup(...); COMMIT
+**         SELECT embed_update('a', ...); SELECT embed_lookup(...);
+**         INSERT INTO a(a) VALUES ('integrity-check');
+**         INSERT INTO s(s) VALUES ('reset-optimizer'); COMMIT
 **   one:  INSERT INTO log(step, n) VALUES (?, embed_update('a', ...))
 **
 ** Two policies alternate with N: "rollback" (a statement error in a
@@ -272,6 +274,8 @@ static const stmt_def TXN_STEP[] = {
     {"SELECT embed_update('s', ?2, ?3, 0.1)", 2},
     {"SELECT embed_update('a', ?2, ?3, 0.01)", 3},
     {"SELECT length(embed_lookup('s', ?2)) + length(embed_lookup('a', ?2))", 4},
+    {"INSERT INTO a(a) VALUES ('integrity-check')", 0}, /* reads every row */
+    {"INSERT INTO s(s) VALUES ('reset-optimizer')", 0},
 };
 #define N_TXN ((int)(sizeof(TXN_STEP) / sizeof(TXN_STEP[0])))
 static const stmt_def ONE_STEP = {

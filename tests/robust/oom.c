@@ -13,9 +13,10 @@
 ** sqlite3_initialize) gets an allocator, installed with
 ** sqlite3_config(SQLITE_CONFIG_MALLOC), that forwards to the system one but
 ** fails allocation number N. A workload that touches every SQL function,
-** every table operation, search and training (WORKLOAD below) runs once
-** without faults to count its allocations and record, for each step, its
-** output and a hash of the database content after it. Then, for every N,
+** every table operation, search, training and command (WORKLOAD below)
+** runs once without faults to count its allocations and record, for each
+** step, its output and a hash of the database content after it. Then, for every
+*N,
 ** the workload runs again on a fresh :memory: database with allocation N
 ** failing (and once more with every allocation from N on failing: the
 ** persistent variant). After the faulty step, 5 more steps run (--all: all
@@ -203,18 +204,28 @@ static const char *WORKLOAD[] = {
     "SELECT id FROM t WHERE vector MATCH '[5, 5, 5, 5]' AND k = 2",
     "COMMIT",
     "SELECT embed_json(embed_lookup('a', '[1, 2]')), count(*) FROM a_state",
+    /* the command column: the integrity check, reset-optimizer, an error */
+    "INSERT INTO a(a) VALUES ('integrity-check')",
+    "INSERT INTO t(t) VALUES ('integrity-check')",
+    "INSERT INTO t(t) VALUES ('optimize')",
+    "BEGIN",
+    "INSERT INTO a(a) VALUES ('reset-optimizer')",
+    "ROLLBACK",
     "SELECT embed_optimizer_reset('a')",
     "DELETE FROM a WHERE id = 1",
     "UPDATE a SET id = 40 WHERE id = 2",
     /* schema changes */
     "ALTER TABLE t RENAME TO t2",
     "SELECT embed_json(embed_lookup('t2', 3)), count(*) FROM t2",
+    "INSERT INTO t2(t2) VALUES ('integrity-check')",
     "SELECT embed_update('t2', 3, '[1, 1, 1, 1]', 0.5)",
     "DROP TABLE a",
     "CREATE VIRTUAL TABLE b USING embedding(dim=3, num_embeddings=3,"
     " init=uniform, seed=1, optimizer=adagrad, metric=l2)",
     "SELECT embed_update('b', '[0, 2]', '[[1,1,1],[2,2,2]]', 0.1)",
     "SELECT embed_json(embed_lookup('b', '[0, 2]'))",
+    "INSERT INTO b(b) VALUES ('integrity-check')",
+    "INSERT INTO b(b) VALUES ('reset-optimizer')",
     /* files (@FILE@: a scratch file, replaced at start) */
     "SELECT embed_save('@FILE@', 'word2vec', 'tok' || id, vector) FROM t2"
     " WHERE id < 6",

@@ -16,11 +16,19 @@ result must be:
     t_state), when the operation reads what was corrupted (the case's
     `fails` set);
   - that error, or success, otherwise (an UPDATE that overwrites a corrupt
-    vector repairs it).
+    vector repairs it);
+  - for the integrity check ('integrity-check'), that error whenever the
+    table is damaged at all (every case but SOUND).
+
+Impostors (IMPOSTORS): a shadow table replaced by a virtual table (of
+embedding, FTS5 or R*Tree), a view, an index, a table of other columns, or
+a table with the other kind of rowid. The table must refuse to open, for
+every operation, with the exact error naming the shadow table and what it
+is, and nothing may be read or written through the impostor.
 
 `make test-asan` runs this file with the sanitizer build, so a read past a
-short BLOB is caught even when it does not crash. The figure printed is the
-number of fields (corruptions) tried.
+short BLOB is caught even when it does not crash. The figures printed are
+the number of fields (corruptions) tried and of impostor kinds refused.
 """
 import json
 import re
@@ -74,9 +82,14 @@ OPS = [
     ("train_bound", "SELECT embed_update(id, '[1, 1, 1, 1]', 0.1) FROM t"
                     " WHERE id = {id}"),
     ("reset", "SELECT embed_optimizer_reset('t')"),
+    ("reset_command", "INSERT INTO t(t) VALUES ('reset-optimizer')"),
+    ("integrity", "INSERT INTO t(t) VALUES ('integrity-check')"),
     ("rename", "ALTER TABLE t RENAME TO t2; SELECT count(*) FROM t2"),
     ("drop", "DROP TABLE t"),
 ]
+
+# the corruptions that leave a sound table: the integrity check passes
+SOUND = {"vectors row beyond the table's ids", "state row missing"}
 
 # operations whose success is reported but never required (a table whose
 # config is unreadable cannot be dropped: SQLite must connect it first)
@@ -136,7 +149,7 @@ CASES = [
     # out-of-bounds read; the shadow table's CHECK keeps such values out).
     vector_case("vectors.vector text of 4*dim bytes", "abcdefghijklmnop",
                 READS - {"point", "in", "join", "json", "lookup_batch"}
-                | {"train", "train_bound"}),
+                | {"train", "train_bound"}),  # the integrity check sees it
     vector_case("vectors.vector integer", 7),
     vector_case("vectors.vector 16-digit integer", 1234567890123456),
     vector_case("vectors.vector real", 2.5),
@@ -308,7 +321,8 @@ def test_corrupted(case, tmp_path, report):
         r = results.get(op)
         if r is None or op in INFORMATIONAL:
             continue
-        must_fail = fails is EVERYTHING or op in fails
+        must_fail = fails is EVERYTHING or op in fails or (
+            op == "integrity" and name not in SOUND)
         if "error" in r:
             if not NAMES_TABLE.search(r["error"]) and not (
                     also and also.search(r["error"])):
@@ -316,6 +330,132 @@ def test_corrupted(case, tmp_path, report):
                                 f"{r['error']!r}")
         elif must_fail:
             problems.append(f"{op}: succeeded on a corrupt table")
+        if op == "integrity" and name in SOUND and "error" in r:
+            problems.append(f"integrity: failed on a sound table: {r['error']}")
     report.extend(f"{name}: {p}" for p in problems)
     assert not problems, f"{name}:\n  " + "\n  ".join(problems)
 
+
+
+# ------------------------------------------------------------ impostors
+#
+# A shadow table replaced by something else of the same name: the table
+# must refuse to open, with the exact error naming the shadow table and
+# what is there instead, for every operation, and nothing may be read or
+# written through the impostor. (Every shadow statement is prepared with
+# SQLITE_PREPARE_NO_VTAB too; the check at connect covers views and
+# tables of other columns, which that flag does not.)
+
+def _shadow(table, what):
+    return f"embedding t: shadow table {table} {what}"
+
+
+IMPOSTORS = [
+    ("t_vectors an embedding table",
+     ["DROP TABLE t_vectors",
+      "CREATE VIRTUAL TABLE t_vectors USING embedding(dim=4, num_embeddings=2,"
+      " seed=1)"],
+     _shadow("t_vectors", "is a virtual table, not an ordinary table")),
+    ("t_config an FTS5 table",
+     ["DROP TABLE t_config",
+      "CREATE VIRTUAL TABLE t_config USING fts5(key, value)",
+      "INSERT INTO t_config VALUES ('dim', '4'), ('seed', '1')"],
+     _shadow("t_config", "is a virtual table, not an ordinary table")),
+    ("t_state an R*Tree table",
+     ["DROP TABLE t_state",
+      "CREATE VIRTUAL TABLE t_state USING rtree(id, x0, x1)"],
+     _shadow("t_state", "is a virtual table, not an ordinary table")),
+    ("t_vectors a view",
+     ["DROP TABLE t_vectors",
+      "CREATE VIEW t_vectors AS SELECT 3 AS id, x'00' AS vector"],
+     _shadow("t_vectors", "is a view, not a table")),
+    ("t_config a view",
+     ["CREATE TABLE saved AS SELECT * FROM t_config", "DROP TABLE t_config",
+      "CREATE VIEW t_config AS SELECT * FROM saved"],
+     _shadow("t_config", "is a view, not a table")),
+    ("t_state an index",
+     ["DROP TABLE t_state", "CREATE INDEX t_state ON doc(token_id)"],
+     _shadow("t_state", "is an index, not a table")),
+    ("t_vectors with another column name",
+     ["ALTER TABLE t_vectors RENAME COLUMN vector TO v"],
+     _shadow("t_vectors", "has the columns (id INTEGER PRIMARY KEY, v BLOB),"
+             " expected (id INTEGER PRIMARY KEY, vector BLOB)")),
+    ("t_vectors with an extra column",
+     ["ALTER TABLE t_vectors ADD COLUMN extra"],
+     _shadow("t_vectors", "has the columns (id INTEGER PRIMARY KEY, vector"
+             " BLOB, extra), expected (id INTEGER PRIMARY KEY, vector BLOB)")),
+    ("t_vectors whose id is not the rowid",
+     ["DROP TABLE t_vectors",
+      "CREATE TABLE t_vectors(id INTEGER, vector BLOB)",
+      "INSERT INTO t_vectors VALUES (3, x'0000803f0000803f0000803f0000803f')"],
+     _shadow("t_vectors", "has the columns (id INTEGER, vector BLOB),"
+             " expected (id INTEGER PRIMARY KEY, vector BLOB)")),
+    ("t_state WITHOUT ROWID",
+     ["DROP TABLE t_state",
+      "CREATE TABLE t_state(id INTEGER PRIMARY KEY, state BLOB) WITHOUT ROWID"],
+     _shadow("t_state", "is a WITHOUT ROWID table, expected a rowid table")),
+    ("t_config a rowid table",
+     ["CREATE TABLE saved AS SELECT * FROM t_config", "DROP TABLE t_config",
+      "CREATE TABLE t_config(key TEXT PRIMARY KEY, value)",
+      "INSERT INTO t_config SELECT * FROM saved"],
+     _shadow("t_config", "is a rowid table, expected a WITHOUT ROWID table")),
+]
+
+# operations that would read or write through an impostor (the table itself
+# and the functions on it)
+IMPOSTOR_OPS = [op for op in OPS if op[0] not in INFORMATIONAL] + [
+    ("count", "SELECT count(*) FROM t"),
+    ("command", "INSERT INTO t(t) VALUES ('integrity-check')"),
+]
+
+
+def _impostor_contents(conn):
+    """Every row of every object of the file but t, as text."""
+    out = []
+    for (name,) in conn.execute("SELECT name FROM sqlite_schema WHERE type IN"
+                                " ('table', 'view') AND name NOT LIKE 't' AND"
+                                " name NOT LIKE 't\\_%\\_%' ESCAPE '\\'"
+                                " ORDER BY name").fetchall():
+        try:
+            out.append((name, conn.execute(
+                f'SELECT * FROM "{name}" ORDER BY 1').fetchall()))
+        except sqlite3.Error as e:
+            out.append((name, str(e)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def impostors(request):
+    refused = []
+    yield refused
+    say(request, f"\ncorrupt: {len(refused)} of {len(IMPOSTORS)} impostor "
+                 f"kinds refused with their exact error")
+
+
+@pytest.mark.parametrize("case", IMPOSTORS, ids=[c[0] for c in IMPOSTORS])
+def test_impostor_shadow_table_refused(case, tmp_path, impostors):
+    name, statements, message = case
+    path = str(tmp_path / "i.db")
+    make_database(path)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.enable_load_extension(True)
+    conn.load_extension(EXT)  # an embedding impostor needs the module
+    for sql in statements:
+        conn.execute(sql)
+    conn.close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.enable_load_extension(True)
+    conn.load_extension(EXT)
+    before = _impostor_contents(conn)
+    for op, sql in IMPOSTOR_OPS:
+        with pytest.raises(sqlite3.DatabaseError) as e:
+            for stmt in sql.format(id=TARGET).split("; "):
+                conn.execute(stmt).fetchall()
+        assert str(e.value) == message, op
+        assert e.value.sqlite_errorname == "SQLITE_CORRUPT_VTAB", op
+        if not conn.in_transaction:
+            assert _impostor_contents(conn) == before, op
+        else:
+            conn.execute("ROLLBACK")
+    conn.close()
+    impostors.append(name)

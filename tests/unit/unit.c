@@ -1,7 +1,8 @@
 /*
 ** unit.c - C unit tests of the parts of embed that need no SQLite: the
 ** vector codecs (vector.c), the math kernels (kernels.c), the initializer
-** (initializer.c) and the option parser (options.c).
+** (initializer.c), the option parser (options.c) and the quoting of text
+** in messages (text.c).
 **
 **     make test-unit
 **
@@ -443,6 +444,55 @@ static void test_options(void) {
         strcmp(err.text, "missing required option 'dim'") == 0);
 }
 
+/* embed_utf8_quote: how messages show outside text; and embed_error_set,
+** whose text is always valid UTF-8, even when it echoes bytes or is cut. */
+static void test_utf8_quote(void) {
+  char out[EMBED_QUOTE_SIZE(8)], big[600];
+  embed_error err;
+  int64_t n;
+  CHECK(embed_utf8_quote("abc", 3, 8, 1, out) == 3 && strcmp(out, "abc") == 0);
+  CHECK(embed_utf8_quote("", 0, 8, 1, out) == 0 && out[0] == 0);
+  /* invalid UTF-8, control bytes and NUL become '?' */
+  embed_utf8_quote(
+      "\xb7\xa3"
+      "c?]\n\x01",
+      7, 8, 1, out);
+  CHECK(strcmp(out, "??c?]??") == 0);
+  embed_utf8_quote("a\0b", 3, 8, 1, out);
+  CHECK(strcmp(out, "a?b") == 0);
+  /* without `controls`, only NUL and invalid bytes are replaced */
+  embed_utf8_quote(
+      "\xb7"
+      "a\tb\n\0",
+      6, 8, 0, out);
+  CHECK(strcmp(out, "?a\tb\n?") == 0);
+  /* valid multi-byte characters are kept; a cut never splits one */
+  embed_utf8_quote("\xc3\xa9t\xc3\xa9", 5, 8, 1, out);
+  CHECK(strcmp(out, "\xc3\xa9t\xc3\xa9") == 0);
+  n = embed_utf8_quote(
+      "abcdefg\xe2\x82\xac"
+      "xyz",
+      13, 8, 1, out);
+  CHECK(strcmp(out, "abcdefg\xe2\x82\xac...") == 0 && n == 13);
+  CHECK(embed_utf8_valid_prefix((const unsigned char *)out, n) == n);
+  embed_utf8_quote("abcdefghijkl", 12, 8, 1, out);
+  CHECK(strcmp(out, "abcdefgh...") == 0);
+  /* a truncated sequence at the end of the text */
+  embed_utf8_quote("ab\xe2\x82", 4, 8, 1, out);
+  CHECK(strcmp(out, "ab??") == 0);
+  /* embed_error_set: echoed bytes and the buffer's cut stay valid UTF-8 */
+  embed_error_set(&err, "got '%s'", "\xff\xfe");
+  CHECK(strcmp(err.text, "got '\x3f?'") == 0);
+  memset(big, 0, sizeof(big));
+  for (n = 0; n + 2 < (int64_t)sizeof(big) - 1; n += 2)
+    memcpy(big + n, "\xc3\xa9", 2);
+  embed_error_set(&err, "metric must be cosine, l2 or dot, got '%s'", big);
+  n = (int64_t)strlen(err.text);
+  CHECK(n < EMBED_ERROR_TEXT_MAX &&
+        embed_utf8_valid_prefix((const unsigned char *)err.text, n) == n);
+  CHECK(n > 3 && strcmp(err.text + n - 3, "...") == 0);
+}
+
 int main(void) {
   test_blob_codec();
   test_blob_check();
@@ -452,6 +502,7 @@ int main(void) {
   test_kernel_paths();
   test_initializer();
   test_options();
+  test_utf8_quote();
   printf("unit: %d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;
 }

@@ -1,0 +1,363 @@
+"""The command column (README: Commands): `INSERT INTO t(t) VALUES ('...')`
+runs a command on the table instead of inserting a row, and the integrity
+check behind 'integrity-check' and, on SQLite 3.44 and later, PRAGMA
+integrity_check.
+
+DEFECTS damage a trained table in each way the check looks for (a vector's
+type, length or finiteness; an optimizer state's type, length, finiteness,
+or id; the config rows; a shadow table); each must make 'integrity-check'
+fail with its exact message, naming the table, the first offending id and
+what is wrong, with SQLITE_CORRUPT_VTAB, and change nothing. On SQLite 3.44+
+(make test-newer-sqlite), PRAGMA integrity_check and quick_check report the
+same message. The figure printed is the number of defects found."""
+import sqlite3
+
+import pytest
+
+from conftest import connect, f32, file_hash, one, say
+
+NAN, INF = float("nan"), float("inf")
+HAS_XINTEGRITY = sqlite3.sqlite_version_info >= (3, 44, 0)
+STATE_BYTES = 2 * 4 * 4  # adam: m and v, dim 4
+
+
+def trained(conn, optimizer="adam"):
+    conn.execute("CREATE VIRTUAL TABLE t USING embedding(dim=4, "
+                 f"num_embeddings=6, seed=3, optimizer={optimizer})")
+    conn.execute("SELECT embed_update('t', '[1, 2, 4]', '[[1,0,0,0],"
+                 "[0,1,0,0],[0,0,1,0]]', 0.1)").fetchall()
+
+
+def shadow_rows(conn):
+    return [conn.execute(f"SELECT * FROM t_{s} ORDER BY 1").fetchall()
+            for s in ("config", "vectors", "state")]
+
+
+def damage(conn, statements):
+    conn.execute("PRAGMA ignore_check_constraints = ON")
+    for sql, *params in statements:
+        conn.execute(sql, params)
+    conn.execute("PRAGMA ignore_check_constraints = OFF")
+
+
+def drop_not_null(path, table):
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA writable_schema = ON")
+    conn.execute("UPDATE sqlite_schema SET sql = replace(sql, 'NOT NULL', '')"
+                 " WHERE name = ?", (table,))
+    conn.close()
+
+
+def vec(*xs):
+    return ("UPDATE t_vectors SET vector = ? WHERE id = 3", *xs)
+
+
+def state(x, id_=2):
+    return ("UPDATE t_state SET state = ? WHERE id = %d" % id_, x)
+
+
+def msg(text):
+    return "embedding t: " + text
+
+
+# (name, statements (sql, params...), message[, optimizer[, reopen]]):
+# reopen: damage a closed file, then open it (the config read at connect)
+DEFECTS = [
+    ("vector NaN", [vec(f32(1, NAN, 0, 0))],
+     msg("corrupt vector for id 3 (element 1 is not finite)")),
+    ("vector +Inf", [vec(f32(1, 0, 0, INF))],
+     msg("corrupt vector for id 3 (element 3 is not finite)")),
+    ("vector -Inf", [vec(f32(-INF, 0, 0, 0))],
+     msg("corrupt vector for id 3 (element 0 is not finite)")),
+    ("vector short", [vec(b"\x00" * 4)],
+     msg("corrupt vector for id 3 (4 bytes, expected 16)")),
+    ("vector long", [vec(b"\x00" * 20)],
+     msg("corrupt vector for id 3 (20 bytes, expected 16)")),
+    ("vector empty", [vec(b"")],
+     msg("corrupt vector for id 3 (0 bytes, expected 16)")),
+    ("vector text", [vec("[1, 2, 3, 4]")],
+     msg("corrupt vector for id 3 (TEXT, not a BLOB)")),
+    ("vector text of 16 bytes", [vec("abcdefghijklmnop")],
+     msg("corrupt vector for id 3 (TEXT, not a BLOB)")),
+    ("vector integer", [vec(7)],
+     msg("corrupt vector for id 3 (INTEGER, not a BLOB)")),
+    ("vector real", [vec(2.5)], msg("corrupt vector for id 3 (REAL, not a BLOB)")),
+    ("vector NULL", [("UPDATE t_vectors SET vector = NULL WHERE id = 3",)],
+     msg("corrupt vector for id 3 (NULL, not a BLOB)"), "adam", "t_vectors"),
+    ("the first of two bad vectors",
+     [("UPDATE t_vectors SET vector = x'00' WHERE id IN (5, 2)",)],
+     msg("corrupt vector for id 2 (1 bytes, expected 16)")),
+    ("a bad vector at the largest id",
+     [("INSERT INTO t_vectors VALUES (9223372036854775807, x'0000')",)],
+     msg("corrupt vector for id 9223372036854775807 (2 bytes, expected 16)")),
+    ("state short", [state(b"\x00" * 4)],
+     msg("corrupt optimizer state for id 2 (4 bytes, expected 32)")),
+    ("state long", [state(b"\x00" * (STATE_BYTES + 4))],
+     msg("corrupt optimizer state for id 2 (36 bytes, expected 32)")),
+    ("state NaN", [state(f32(*([0.0] * 7 + [NAN])))],
+     msg("corrupt optimizer state for id 2 (element 7 is not finite)")),
+    ("state text", [state("x" * STATE_BYTES)],
+     msg("corrupt optimizer state for id 2 (TEXT, not a BLOB)")),
+    ("state integer", [state(5)],
+     msg("corrupt optimizer state for id 2 (INTEGER, not a BLOB)")),
+    ("state NULL", [("UPDATE t_state SET state = NULL WHERE id = 2",)],
+     msg("corrupt optimizer state for id 2 (NULL, not a BLOB)"), "adam",
+     "t_state"),
+    ("state for a missing id",
+     [("INSERT INTO t_state VALUES (99, ?)", b"\x00" * STATE_BYTES)],
+     msg("corrupt t_state: a state for id 99, which the table does not have")),
+    ("state of a deleted row", [("DELETE FROM t_vectors WHERE id = 4",)],
+     msg("corrupt t_state: a state for id 4, which the table does not have")),
+    ("state under plain sgd", [("INSERT INTO t_state VALUES (1, x'')",)],
+     msg("corrupt t_state: a state for id 1, but the optimizer keeps none"),
+     "sgd"),
+    ("config changed while open",
+     [("UPDATE t_config SET value = 'l2' WHERE key = 'metric'",)],
+     msg("corrupt t_config: metric is 'l2', but the table was opened with"
+         " 'cosine'")),
+    ("config seed changed while open",
+     [("UPDATE t_config SET value = '4' WHERE key = 'seed'",)],
+     msg("corrupt t_config: seed is '4', but the table was opened with '3'")),
+    ("config unknown key", [("INSERT INTO t_config VALUES ('colour', 'red')",)],
+     msg("corrupt t_config: unknown option 'colour'")),
+    ("config value malformed",
+     [("UPDATE t_config SET value = 'soon' WHERE key = 'eps'",)],
+     msg("corrupt t_config: eps must be a positive number, got 'soon'")),
+    ("config step text",
+     [("UPDATE t_config SET value = 'many' WHERE key = 'step'",)],
+     msg("corrupt t_config: bad step count")),
+    ("config step negative",
+     [("UPDATE t_config SET value = -1 WHERE key = 'step'",)],
+     msg("corrupt t_config: bad step count")),
+    ("config step row missing", [("DELETE FROM t_config WHERE key = 'step'",)],
+     msg("corrupt t_config: bad step count")),
+    ("config dim altered in the file",
+     [("UPDATE t_config SET value = '3' WHERE key = 'dim'",)],
+     msg("corrupt vector for id 0 (16 bytes, expected 12)"), "adam", "reopen"),
+    ("t_state replaced by a view",
+     [("DROP TABLE t_state",),
+      ("CREATE VIEW t_state AS SELECT 2 AS id, x'00' AS state",)],
+     msg("shadow table t_state is a view, not a table")),
+]
+
+
+def pragma_rows(conn, pragma):
+    """The rows of PRAGMA integrity_check (or another form) but SQLite's own
+    findings in ordinary tables: a shadow table's CHECK constraint (typeof
+    = 'blob') that a damaged value breaks, which SQLite reports too."""
+    rows = [r[0] for r in conn.execute(f"PRAGMA {pragma}")]
+    return [r for r in rows if not r.startswith("CHECK constraint failed in t_")]
+
+
+@pytest.fixture(scope="module")
+def found(request):
+    names = []
+    yield names
+    say(request, f"\ncommands: {len(names)} of {len(DEFECTS)} integrity "
+                 f"defects found with their exact message")
+
+
+@pytest.mark.parametrize("case", DEFECTS, ids=[c[0] for c in DEFECTS])
+def test_integrity_check_finds_the_defect(case, tmp_path, found):
+    name, statements, message = case[:3]
+    optimizer = case[3] if len(case) > 3 else "adam"
+    how = case[4] if len(case) > 4 else None
+    path = str(tmp_path / "d.db")
+    conn = connect(path)
+    trained(conn, optimizer)
+    assert one(conn, "SELECT count(*) FROM t") == 6  # connected
+    if how:  # on the closed file, then open it again
+        conn.close()
+        if how != "reopen":
+            drop_not_null(path, how)
+        raw = sqlite3.connect(path, isolation_level=None)
+        damage(raw, statements)
+        raw.close()
+        conn = connect(path)
+    else:
+        damage(conn, statements)
+    before = file_hash(path), shadow_rows(conn) if "view" not in name else 0
+    with pytest.raises(sqlite3.DatabaseError) as e:
+        conn.execute("INSERT INTO t(t) VALUES ('integrity-check')")
+    assert str(e.value) == message
+    assert e.value.sqlite_errorname == "SQLITE_CORRUPT_VTAB"
+    assert not conn.in_transaction
+    assert (file_hash(path),
+            shadow_rows(conn) if "view" not in name else 0) == before
+    if HAS_XINTEGRITY and "view" not in name:
+        for pragma in ("integrity_check", "quick_check", "integrity_check(t)"):
+            assert pragma_rows(conn, pragma) == [message], pragma
+        assert file_hash(path) == before[0]
+    conn.close()
+    found.append(name)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adagrad", "adam",
+                                       "sgd, momentum=0.9"])
+def test_a_sound_table_passes(db, optimizer):
+    trained(db, optimizer)
+    db.execute("INSERT INTO t(id) VALUES (-7)")
+    db.execute("INSERT INTO t(t) VALUES ('integrity-check')")
+    db.execute("INSERT INTO t(t) VALUES ('INTEGRITY-CHECK')")  # any case
+    if HAS_XINTEGRITY:
+        assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+
+
+def test_the_check_changes_nothing_and_keeps_last_insert_rowid(file_db,
+                                                               db_path):
+    trained(file_db)
+    file_db.execute("CREATE TABLE x(a)")
+    file_db.execute("INSERT INTO x VALUES (1), (2)")
+    rowid = file_db.execute("SELECT last_insert_rowid()").fetchone()[0]
+    before = file_hash(db_path), shadow_rows(file_db)
+    cur = file_db.execute("INSERT INTO t(t) VALUES ('integrity-check')")
+    assert cur.lastrowid == rowid == 2
+    assert one(file_db, "SELECT last_insert_rowid()") == 2
+    assert (file_hash(db_path), shadow_rows(file_db)) == before
+
+
+def test_reset_optimizer_is_embed_optimizer_reset(db):
+    trained(db)
+    weights = db.execute("SELECT * FROM t_vectors").fetchall()
+    assert one(db, "SELECT count(*) FROM t_state") == 3
+    assert one(db, "SELECT value FROM t_config WHERE key = 'step'") == 1
+    db.execute("INSERT INTO t(t) VALUES ('reset-optimizer')")
+    assert one(db, "SELECT count(*) FROM t_state") == 0
+    assert one(db, "SELECT value FROM t_config WHERE key = 'step'") == 0
+    assert db.execute("SELECT * FROM t_vectors").fetchall() == weights
+    # the same as the function: train again from the reset, both ways
+    db.execute("CREATE VIRTUAL TABLE u USING embedding(dim=4, "
+               "num_embeddings=6, seed=3, optimizer=adam)")
+    for t in ("t", "u"):
+        db.execute(f"SELECT embed_update('{t}', '[1, 2]', '[[1,1,1,1],"
+                   "[2,2,2,2]]', 0.1)").fetchall()
+    db.execute("SELECT embed_optimizer_reset('u')").fetchall()
+    db.execute("INSERT INTO t(t) VALUES ('reset-optimizer')")
+    for t in ("t", "u"):
+        db.execute(f"SELECT embed_update('{t}', '[2, 3]', '[[1,0,1,0],"
+                   "[0,1,0,1]]', 0.1)").fetchall()
+    assert db.execute("SELECT * FROM t_state").fetchall() == \
+        db.execute("SELECT * FROM u_state").fetchall()
+    # a ROLLBACK undoes it, as any write
+    db.execute("BEGIN")
+    db.execute("INSERT INTO t(t) VALUES ('reset-optimizer')")
+    assert one(db, "SELECT count(*) FROM t_state") == 0
+    db.execute("ROLLBACK")
+    assert one(db, "SELECT count(*) FROM t_state") == 2
+
+
+def test_reset_optimizer_on_a_damaged_table_fails_and_changes_nothing(
+        file_db, db_path):
+    trained(file_db)
+    file_db.execute("DROP TABLE t_state")  # under the open table
+    before = file_hash(db_path)
+    with pytest.raises(sqlite3.OperationalError) as e:
+        file_db.execute("INSERT INTO t(t) VALUES ('reset-optimizer')")
+    assert str(e.value) == "embedding t: no such table: main.t_state"
+    with pytest.raises(sqlite3.OperationalError) as e:
+        file_db.execute("SELECT embed_optimizer_reset('t')")
+    assert str(e.value) == \
+        "embed_optimizer_reset: no such table: main.t_state; nothing was changed"
+    with pytest.raises(sqlite3.DatabaseError) as e:
+        file_db.execute("INSERT INTO t(t) VALUES ('integrity-check')")
+    assert str(e.value) == "embedding t: shadow table t_state is missing"
+    assert file_hash(db_path) == before
+    file_db.close()
+    with pytest.raises(sqlite3.DatabaseError) as e:  # opened again: refused
+        connect(db_path).execute("INSERT INTO t(t) VALUES ('reset-optimizer')")
+    assert str(e.value) == "embedding t: shadow table t_state is missing"
+
+
+def test_bad_commands(file_db, db_path):
+    trained(file_db)
+    before = file_hash(db_path)
+    for sql, params, message in [
+        ("INSERT INTO t(t) VALUES ('optimize')", (),
+         "embedding t: unknown command 'optimize'; the commands are: "
+         "integrity-check, reset-optimizer"),
+        ("INSERT INTO t(t) VALUES ('')", (),
+         "embedding t: unknown command ''; the commands are: "
+         "integrity-check, reset-optimizer"),
+        ("INSERT INTO t(t) VALUES (?)", ("x" * 1000,),
+         "embedding t: unknown command '" + "x" * 200 + "...'; the commands "
+         "are: integrity-check, reset-optimizer"),
+        ("INSERT INTO t(t) VALUES (CAST(? AS TEXT))", (b"\xffcheck",),
+         "embedding t: unknown command '?check'; the commands are: "
+         "integrity-check, reset-optimizer"),
+        ("INSERT INTO t(t) VALUES (3)", (),
+         "embedding t: a command must be TEXT, got INTEGER"),
+        ("INSERT INTO t(t) VALUES (?)", (b"integrity-check",),
+         "embedding t: a command must be TEXT, got BLOB"),
+        ("INSERT INTO t(t, id) VALUES ('integrity-check', 1)", (),
+         "embedding t: the integrity-check command takes no id"),
+        ("INSERT INTO t(t, rowid) VALUES ('integrity-check', 1)", (),
+         "embedding t: the integrity-check command takes no id"),
+        ("INSERT INTO t(t, vector) VALUES ('reset-optimizer', '[1,2,3,4]')",
+         (), "embedding t: the reset-optimizer command takes no vector"),
+        ("INSERT INTO t(t, k) VALUES ('reset-optimizer', 3)", (),
+         "embedding t: the reset-optimizer command takes no k"),
+        ("UPDATE t SET t = 'integrity-check' WHERE id = 1", (),
+         "embedding t: commands are run by INSERT INTO t(t) VALUES "
+         "('command'), not by UPDATE"),
+        ("INSERT INTO t(t) VALUES ('reset-optimizer'), ('nope')", (),
+         "embedding t: unknown command 'nope'; the commands are: "
+         "integrity-check, reset-optimizer"),
+    ]:
+        with pytest.raises(sqlite3.Error) as e:
+            file_db.execute(sql, params)
+        assert str(e.value) == message, sql
+        assert file_hash(db_path) == before, sql  # reset-optimizer undone too
+    assert one(file_db, "SELECT count(*) FROM t_state") == 3
+
+
+def test_the_command_column(db):
+    db.execute("CREATE VIRTUAL TABLE tok USING embedding(dim=2)")
+    assert [r[1:3] + r[-1:] for r in db.execute("PRAGMA table_xinfo(tok)")] \
+        == [("id", "INTEGER", 0), ("vector", "BLOB", 0),
+            ("distance", "REAL", 1), ("k", "INTEGER", 1), ("tok", "", 1)]
+    db.execute("INSERT INTO tok(id, vector) VALUES (1, '[1, 2]')")
+    assert db.execute("SELECT tok, * FROM tok").fetchall() == \
+        [(None, 1, f32(1, 2))]
+    # it follows the table through a rename, and works in other schemas
+    db.execute("ALTER TABLE tok RENAME TO words")
+    db.execute("INSERT INTO words(words) VALUES ('integrity-check')")
+    with pytest.raises(sqlite3.OperationalError):
+        db.execute("INSERT INTO words(tok) VALUES ('integrity-check')")
+    db.execute("ATTACH ':memory:' AS aux")
+    db.execute("CREATE VIRTUAL TABLE aux.w2 USING embedding(dim=2, "
+               "num_embeddings=2)")
+    db.execute("INSERT INTO aux.w2(w2) VALUES ('integrity-check')")
+    db.execute("UPDATE aux.w2_vectors SET vector = x'00' WHERE id = 1")
+    with pytest.raises(sqlite3.DatabaseError) as e:
+        db.execute("INSERT INTO aux.w2(w2) VALUES ('integrity-check')")
+    assert str(e.value) == \
+        "embedding w2: corrupt vector for id 1 (1 bytes, expected 8)"
+
+
+@pytest.mark.parametrize("name", ["id", "vector", "distance", "k", "rowid",
+                                  "OID", "_rowid_"])
+def test_a_table_named_like_a_column_has_no_command_column(db, name):
+    db.execute(f'CREATE VIRTUAL TABLE "{name}" USING embedding(dim=2, '
+               'num_embeddings=2)')
+    assert len(db.execute(f'PRAGMA table_xinfo("{name}")').fetchall()) == 4
+    assert one(db, f'SELECT count(*) FROM "{name}"') == 2
+    if HAS_XINTEGRITY:  # checked all the same
+        db.execute(f'UPDATE "{name}_vectors" SET vector = x\'00\' WHERE id = 0')
+        assert db.execute("PRAGMA integrity_check").fetchall() == [
+            (f"embedding {name}: corrupt vector for id 0 (1 bytes, expected"
+             " 8)",)]
+
+
+@pytest.mark.skipif(not HAS_XINTEGRITY, reason="xIntegrity needs SQLite 3.44")
+def test_pragma_integrity_check_lists_every_damaged_table(db):
+    for t in ("a", "b", "c"):
+        db.execute(f"CREATE VIRTUAL TABLE {t} USING embedding(dim=2, "
+                   "num_embeddings=3)")
+    assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    damage(db, [("UPDATE a_vectors SET vector = x'00' WHERE id = 2",),
+                ("UPDATE c_vectors SET vector = x'0000c07f0000c07f'"
+                 " WHERE id = 0",)])
+    assert sorted(db.execute("PRAGMA integrity_check").fetchall()) == [
+        ("embedding a: corrupt vector for id 2 (1 bytes, expected 8)",),
+        ("embedding c: corrupt vector for id 0 (element 0 is not finite)",)]
+    assert db.execute("PRAGMA integrity_check(b)").fetchall() == [("ok",)]
