@@ -183,6 +183,9 @@ const embed_config *embed_store_config(const embed_store *st) {
 const char *embed_store_vectors_table(const embed_store *st) {
   return st->vectors_table;
 }
+char *embed_store_state_table(const embed_store *st) {
+  return sqlite3_mprintf("%s_state", st->name);
+}
 void embed_store_note_write(embed_store *st) {
   st->writes++;
 }

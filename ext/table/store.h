@@ -121,12 +121,17 @@ int embed_scan_vector(embed_scan *scan, float *out, char **pzErr);
 ** in place. Fields are private to store_rows.c. */
 typedef struct embed_rows {
   embed_store *st;
-  sqlite3_blob *blob; /* on T_vectors.vector, or NULL */
+  sqlite3_blob *blob; /* on T_vectors.vector (T_state.state), or NULL */
   int writable;
   int in_transaction; /* a transaction was open at init */
   int64_t id;         /* the row sought last */
+  int of_state;       /* on T_state: embed_rows_init_state */
+  int64_t n;          /* floats per row */
 } embed_rows;
 void embed_rows_init(embed_rows *r, embed_store *st, int writable);
+/* A writable handle on the optimizer states (n floats) instead: seek a row
+** known to have one and rewrite it in place with embed_rows_write. */
+void embed_rows_init_state(embed_rows *r, embed_store *st, int64_t n);
 /* Move to row id: SQLITE_OK, SQLITE_NOTFOUND, or an error. */
 int embed_rows_seek(embed_rows *r, int64_t id, char **pzErr);
 /* The row's stored bytes (dim*4), or its floats; checked either way. */
@@ -188,6 +193,9 @@ int64_t embed_store_writes(const embed_store *st);
 /* For store_rows.c: T_vectors' name for sqlite3_blob_open, and the count
 ** of in-place writes. */
 const char *embed_store_vectors_table(const embed_store *st);
+/* T_state's name for sqlite3_blob_open, sqlite3_malloc64'd (NULL: no
+** memory). */
+char *embed_store_state_table(const embed_store *st);
 void embed_store_note_write(embed_store *st);
 
 /* BEGIN IMMEDIATE / COMMIT around a call that writes in autocommit mode. */

@@ -319,18 +319,20 @@ static int train_writer_running(sqlite3 *db) {
 /* The rows one embed_update call changes, computed before any is written. */
 typedef struct train_batch {
   int64_t dim, state_size;
-  int64_t n;     /* rows computed so far */
-  int64_t *ids;  /* [n] */
-  float *rows;   /* [n x dim] new weights */
-  float *states; /* [n x state_size] new optimizer states */
-  int64_t step;  /* the table's step count after this call; 0: unused */
+  int64_t n;                /* rows computed so far */
+  int64_t *ids;             /* [n] */
+  float *rows;              /* [n x dim] new weights */
+  float *states;            /* [n x state_size] new optimizer states */
+  unsigned char *had_state; /* [n] the row had a stored state */
+  int64_t step; /* the table's step count after this call; 0: unused */
 } train_batch;
 
 /* Row id's optimizer state into state (n floats); a row never stepped
-** gets the optimizer's initial state. */
+** gets the optimizer's initial state (*had = 0). */
 static int train_read_state(embed_store *st, int64_t id, float *state,
-                            int64_t n, char **pzErr) {
+                            int64_t n, unsigned char *had, char **pzErr) {
   int rc = embed_store_state_read(st, id, state, n, pzErr);
+  *had = rc == SQLITE_OK;
   if (rc == SQLITE_NOTFOUND) {
     const embed_config *cfg = embed_store_config(st);
     embed_optimizer_state_init(cfg, state, cfg->dim);
@@ -346,7 +348,9 @@ static int train_step_row(embed_store *st, const char *who, train_batch *b,
   float *w = b->rows + b->n * b->dim;
   float *state = b->states ? b->states + b->n * b->state_size : 0;
   int64_t bad;
-  int rc = state ? train_read_state(st, id, state, b->state_size, pzErr) : 0;
+  int rc = state ? train_read_state(st, id, state, b->state_size,
+                                    b->had_state + b->n, pzErr)
+                 : 0;
   if (rc) return rc;
   embed_optimizer_step(embed_store_config(st), w, (float *)g, state, lr,
                        b->step, b->dim); /* g is only read */
@@ -369,9 +373,11 @@ static int train_step_row(embed_store *st, const char *who, train_batch *b,
 
 /* Write the batch: rows, optimizer states, step count (inside the call's
 ** transaction, see train_call_begin). Several rows are written in place
-** through many, the writable handle the rows were read with. */
+** through many, the writable handle the rows were read with; the states
+** that existed in place through states, the others inserted. */
 static int train_write_batch(embed_store *st, const train_batch *b,
-                             embed_rows *many, int *wrote, char **pzErr) {
+                             embed_rows *many, embed_rows *states, int *wrote,
+                             char **pzErr) {
   int64_t i;
   int rc = SQLITE_OK;
   if (b->n > 1) { /* in place, through one blob handle */
@@ -386,9 +392,15 @@ static int train_write_batch(embed_store *st, const train_batch *b,
     if (rc == SQLITE_OK) *wrote = 1;
   }
   if (rc == SQLITE_OK) rc = embed_store_log_append(st, b->ids, b->n);
-  for (i = 0; rc == SQLITE_OK && b->states && i < b->n; i++)
-    rc = embed_store_state_write(st, b->ids[i], b->states + i * b->state_size,
-                                 b->state_size);
+  for (i = 0; rc == SQLITE_OK && b->states && i < b->n; i++) {
+    const float *state = b->states + i * b->state_size;
+    if (b->had_state[i]) {
+      rc = embed_rows_seek(states, b->ids[i], pzErr);
+      if (rc == SQLITE_OK) rc = embed_rows_write(states, state, pzErr);
+    } else {
+      rc = embed_store_state_write(st, b->ids[i], state, b->state_size);
+    }
+  }
   if (rc == SQLITE_OK && b->step) rc = embed_store_step_write(st, b->step);
   return rc;
 }
@@ -483,7 +495,8 @@ static int train_untouched_rows(embed_store *st, int64_t **out, int64_t *n) {
 
 /* Space for one call's work, carved from one allocation (or, for a call
 ** small enough, from the stack): the sort's two arrays, the batch's ids,
-** new rows and states, and one row of coalesced gradient. */
+** new rows and states, one row of coalesced gradient, and which rows had
+** a state. */
 typedef struct train_space {
   void *heap;
   train_id_pos *order, *tmp; /* [n] each */
@@ -497,7 +510,8 @@ static int train_space_get(train_space *sp, train_batch *b, int64_t n,
                          rows * EMBED_ID_BYTES +
                          (rows * (sqlite3_uint64)(b->dim + b->state_size) +
                           (sqlite3_uint64)b->dim) *
-                             EMBED_FLOAT_BYTES;
+                             EMBED_FLOAT_BYTES +
+                         rows;
   char *p;
   sp->heap = 0;
   if (bytes <= stack_bytes) {
@@ -513,6 +527,7 @@ static int train_space_get(train_space *sp, train_batch *b, int64_t n,
   b->rows = (float *)(b->ids + rows);
   b->states = b->state_size ? b->rows + rows * b->dim : 0;
   sp->sum = b->rows + rows * (b->dim + b->state_size);
+  b->had_state = (unsigned char *)(sp->sum + b->dim);
   return SQLITE_OK;
 }
 
@@ -525,7 +540,7 @@ void embed_train_update(sqlite3_context *ctx, embed_store *st,
   train_id_pos *order;
   train_batch b;
   train_space sp;
-  embed_rows many;
+  embed_rows many, states;
   int64_t stack[512]; /* 4 KB: one row of up to ~300 dims needs no malloc */
   int own = 0, wrote = 0, grads_owned = 0;
   const embed_config *cfg = embed_store_config(st);
@@ -536,6 +551,7 @@ void embed_train_update(sqlite3_context *ctx, embed_store *st,
   memset(&b, 0, sizeof(b));
   memset(&sp, 0, sizeof(sp));
   memset(&many, 0, sizeof(many)); /* closing it is a no-op until init */
+  memset(&states, 0, sizeof(states));
   rc = train_read_ids(idv, who, &ids, &zErr);
   if (rc) goto done;
   if (ids.is_null) {
@@ -560,6 +576,7 @@ void embed_train_update(sqlite3_context *ctx, embed_store *st,
   embed_rows_init(&many, st, 1); /* inside the call's transaction */
   b.dim = dim;
   b.state_size = embed_optimizer_state_size(cfg, dim);
+  embed_rows_init_state(&states, st, b.state_size);
   if (embed_optimizer_counts_steps(cfg)) {
     rc = embed_store_step_read(st, &b.step, &zErr);
     if (rc) goto done;
@@ -602,9 +619,11 @@ void embed_train_update(sqlite3_context *ctx, embed_store *st,
     if (rc == SQLITE_OK)
       rc = train_step_row(st, who, &b, extra[i], sp.sum, lr, &zErr);
   }
-  if (rc == SQLITE_OK) rc = train_write_batch(st, &b, &many, &wrote, &zErr);
+  if (rc == SQLITE_OK)
+    rc = train_write_batch(st, &b, &many, &states, &wrote, &zErr);
 done:
   embed_rows_close(&many);
+  embed_rows_close(&states);
   rc = train_call_end(st, own, rc, wrote, who, &zErr);
   if (rc == SQLITE_OK) sqlite3_result_int64(ctx, b.n);
   if (rc) {
