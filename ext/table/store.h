@@ -149,6 +149,12 @@ int embed_store_state_read(embed_store *st, int64_t id, float *out, int64_t n,
                            char **pzErr);
 int embed_store_state_write(embed_store *st, int64_t id, const float *state,
                             int64_t n);
+/* The states of ids[0..count) (ascending) into out + i*n, found[i] = 1,
+** for the ids that have one (found[i] = 0 and out untouched for the
+** others): one statement run per 64 ids instead of one per id. */
+int embed_store_state_read_many(embed_store *st, const int64_t *ids,
+                                int64_t count, float *out, int64_t n,
+                                unsigned char *found, char **pzErr);
 /* Delete every row's state; *deleted counts them. */
 int embed_store_state_clear(embed_store *st, int64_t *deleted);
 /* The optimizer's step count in T_config. */

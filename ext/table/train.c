@@ -327,31 +327,32 @@ typedef struct train_batch {
   int64_t step; /* the table's step count after this call; 0: unused */
 } train_batch;
 
-/* Row id's optimizer state into state (n floats); a row never stepped
-** gets the optimizer's initial state (*had = 0). */
-static int train_read_state(embed_store *st, int64_t id, float *state,
-                            int64_t n, unsigned char *had, char **pzErr) {
-  int rc = embed_store_state_read(st, id, state, n, pzErr);
-  *had = rc == SQLITE_OK;
-  if (rc == SQLITE_NOTFOUND) {
-    const embed_config *cfg = embed_store_config(st);
-    embed_optimizer_state_init(cfg, state, cfg->dim);
-    rc = SQLITE_OK;
-  }
+/* The optimizer states of the rows b->ids[at..at+count) (ascending) into
+** their slots, in one batched read; a row never stepped gets the
+** optimizer's initial state (had_state 0). */
+static int train_read_states(embed_store *st, train_batch *b, int64_t at,
+                             int64_t count, char **pzErr) {
+  const embed_config *cfg = embed_store_config(st);
+  int64_t i;
+  int rc;
+  if (!b->states) return SQLITE_OK;
+  rc = embed_store_state_read_many(st, b->ids + at, count,
+                                   b->states + at * b->state_size,
+                                   b->state_size, b->had_state + at, pzErr);
+  for (i = at; rc == SQLITE_OK && i < at + count; i++)
+    if (!b->had_state[i])
+      embed_optimizer_state_init(cfg, b->states + i * b->state_size, cfg->dim);
   return rc;
 }
 
-/* One optimizer step on row id (already read into the batch's next slot)
-** with the coalesced gradient g; fails if a result is not finite. */
+/* One optimizer step on row id (already read into the batch's next slot,
+** its state too: train_read_states) with the coalesced gradient g; fails
+** if a result is not finite. */
 static int train_step_row(embed_store *st, const char *who, train_batch *b,
                           int64_t id, const float *g, double lr, char **pzErr) {
   float *w = b->rows + b->n * b->dim;
   float *state = b->states ? b->states + b->n * b->state_size : 0;
   int64_t bad;
-  int rc = state ? train_read_state(st, id, state, b->state_size,
-                                    b->had_state + b->n, pzErr)
-                 : 0;
-  if (rc) return rc;
   embed_optimizer_step(embed_store_config(st), w, (float *)g, state, lr,
                        b->step, b->dim); /* g is only read */
   bad = embed_first_nonfinite(w, b->dim);
@@ -544,7 +545,7 @@ void embed_train_update(sqlite3_context *ctx, embed_store *st,
   int64_t stack[512]; /* 4 KB: one row of up to ~300 dims needs no malloc */
   int own = 0, wrote = 0, grads_owned = 0;
   const embed_config *cfg = embed_store_config(st);
-  int64_t dim = cfg->dim, i, j, n_groups = 0, n_extra = 0, *extra = 0;
+  int64_t dim = cfg->dim, i, j, k, n_groups = 0, n_extra = 0, *extra = 0;
   double lr = 0;
   char *zErr = 0;
   int rc;
@@ -594,6 +595,14 @@ void embed_train_update(sqlite3_context *ctx, embed_store *st,
   }
   train_sort_ids(order, sp.tmp, ids.n);
 
+  /* The states of the rows the batch steps (its distinct ids but padding,
+  ** in the slots those rows will take), read in one go. */
+  for (i = 0, j = 0; i < ids.n; i++)
+    if ((i == 0 || order[i].id != order[i - 1].id) &&
+        !train_is_padding(st, order[i].id))
+      b.ids[j++] = order[i].id;
+  rc = train_read_states(st, &b, 0, j, &zErr);
+
   /* Compute every new row (and state) before writing any; the rows are
   ** read in ascending id order through the handle that will write them. */
   for (i = 0; rc == SQLITE_OK && i < ids.n; i = j) {
@@ -608,16 +617,23 @@ void embed_train_update(sqlite3_context *ctx, embed_store *st,
                           &zErr);
     order[n_groups++].id = id; /* compact: the batch's distinct ids */
   }
-  /* Rows outside the batch that torch's step moves too, with g = 0. */
+  /* Rows outside the batch that torch's step moves too, with g = 0: their
+  ** ids (ascending) into the next slots, their states, then the steps. */
   if (n_extra) memset(sp.sum, 0, (size_t)dim * EMBED_FLOAT_BYTES);
-  for (i = 0, j = 0; rc == SQLITE_OK && i < n_extra; i++) {
+  for (i = 0, j = 0, k = b.n; rc == SQLITE_OK && i < n_extra; i++) {
     while (j < n_groups && order[j].id < extra[i]) j++;
     if ((j < n_groups && order[j].id == extra[i]) ||
         train_is_padding(st, extra[i]))
       continue;
-    rc = train_read_row(st, who, extra[i], b.rows + b.n * dim, &many, 0, &zErr);
+    b.ids[k++] = extra[i];
+  }
+  if (rc == SQLITE_OK && k > b.n)
+    rc = train_read_states(st, &b, b.n, k - b.n, &zErr);
+  while (rc == SQLITE_OK && b.n < k) {
+    int64_t id = b.ids[b.n];
+    rc = train_read_row(st, who, id, b.rows + b.n * dim, &many, 0, &zErr);
     if (rc == SQLITE_OK)
-      rc = train_step_row(st, who, &b, extra[i], sp.sum, lr, &zErr);
+      rc = train_step_row(st, who, &b, id, sp.sum, lr, &zErr);
   }
   if (rc == SQLITE_OK)
     rc = train_write_batch(st, &b, &many, &states, &wrote, &zErr);
