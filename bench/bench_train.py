@@ -48,6 +48,10 @@ At the end, the rows of the last batch are compared between the table and
 torch (they took the same 2 + reps * steps steps): the max relative
 difference is printed and must be below 1e-5 (float32 roundings of repeated
 ids' gradient sums; tests/py/test_oracle.py checks the math to 1e-6).
+
+Then bench_train_mem.py runs (unless --no-memory): the same comparison in a
+`:memory:` database, one transaction, CPU time per batch row, for sgd, sgd
+with momentum, adagrad and adam (see its docstring).
 """
 import argparse
 import json
@@ -113,6 +117,8 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=25, help="steps per repetition")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--torch-threads", type=int, default=1)
+    ap.add_argument("--no-memory", action="store_true",
+                    help="skip bench_train_mem.py's in-memory figures")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.torch_threads)
     print(f"bench_train: {N_ROWS:,} rows x {DIM} dims, batches of {BATCH:,} "
@@ -195,6 +201,11 @@ def main(argv=None):
     if bad:
         print(f"FAIL: embed and torch weights differ for {', '.join(bad)}")
         return 1
+    if not args.no_memory:  # the CPU cost in memory (issue 12's 2.5x goal)
+        print()
+        import bench_train_mem
+        return bench_train_mem.main(["--reps", str(max(args.reps, 3)),
+                                     "--ext", EXT])
     return 0
 
 

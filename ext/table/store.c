@@ -183,6 +183,9 @@ const embed_config *embed_store_config(const embed_store *st) {
 const char *embed_store_vectors_table(const embed_store *st) {
   return st->vectors_table;
 }
+char *embed_store_state_table(const embed_store *st) {
+  return sqlite3_mprintf("%s_state", st->name);
+}
 void embed_store_note_write(embed_store *st) {
   st->writes++;
 }
@@ -431,6 +434,66 @@ int embed_store_state_read(embed_store *st, int64_t id, float *out, int64_t n,
     rc = SQLITE_NOTFOUND;
   }
   sqlite3_reset(stmt);
+  return rc;
+}
+
+/* ids per run of embed_store_state_read_many's statement */
+#define STORE_STATE_CHUNK 64
+
+int embed_store_state_read_many(embed_store *st, const int64_t *ids,
+                                int64_t count, float *out, int64_t n,
+                                unsigned char *found, char **pzErr) {
+  sqlite3_stmt *stmt = 0;
+  sqlite3_str *sql;
+  int64_t at, i;
+  int rc = SQLITE_OK, k;
+  memset(found, 0, (size_t)count);
+  if (count < STORE_STATE_CHUNK / 8) { /* a few: not worth a prepare */
+    for (i = 0; rc == SQLITE_OK && i < count; i++) {
+      rc = embed_store_state_read(st, ids[i], out + i * n, n, pzErr);
+      found[i] = rc == SQLITE_OK;
+      if (rc == SQLITE_NOTFOUND) rc = SQLITE_OK;
+    }
+    return rc;
+  }
+  sql = sqlite3_str_new(st->db);
+  sqlite3_str_appendf(sql, "SELECT id, state FROM %s WHERE id IN (?1",
+                      st->names[SHADOW_STATE]);
+  for (k = 2; k <= STORE_STATE_CHUNK; k++) sqlite3_str_appendf(sql, ",?%d", k);
+  sqlite3_str_appendall(sql, ")");
+  store_prepare(st, &stmt, sqlite3_str_finish(sql), &rc);
+  for (at = 0; rc == SQLITE_OK && at < count; at += STORE_STATE_CHUNK) {
+    int64_t m = count - at < STORE_STATE_CHUNK ? count - at : STORE_STATE_CHUNK;
+    for (k = 0; k < STORE_STATE_CHUNK; k++) /* the last chunk repeats */
+      sqlite3_bind_int64(stmt, k + 1, ids[at + (k < m ? k : m - 1)]);
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+      int64_t id = sqlite3_column_int64(stmt, 0), lo = at, hi = at + m;
+      embed_error err;
+      while (lo < hi) { /* ids[at..at+m) is ascending */
+        i = lo + (hi - lo) / 2;
+        if (ids[i] < id)
+          lo = i + 1;
+        else
+          hi = i;
+      }
+      if (lo >= at + m || ids[lo] != id) continue; /* cannot happen */
+      if (sqlite3_column_type(stmt, 1) != SQLITE_BLOB ||
+          sqlite3_column_bytes(stmt, 1) != n * EMBED_FLOAT_BYTES ||
+          embed_blob_decode(sqlite3_column_blob(stmt, 1), n, out + lo * n,
+                            &err)) {
+        *pzErr = sqlite3_mprintf(
+            "embedding %s: corrupt optimizer state for id %lld (%d bytes, expected %lld finite floats)",
+            st->name, (long long)id, sqlite3_column_bytes(stmt, 1),
+            (long long)n);
+        rc = *pzErr ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
+        break;
+      }
+      found[lo] = 1;
+    }
+    if (rc == SQLITE_DONE) rc = SQLITE_OK;
+    sqlite3_reset(stmt);
+  }
+  sqlite3_finalize(stmt);
   return rc;
 }
 

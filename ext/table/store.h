@@ -121,12 +121,17 @@ int embed_scan_vector(embed_scan *scan, float *out, char **pzErr);
 ** in place. Fields are private to store_rows.c. */
 typedef struct embed_rows {
   embed_store *st;
-  sqlite3_blob *blob; /* on T_vectors.vector, or NULL */
+  sqlite3_blob *blob; /* on T_vectors.vector (T_state.state), or NULL */
   int writable;
   int in_transaction; /* a transaction was open at init */
   int64_t id;         /* the row sought last */
+  int of_state;       /* on T_state: embed_rows_init_state */
+  int64_t n;          /* floats per row */
 } embed_rows;
 void embed_rows_init(embed_rows *r, embed_store *st, int writable);
+/* A writable handle on the optimizer states (n floats) instead: seek a row
+** known to have one and rewrite it in place with embed_rows_write. */
+void embed_rows_init_state(embed_rows *r, embed_store *st, int64_t n);
 /* Move to row id: SQLITE_OK, SQLITE_NOTFOUND, or an error. */
 int embed_rows_seek(embed_rows *r, int64_t id, char **pzErr);
 /* The row's stored bytes (dim*4), or its floats; checked either way. */
@@ -144,6 +149,12 @@ int embed_store_state_read(embed_store *st, int64_t id, float *out, int64_t n,
                            char **pzErr);
 int embed_store_state_write(embed_store *st, int64_t id, const float *state,
                             int64_t n);
+/* The states of ids[0..count) (ascending) into out + i*n, found[i] = 1,
+** for the ids that have one (found[i] = 0 and out untouched for the
+** others): one statement run per 64 ids instead of one per id. */
+int embed_store_state_read_many(embed_store *st, const int64_t *ids,
+                                int64_t count, float *out, int64_t n,
+                                unsigned char *found, char **pzErr);
 /* Delete every row's state; *deleted counts them. */
 int embed_store_state_clear(embed_store *st, int64_t *deleted);
 /* The optimizer's step count in T_config. */
@@ -202,6 +213,9 @@ int64_t embed_store_writes(const embed_store *st);
 /* For store_rows.c: T_vectors' name for sqlite3_blob_open, and the count
 ** of in-place writes. */
 const char *embed_store_vectors_table(const embed_store *st);
+/* T_state's name for sqlite3_blob_open, sqlite3_malloc64'd (NULL: no
+** memory). */
+char *embed_store_state_table(const embed_store *st);
 void embed_store_note_write(embed_store *st);
 
 /* BEGIN IMMEDIATE / COMMIT around a call that writes in autocommit mode. */

@@ -11,6 +11,10 @@
 **     rc = embed_rows_write(&r, floats, &zErr);   // in place (writable only)
 **     embed_rows_close(&r);
 **
+**     embed_rows_init_state(&r, st, n);  // optimizer states, n floats each
+**     rc = embed_rows_seek(&r, id, &zErr);   // a row known to have one
+**     rc = embed_rows_write(&r, state, &zErr);
+**
 ** Design: a nested statement per row costs a full VDBE run and a fresh
 ** b-tree cursor; one blob handle moved with sqlite3_blob_reopen() costs a
 ** b-tree seek, and sqlite3_blob_write() rewrites the vector in place (its
@@ -32,6 +36,14 @@ void embed_rows_init(embed_rows *r, embed_store *st, int writable) {
   r->writable = writable;
   r->id = 0;
   r->in_transaction = !sqlite3_get_autocommit(embed_store_db(st));
+  r->of_state = 0;
+  r->n = embed_store_config(st)->dim;
+}
+
+void embed_rows_init_state(embed_rows *r, embed_store *st, int64_t n) {
+  embed_rows_init(r, st, 1);
+  r->of_state = 1;
+  r->n = n;
 }
 
 void embed_rows_close(embed_rows *r) {
@@ -70,12 +82,20 @@ int embed_rows_seek(embed_rows *r, int64_t id, char **pzErr) {
       return seek_failed(r, rc, pzErr);
   }
   if (lost_transaction(r)) return seek_failed(r, SQLITE_ABORT, pzErr);
-  rc = sqlite3_blob_open(db, embed_store_schema(st),
-                         embed_store_vectors_table(st), "vector", id,
-                         r->writable, &r->blob);
+  if (r->of_state) {
+    char *table = embed_store_state_table(st);
+    if (!table) return SQLITE_NOMEM;
+    rc = sqlite3_blob_open(db, embed_store_schema(st), table, "state", id, 1,
+                           &r->blob);
+    sqlite3_free(table);
+  } else {
+    rc = sqlite3_blob_open(db, embed_store_schema(st),
+                           embed_store_vectors_table(st), "vector", id,
+                           r->writable, &r->blob);
+  }
   if (rc == SQLITE_OK) return SQLITE_OK;
   r->blob = 0;
-  if (rc == SQLITE_ERROR) {
+  if (rc == SQLITE_ERROR && !r->of_state) {
     char *why = sqlite3_mprintf("%s", sqlite3_errmsg(db));
     if (!why) return SQLITE_NOMEM;
     rc = embed_store_exists(st, id);
@@ -124,7 +144,7 @@ int embed_rows_read(embed_rows *r, float *out, char **pzErr) {
 }
 
 int embed_rows_write(embed_rows *r, const float *v, char **pzErr) {
-  int64_t dim = embed_store_config(r->st)->dim;
+  int64_t dim = r->n;
   int nbytes = (int)(dim * EMBED_FLOAT_BYTES), rc, tries;
   for (tries = 0; tries < 2; tries++) {
     if (!r->blob) {
@@ -140,7 +160,7 @@ int embed_rows_write(embed_rows *r, const float *v, char **pzErr) {
       rc = sqlite3_blob_write(r->blob, le, nbytes, 0);
       sqlite3_free(le);
     }
-    if (rc == SQLITE_OK) embed_store_note_write(r->st);
+    if (rc == SQLITE_OK && !r->of_state) embed_store_note_write(r->st);
     if (rc != SQLITE_ABORT) return rc;
     embed_rows_close(r);
     if (lost_transaction(r)) return seek_failed(r, rc, pzErr);

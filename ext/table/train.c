@@ -174,19 +174,52 @@ typedef struct train_id_pos {
   int64_t pos;
 } train_id_pos;
 
-static int train_compare_id_pos(const void *a, const void *b) {
-  const train_id_pos *x = (const train_id_pos *)a, *y = (const train_id_pos *)b;
-  if (x->id != y->id) return x->id < y->id ? -1 : 1;
-  return x->pos < y->pos ? -1 : x->pos > y->pos;
+/* Sort v[0..n) by id, keeping the order of positions inside an id (v
+** comes in position order): a stable LSD radix sort on the id's 8 bytes
+** (sign bit flipped), skipping the bytes every id shares, through tmp[n].
+** Leaves the result in v. */
+static void train_sort_ids(train_id_pos *v, train_id_pos *tmp, int64_t n) {
+  int64_t count[8][256], i;
+  train_id_pos *from = v, *to = tmp, *swap;
+  int d;
+  memset(count, 0, sizeof(count));
+  for (i = 0; i < n; i++) {
+    uint64_t key = (uint64_t)v[i].id ^ ((uint64_t)1 << 63);
+    for (d = 0; d < 8; d++) count[d][(key >> (8 * d)) & 255]++;
+  }
+  for (d = 0; d < 8; d++) {
+    int64_t sum = 0, c;
+    int b;
+    uint64_t key0 = (uint64_t)v[0].id ^ ((uint64_t)1 << 63);
+    if (count[d][(key0 >> (8 * d)) & 255] == n) continue; /* all alike */
+    for (b = 0; b < 256; b++) {
+      c = count[d][b];
+      count[d][b] = sum;
+      sum += c;
+    }
+    for (i = 0; i < n; i++) {
+      uint64_t key = (uint64_t)from[i].id ^ ((uint64_t)1 << 63);
+      to[count[d][(key >> (8 * d)) & 255]++] = from[i];
+    }
+    swap = from;
+    from = to;
+    to = swap;
+  }
+  if (from != v) memcpy(v, from, (size_t)n * sizeof(train_id_pos));
 }
 
-/* Read the gradient argument: n rows of dim floats (n = 1 for one id). */
+/* Read the gradient argument: n rows of dim floats (n = 1 for one id).
+** *owned: *out was allocated (else it is the argument's own BLOB, valid
+** for the call, when it is little-endian float32 aligned for floats). */
 static int train_read_grads(embed_store *st, const char *who, sqlite3_value *v,
-                            int64_t n, int batch, float **out, char **pzErr) {
+                            int64_t n, int batch, const float **out, int *owned,
+                            char **pzErr) {
   int64_t dim = embed_store_config(st)->dim;
   int type = sqlite3_value_type(v);
   embed_error err;
+  float *buf;
   *out = 0;
+  *owned = 1;
   if (!batch) {
     embed_vec g;
     int rc = embed_vec_from_value(v, who, &g, pzErr);
@@ -205,9 +238,8 @@ static int train_read_grads(embed_store *st, const char *who, sqlite3_value *v,
     *out = g.v;
     return SQLITE_OK;
   }
-  *out = (float *)sqlite3_malloc64((sqlite3_uint64)n * dim * EMBED_FLOAT_BYTES);
-  if (!*out) return SQLITE_NOMEM;
   if (type == SQLITE_BLOB) {
+    const void *bytes = sqlite3_value_blob(v);
     int64_t nbytes = sqlite3_value_bytes(v);
     if (nbytes != n * dim * EMBED_FLOAT_BYTES) {
       return train_fail(
@@ -217,7 +249,21 @@ static int train_read_grads(embed_store *st, const char *who, sqlite3_value *v,
               who, (long long)nbytes, (long long)n, (long long)dim,
               (long long)(n * dim * EMBED_FLOAT_BYTES)));
     }
-    if (embed_blob_decode(sqlite3_value_blob(v), n * dim, *out, &err)) {
+    if (!bytes) return SQLITE_NOMEM;
+    if (EMBED_HOST_LE && ((uintptr_t)bytes % sizeof(float)) == 0) {
+      if (embed_blob_check(bytes, n * dim, &err)) {
+        *pzErr = embed_error_text(who, &err);
+        return *pzErr ? SQLITE_ERROR : SQLITE_NOMEM;
+      }
+      *out = (const float *)bytes;
+      *owned = 0;
+      return SQLITE_OK;
+    }
+    buf =
+        (float *)sqlite3_malloc64((sqlite3_uint64)n * dim * EMBED_FLOAT_BYTES);
+    if (!buf) return SQLITE_NOMEM;
+    *out = buf;
+    if (embed_blob_decode(bytes, n * dim, buf, &err)) {
       *pzErr = embed_error_text(who, &err);
       return *pzErr ? SQLITE_ERROR : SQLITE_NOMEM;
     }
@@ -227,7 +273,11 @@ static int train_read_grads(embed_store *st, const char *who, sqlite3_value *v,
     const char *text = (const char *)sqlite3_value_text(v);
     int64_t len = sqlite3_value_bytes(v), rows = 0, cols = 0;
     if (!text) return SQLITE_NOMEM;
-    if (embed_json_parse_floats(text, len, 1, *out, n * dim, &rows, &cols,
+    buf =
+        (float *)sqlite3_malloc64((sqlite3_uint64)n * dim * EMBED_FLOAT_BYTES);
+    if (!buf) return SQLITE_NOMEM;
+    *out = buf;
+    if (embed_json_parse_floats(text, len, 1, buf, n * dim, &rows, &cols,
                                 &err)) {
       if (err.code == EMBED_E_TOO_LONG)
         return train_fail(
@@ -269,37 +319,42 @@ static int train_writer_running(sqlite3 *db) {
 /* The rows one embed_update call changes, computed before any is written. */
 typedef struct train_batch {
   int64_t dim, state_size;
-  int64_t n;     /* rows computed so far */
-  int64_t *ids;  /* [n] */
-  float *rows;   /* [n x dim] new weights */
-  float *states; /* [n x state_size] new optimizer states */
-  int64_t step;  /* the table's step count after this call; 0: unused */
+  int64_t n;                /* rows computed so far */
+  int64_t *ids;             /* [n] */
+  float *rows;              /* [n x dim] new weights */
+  float *states;            /* [n x state_size] new optimizer states */
+  unsigned char *had_state; /* [n] the row had a stored state */
+  int64_t step; /* the table's step count after this call; 0: unused */
 } train_batch;
 
-/* Row id's optimizer state into state (n floats); a row never stepped
-** gets the optimizer's initial state. */
-static int train_read_state(embed_store *st, int64_t id, float *state,
-                            int64_t n, char **pzErr) {
-  int rc = embed_store_state_read(st, id, state, n, pzErr);
-  if (rc == SQLITE_NOTFOUND) {
-    const embed_config *cfg = embed_store_config(st);
-    embed_optimizer_state_init(cfg, state, cfg->dim);
-    rc = SQLITE_OK;
-  }
+/* The optimizer states of the rows b->ids[at..at+count) (ascending) into
+** their slots, in one batched read; a row never stepped gets the
+** optimizer's initial state (had_state 0). */
+static int train_read_states(embed_store *st, train_batch *b, int64_t at,
+                             int64_t count, char **pzErr) {
+  const embed_config *cfg = embed_store_config(st);
+  int64_t i;
+  int rc;
+  if (!b->states) return SQLITE_OK;
+  rc = embed_store_state_read_many(st, b->ids + at, count,
+                                   b->states + at * b->state_size,
+                                   b->state_size, b->had_state + at, pzErr);
+  for (i = at; rc == SQLITE_OK && i < at + count; i++)
+    if (!b->had_state[i])
+      embed_optimizer_state_init(cfg, b->states + i * b->state_size, cfg->dim);
   return rc;
 }
 
-/* One optimizer step on row id (already read into the batch's next slot)
-** with the coalesced gradient g; fails if a result is not finite. */
+/* One optimizer step on row id (already read into the batch's next slot,
+** its state too: train_read_states) with the coalesced gradient g; fails
+** if a result is not finite. */
 static int train_step_row(embed_store *st, const char *who, train_batch *b,
-                          int64_t id, float *g, double lr, char **pzErr) {
+                          int64_t id, const float *g, double lr, char **pzErr) {
   float *w = b->rows + b->n * b->dim;
   float *state = b->states ? b->states + b->n * b->state_size : 0;
   int64_t bad;
-  int rc = state ? train_read_state(st, id, state, b->state_size, pzErr) : 0;
-  if (rc) return rc;
-  embed_optimizer_step(embed_store_config(st), w, g, state, lr, b->step,
-                       b->dim);
+  embed_optimizer_step(embed_store_config(st), w, (float *)g, state, lr,
+                       b->step, b->dim); /* g is only read */
   bad = embed_first_nonfinite(w, b->dim);
   if (bad >= 0)
     return train_fail(
@@ -318,29 +373,35 @@ static int train_step_row(embed_store *st, const char *who, train_batch *b,
 }
 
 /* Write the batch: rows, optimizer states, step count (inside the call's
-** transaction, see train_call_begin). */
-static int train_write_batch(embed_store *st, const train_batch *b, int *wrote,
+** transaction, see train_call_begin). Several rows are written in place
+** through many, the writable handle the rows were read with; the states
+** that existed in place through states, the others inserted. */
+static int train_write_batch(embed_store *st, const train_batch *b,
+                             embed_rows *many, embed_rows *states, int *wrote,
                              char **pzErr) {
   int64_t i;
   int rc = SQLITE_OK;
   if (b->n > 1) { /* in place, through one blob handle */
-    embed_rows many;
-    embed_rows_init(&many, st, 1);
     for (i = 0; rc == SQLITE_OK && i < b->n; i++) {
-      rc = embed_rows_seek(&many, b->ids[i], pzErr);
+      rc = embed_rows_seek(many, b->ids[i], pzErr);
       if (rc == SQLITE_OK)
-        rc = embed_rows_write(&many, b->rows + i * b->dim, pzErr);
+        rc = embed_rows_write(many, b->rows + i * b->dim, pzErr);
       if (rc == SQLITE_OK) *wrote = 1;
     }
-    embed_rows_close(&many);
   } else if (b->n == 1) {
     rc = embed_store_write(st, b->ids[0], b->rows);
     if (rc == SQLITE_OK) *wrote = 1;
   }
   if (rc == SQLITE_OK) rc = embed_store_log_append(st, b->ids, b->n);
-  for (i = 0; rc == SQLITE_OK && b->states && i < b->n; i++)
-    rc = embed_store_state_write(st, b->ids[i], b->states + i * b->state_size,
-                                 b->state_size);
+  for (i = 0; rc == SQLITE_OK && b->states && i < b->n; i++) {
+    const float *state = b->states + i * b->state_size;
+    if (b->had_state[i]) {
+      rc = embed_rows_seek(states, b->ids[i], pzErr);
+      if (rc == SQLITE_OK) rc = embed_rows_write(states, state, pzErr);
+    } else {
+      rc = embed_store_state_write(st, b->ids[i], state, b->state_size);
+    }
+  }
   if (rc == SQLITE_OK && b->step) rc = embed_store_step_write(st, b->step);
   return rc;
 }
@@ -402,17 +463,20 @@ static int train_call_end(embed_store *st, int mode, int rc, int wrote,
   return rc;
 }
 
-/* Sum the gradients of the group order[i..j) (one id) into the slot of
-** the group's first occurrence, divided by the count with
-** scale_grad_by_freq (each gradient divided, then summed, as torch). */
-static float *train_coalesce(embed_store *st, float *grads,
-                             const train_id_pos *order, int64_t i, int64_t j) {
+/* The gradient of the group order[i..j) (one id): its one row, or the sum
+** of its rows in the call's order (into sum[dim]), divided by the count
+** with scale_grad_by_freq (each gradient divided, then summed, as torch). */
+static const float *train_coalesce(embed_store *st, const float *grads,
+                                   const train_id_pos *order, int64_t i,
+                                   int64_t j, float *sum) {
   const embed_config *cfg = embed_store_config(st);
   int64_t dim = cfg->dim, count = j - i, k, e;
-  float *gsum = grads + order[i].pos * dim;
+  const float *first = grads + order[i].pos * dim;
+  float *gsum = sum;
   int scale = cfg->scale_grad_by_freq && count > 1;
-  if (scale)
-    for (e = 0; e < dim; e++) gsum[e] /= (float)count;
+  if (count == 1) return first;
+  for (e = 0; e < dim; e++)
+    gsum[e] = scale ? first[e] / (float)count : first[e];
   for (k = i + 1; k < j; k++) {
     const float *g = grads + order[k].pos * dim;
     for (e = 0; e < dim; e++) gsum[e] += scale ? g[e] / (float)count : g[e];
@@ -430,22 +494,65 @@ static int train_untouched_rows(embed_store *st, int64_t **out, int64_t *n) {
   return embed_store_ids(st, which == 1, out, n);
 }
 
+/* Space for one call's work, carved from one allocation (or, for a call
+** small enough, from the stack): the sort's two arrays, the batch's ids,
+** new rows and states, one row of coalesced gradient, and which rows had
+** a state. */
+typedef struct train_space {
+  void *heap;
+  train_id_pos *order, *tmp; /* [n] each */
+  float *sum;                /* [dim] */
+} train_space;
+
+static int train_space_get(train_space *sp, train_batch *b, int64_t n,
+                           int64_t n_extra, void *stack, size_t stack_bytes) {
+  sqlite3_uint64 rows = (sqlite3_uint64)(n + n_extra);
+  sqlite3_uint64 bytes = 2 * (sqlite3_uint64)n * sizeof(train_id_pos) +
+                         rows * EMBED_ID_BYTES +
+                         (rows * (sqlite3_uint64)(b->dim + b->state_size) +
+                          (sqlite3_uint64)b->dim) *
+                             EMBED_FLOAT_BYTES +
+                         rows;
+  char *p;
+  sp->heap = 0;
+  if (bytes <= stack_bytes) {
+    p = (char *)stack;
+  } else {
+    p = (char *)(sp->heap = sqlite3_malloc64(bytes));
+    if (!p) return SQLITE_NOMEM;
+  }
+  /* 8-byte items first, then floats: each part stays aligned */
+  sp->order = (train_id_pos *)p;
+  sp->tmp = sp->order + n;
+  b->ids = (int64_t *)(sp->tmp + n);
+  b->rows = (float *)(b->ids + rows);
+  b->states = b->state_size ? b->rows + rows * b->dim : 0;
+  sp->sum = b->rows + rows * (b->dim + b->state_size);
+  b->had_state = (unsigned char *)(sp->sum + b->dim);
+  return SQLITE_OK;
+}
+
 void embed_train_update(sqlite3_context *ctx, embed_store *st,
                         sqlite3_value *idv, sqlite3_value *gradv,
                         sqlite3_value *lrv) {
   static const char who[] = "embed_update";
   train_ids ids;
-  float *grads = 0;
-  train_id_pos *order = 0;
+  const float *grads = 0;
+  train_id_pos *order;
   train_batch b;
-  embed_rows many;
-  int own = 0, wrote = 0;
+  train_space sp;
+  embed_rows many, states;
+  int64_t stack[512]; /* 4 KB: one row of up to ~300 dims needs no malloc */
+  int own = 0, wrote = 0, grads_owned = 0;
   const embed_config *cfg = embed_store_config(st);
-  int64_t dim = cfg->dim, i, j, n_groups = 0, n_extra = 0, *extra = 0;
+  int64_t dim = cfg->dim, i, j, k, n_groups = 0, n_extra = 0, *extra = 0;
   double lr = 0;
   char *zErr = 0;
   int rc;
   memset(&b, 0, sizeof(b));
+  memset(&sp, 0, sizeof(sp));
+  memset(&many, 0, sizeof(many)); /* closing it is a no-op until init */
+  memset(&states, 0, sizeof(states));
   rc = train_read_ids(idv, who, &ids, &zErr);
   if (rc) goto done;
   if (ids.is_null) {
@@ -457,7 +564,8 @@ void embed_train_update(sqlite3_context *ctx, embed_store *st,
     rc = train_fail(&zErr,
                     sqlite3_mprintf("%s: invalid learning rate %g", who, lr));
   if (rc == SQLITE_OK)
-    rc = train_read_grads(st, who, gradv, ids.n, ids.is_batch, &grads, &zErr);
+    rc = train_read_grads(st, who, gradv, ids.n, ids.is_batch, &grads,
+                          &grads_owned, &zErr);
   if (rc) goto done;
 
   rc = train_call_begin(st,
@@ -466,8 +574,10 @@ void embed_train_update(sqlite3_context *ctx, embed_store *st,
                             embed_optimizer_steps_untouched_rows(cfg),
                         &own);
   if (rc) goto done;
+  embed_rows_init(&many, st, 1); /* inside the call's transaction */
   b.dim = dim;
   b.state_size = embed_optimizer_state_size(cfg, dim);
+  embed_rows_init_state(&states, st, b.state_size);
   if (embed_optimizer_counts_steps(cfg)) {
     rc = embed_store_step_read(st, &b.step, &zErr);
     if (rc) goto done;
@@ -475,28 +585,26 @@ void embed_train_update(sqlite3_context *ctx, embed_store *st,
   }
   rc = train_untouched_rows(st, &extra, &n_extra);
   if (rc) goto done;
-  order = (train_id_pos *)sqlite3_malloc64((sqlite3_uint64)ids.n *
-                                           sizeof(train_id_pos));
-  b.ids = (int64_t *)sqlite3_malloc64((sqlite3_uint64)(ids.n + n_extra) *
-                                      EMBED_ID_BYTES);
-  b.rows = (float *)sqlite3_malloc64((sqlite3_uint64)(ids.n + n_extra) * dim *
-                                     EMBED_FLOAT_BYTES);
-  if (b.state_size)
-    b.states = (float *)sqlite3_malloc64((sqlite3_uint64)(ids.n + n_extra) *
-                                         b.state_size * EMBED_FLOAT_BYTES);
-  if (!order || !b.ids || !b.rows || (b.state_size && !b.states)) {
-    rc = SQLITE_NOMEM;
-    goto done;
-  }
+  rc = train_space_get(&sp, &b, ids.n, n_extra, stack, sizeof(stack));
+  if (rc) goto done;
+  order = sp.order;
   /* Coalesce: order[] groups equal ids, keeping the call's order inside. */
   for (i = 0; i < ids.n; i++) {
     order[i].id = ids.is_batch ? ids.many[i] : ids.one;
     order[i].pos = i;
   }
-  qsort(order, (size_t)ids.n, sizeof(train_id_pos), train_compare_id_pos);
+  train_sort_ids(order, sp.tmp, ids.n);
 
-  /* Compute every new row (and state) before writing any. */
-  embed_rows_init(&many, st, 0);
+  /* The states of the rows the batch steps (its distinct ids but padding,
+  ** in the slots those rows will take), read in one go. */
+  for (i = 0, j = 0; i < ids.n; i++)
+    if ((i == 0 || order[i].id != order[i - 1].id) &&
+        !train_is_padding(st, order[i].id))
+      b.ids[j++] = order[i].id;
+  rc = train_read_states(st, &b, 0, j, &zErr);
+
+  /* Compute every new row (and state) before writing any; the rows are
+  ** read in ascending id order through the handle that will write them. */
   for (i = 0; rc == SQLITE_OK && i < ids.n; i = j) {
     int64_t id = order[i].id;
     for (j = i; j < ids.n && order[j].id == id; j++) {
@@ -505,24 +613,33 @@ void embed_train_update(sqlite3_context *ctx, embed_store *st,
                         1, &zErr);
     if (rc == SQLITE_OK && !train_is_padding(st, id))
       rc = train_step_row(st, who, &b, id,
-                          train_coalesce(st, grads, order, i, j), lr, &zErr);
+                          train_coalesce(st, grads, order, i, j, sp.sum), lr,
+                          &zErr);
     order[n_groups++].id = id; /* compact: the batch's distinct ids */
   }
-  /* Rows outside the batch that torch's step moves too, with g = 0. */
-  for (i = 0, j = 0; rc == SQLITE_OK && i < n_extra; i++) {
-    float *zero = grads; /* slot 0 is reused: zeroed below */
+  /* Rows outside the batch that torch's step moves too, with g = 0: their
+  ** ids (ascending) into the next slots, their states, then the steps. */
+  if (n_extra) memset(sp.sum, 0, (size_t)dim * EMBED_FLOAT_BYTES);
+  for (i = 0, j = 0, k = b.n; rc == SQLITE_OK && i < n_extra; i++) {
     while (j < n_groups && order[j].id < extra[i]) j++;
     if ((j < n_groups && order[j].id == extra[i]) ||
         train_is_padding(st, extra[i]))
       continue;
-    memset(zero, 0, (size_t)dim * EMBED_FLOAT_BYTES);
-    rc = train_read_row(st, who, extra[i], b.rows + b.n * dim, &many, 0, &zErr);
-    if (rc == SQLITE_OK)
-      rc = train_step_row(st, who, &b, extra[i], zero, lr, &zErr);
+    b.ids[k++] = extra[i];
   }
-  embed_rows_close(&many);
-  if (rc == SQLITE_OK) rc = train_write_batch(st, &b, &wrote, &zErr);
+  if (rc == SQLITE_OK && k > b.n)
+    rc = train_read_states(st, &b, b.n, k - b.n, &zErr);
+  while (rc == SQLITE_OK && b.n < k) {
+    int64_t id = b.ids[b.n];
+    rc = train_read_row(st, who, id, b.rows + b.n * dim, &many, 0, &zErr);
+    if (rc == SQLITE_OK)
+      rc = train_step_row(st, who, &b, id, sp.sum, lr, &zErr);
+  }
+  if (rc == SQLITE_OK)
+    rc = train_write_batch(st, &b, &many, &states, &wrote, &zErr);
 done:
+  embed_rows_close(&many);
+  embed_rows_close(&states);
   rc = train_call_end(st, own, rc, wrote, who, &zErr);
   if (rc == SQLITE_OK) sqlite3_result_int64(ctx, b.n);
   if (rc) {
@@ -533,12 +650,9 @@ done:
                                  : sqlite3_errstr(rc));
     embed_result_error(ctx, rc, zErr);
   }
-  sqlite3_free(order);
+  sqlite3_free(sp.heap);
   sqlite3_free(extra);
-  sqlite3_free(b.ids);
-  sqlite3_free(b.rows);
-  sqlite3_free(b.states);
-  sqlite3_free(grads);
+  if (grads_owned) sqlite3_free((void *)grads);
   sqlite3_free(ids.many);
 }
 

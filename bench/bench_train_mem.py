@@ -1,0 +1,146 @@
+#!/usr/bin/python3
+"""bench_train_mem.py - the CPU cost of a training step: embed_update in a
+`:memory:` database against torch's sparse nn.Embedding + optimizer on one
+thread, per optimizer (issue 12's CPU goal: within 2.5x).
+
+Run from the repository root after `make`:
+
+    /usr/bin/python3 bench/bench_train_mem.py [--steps 20] [--reps 5]
+        [--ext PATH [--ext PATH ...]]
+
+What it measures:
+
+  data     per optimizer (sgd, sgd with momentum=0.9, adagrad, adam =
+           SparseAdam) a fresh table embedding(num_embeddings=100000,
+           dim=128, seed=1, ...) in a `:memory:` database; torch starts from
+           the same weights in nn.Embedding.from_pretrained(W, freeze=False,
+           sparse=True) with torch.optim.SGD / Adagrad / SparseAdam, lr 0.01,
+           torch.set_num_threads(1).
+  batches  2 warm-up + steps batches of 1,024 ids drawn uniformly from
+           0..99,999 (numpy default_rng(0); a few repeats per batch) with a
+           1,024 x 128 float32 gradient; the same batches on both sides.
+  embed    one repetition = `steps` x SELECT embed_update('t', :ids_json,
+           :grads_blob, 0.01), all in one transaction (BEGIN before the
+           warm-up, COMMIT after).
+  torch    one repetition = `steps` x (zero_grad; (emb(ids) * G).sum()
+           .backward(); opt.step()).
+
+Each repetition runs in a fresh child process per extension (so two builds
+of the extension, given as several --ext, never share a process), the
+extensions and torch measured alternately in the same run. Figures are CPU
+time (process time) per batch row, 1,024 x steps rows per repetition:
+median and [min, max] over the repetitions, and the ratio of the medians.
+With momentum both sides also move every row that has a momentum buffer
+(embed: the lazy row-wise update plus those rows; torch: its sparse
+buffer), so its per-row figure grows with the steps taken.
+"""
+import argparse
+import json
+import os
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_EXT = os.environ.get("EMBED_EXT") or os.path.join(ROOT, "embed")
+N_ROWS, DIM, BATCH, LR = 100_000, 128, 1024, 0.01
+OPTIMIZERS = {
+    "sgd": ("optimizer=sgd", "SGD", {}),
+    "momentum": ("optimizer=sgd, momentum=0.9", "SGD", {"momentum": 0.9}),
+    "adagrad": ("optimizer=adagrad", "Adagrad", {}),
+    "adam": ("optimizer=adam", "SparseAdam", {}),
+}
+
+
+def batches(n):
+    import numpy as np
+    rng = np.random.default_rng(0)
+    out = []
+    for _ in range(n):
+        ids = rng.integers(0, N_ROWS, BATCH)
+        G = rng.standard_normal((BATCH, DIM), dtype=np.float32)
+        out.append((ids, G))
+    return out
+
+
+def child(ext, name, steps):
+    """One repetition of one optimizer: CPU seconds of embed or torch."""
+    option, opt_name, kwargs = OPTIMIZERS[name]
+    bs = batches(2 + steps)
+    if ext == "torch":
+        import numpy as np
+        import torch
+        torch.set_num_threads(1)
+        rng = np.random.default_rng(1)
+        W = torch.tensor(rng.standard_normal((N_ROWS, DIM), dtype=np.float32))
+        emb = torch.nn.Embedding.from_pretrained(W, freeze=False, sparse=True)
+        opt = getattr(torch.optim, opt_name)(emb.parameters(), lr=LR, **kwargs)
+        items = [(torch.from_numpy(i), torch.from_numpy(g)) for i, g in bs]
+
+        def run(part):
+            for ids, G in part:
+                opt.zero_grad()
+                (emb(ids) * G).sum().backward()
+                opt.step()
+    else:
+        conn = sqlite3.connect(":memory:", isolation_level=None)
+        conn.enable_load_extension(True)
+        conn.load_extension(ext)
+        conn.execute(f"CREATE VIRTUAL TABLE t USING embedding("
+                     f"num_embeddings={N_ROWS}, dim={DIM}, seed=1, {option})")
+        items = [(json.dumps(i.tolist()), g.tobytes(), LR) for i, g in bs]
+        conn.execute("BEGIN")
+
+        def run(part):
+            for a in part:
+                conn.execute("SELECT embed_update('t', ?, ?, ?)", a).fetchone()
+    run(items[:2])
+    c0 = time.process_time()
+    run(items[2:])
+    return time.process_time() - c0
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--ext", action="append",
+                    help="extension to load (repeatable); default ./embed")
+    ap.add_argument("--only", action="append", choices=list(OPTIMIZERS))
+    ap.add_argument("--child", nargs=2, metavar=("EXT", "OPTIMIZER"),
+                    help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(args.child[0], args.child[1], args.steps)))
+        return 0
+    exts = args.ext or [DEFAULT_EXT]
+    names = args.only or list(OPTIMIZERS)
+    sides = exts + ["torch"]
+    rows = BATCH * args.steps
+    print(f"bench_train_mem: :memory:, {N_ROWS:,} rows x {DIM} dims, "
+          f"{args.reps} reps x {args.steps} steps of {BATCH:,} ids; SQLite "
+          f"{sqlite3.sqlite_version}; CPU us per batch row, median [min, max]")
+    width = max(len(s) for s in sides) + 2
+    for name in names:
+        us = {s: [] for s in sides}
+        for _ in range(args.reps):
+            for s in sides:
+                out = subprocess.run(
+                    [sys.executable, os.path.abspath(__file__), "--steps",
+                     str(args.steps), "--child", s, name],
+                    check=True, capture_output=True, text=True).stdout
+                us[s].append(json.loads(out) * 1e6 / rows)
+        med_t = statistics.median(us["torch"])
+        print(f"{name}:")
+        for s in sides:
+            med = statistics.median(us[s])
+            ratio = "" if s == "torch" else f"  {med / med_t:.2f}x torch"
+            print(f"  {s:<{width}}{med:7.2f} us/row [{min(us[s]):.2f}, "
+                  f"{max(us[s]):.2f}]{ratio}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
