@@ -36,17 +36,17 @@
 /* The declared schema: the command column is COL_COMMAND, when there is
 ** one. */
 int embed_vtab_declare(sqlite3 *db, const char *name) {
-  static const char *const taken[] = {"id",    "vector", "distance", "k",
-                                      "rowid", "oid",    "_rowid_"};
+  static const char *const taken[] = {"id", "vector", "distance", "k",
+                                      "lr", "rowid",  "oid",      "_rowid_"};
   size_t i;
   for (i = 0; i < sizeof(taken) / sizeof(taken[0]); i++)
     if (sqlite3_stricmp(name, taken[i]) == 0)
       return sqlite3_declare_vtab(
           db,
-          "CREATE TABLE x(id INTEGER, vector BLOB, distance REAL HIDDEN, k INTEGER HIDDEN)");
+          "CREATE TABLE x(id INTEGER, vector BLOB, distance REAL HIDDEN, k INTEGER HIDDEN, lr REAL HIDDEN)");
   {
     char *zSql = sqlite3_mprintf(
-        "CREATE TABLE x(id INTEGER, vector BLOB, distance REAL HIDDEN, k INTEGER HIDDEN, \"%w\" HIDDEN)",
+        "CREATE TABLE x(id INTEGER, vector BLOB, distance REAL HIDDEN, k INTEGER HIDDEN, lr REAL HIDDEN, \"%w\" HIDDEN)",
         name);
     int rc = zSql ? sqlite3_declare_vtab(db, zSql) : SQLITE_NOMEM;
     sqlite3_free(zSql);
@@ -70,6 +70,16 @@ static int command_reset_optimizer(embed_vtab *tab, sqlite3_value **cols,
                                  pzErr);
 }
 
+/* step: one optimizer step, as embed_update(ids, grads, lr) with the ids
+** in the id column, the gradients in the vector column and the learning
+** rate in lr; a write statement, so it takes part in the caller's
+** transaction as any INSERT does. */
+static int command_step(embed_vtab *tab, sqlite3_value **cols, char **pzErr) {
+  int64_t changed;
+  return embed_train_step(tab->st, embed_store_label(tab->st), cols[COL_ID],
+                          cols[COL_VECTOR], cols[COL_LR], &changed, pzErr);
+}
+
 /* The commands. `takes`: bits (1 << COL_x) of the other columns the
 ** command reads as arguments; a value in any other column is an error. */
 static const struct {
@@ -79,6 +89,8 @@ static const struct {
 } command_defs[] = {
     {"integrity-check", 0, command_integrity_check},
     {"reset-optimizer", 0, command_reset_optimizer},
+    {"step", (1u << COL_ID) | (1u << COL_VECTOR) | (1u << COL_LR),
+     command_step},
 };
 #define COMMAND_N ((int)(sizeof(command_defs) / sizeof(command_defs[0])))
 
@@ -108,7 +120,8 @@ static int command_unknown(embed_vtab *tab, sqlite3_value *v) {
 
 int embed_command_run(embed_vtab *tab, int argc, sqlite3_value **argv,
                       sqlite_int64 *pRowid) {
-  static const char *const col_names[] = {"id", "vector", "distance", "k"};
+  static const char *const col_names[] = {"id", "vector", "distance", "k",
+                                          "lr"};
   sqlite3_value *cmd = argv[2 + COL_COMMAND];
   const char *name = embed_store_name(tab->st);
   const char *text;

@@ -8,14 +8,16 @@
 
 #include "table/table.h"
 
-/* The columns the module declares; COL_COMMAND, named like the table, is
-** the command column (command.c), absent when the name is taken. */
+/* The columns the module declares; COL_LR is the step command's learning
+** rate, and COL_COMMAND, named like the table, is the command column
+** (command.c), absent when the name is taken. */
 enum {
   COL_ID = 0,
   COL_VECTOR = 1,
   COL_DISTANCE = 2,
   COL_K = 3,
-  COL_COMMAND = 4
+  COL_LR = 4,
+  COL_COMMAND = 5
 };
 
 /* The idxNum bits of a plan (plan.c chooses them, cursor.c runs them; the

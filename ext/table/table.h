@@ -90,6 +90,12 @@ int embed_registry_resolve(embed_registry *reg, sqlite3_value *name,
 ** function bodies: the result (or the error) goes to ctx. */
 void embed_train_lookup(sqlite3_context *ctx, embed_store *st,
                         sqlite3_value *ids);
+/* The step itself (embed_update's body, and the table's step command):
+** SQLITE_OK with the number of rows changed, or an error in *pzErr whose
+** messages start with who. */
+int embed_train_step(embed_store *st, const char *who, sqlite3_value *ids,
+                     sqlite3_value *grads, sqlite3_value *lr, int64_t *changed,
+                     char **pzErr);
 void embed_train_update(sqlite3_context *ctx, embed_store *st,
                         sqlite3_value *ids, sqlite3_value *grads,
                         sqlite3_value *lr);

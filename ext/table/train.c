@@ -532,10 +532,9 @@ static int train_space_get(train_space *sp, train_batch *b, int64_t n,
   return SQLITE_OK;
 }
 
-void embed_train_update(sqlite3_context *ctx, embed_store *st,
-                        sqlite3_value *idv, sqlite3_value *gradv,
-                        sqlite3_value *lrv) {
-  static const char who[] = "embed_update";
+int embed_train_step(embed_store *st, const char *who, sqlite3_value *idv,
+                     sqlite3_value *gradv, sqlite3_value *lrv, int64_t *changed,
+                     char **pzErr) {
   train_ids ids;
   const float *grads = 0;
   train_id_pos *order;
@@ -641,19 +640,33 @@ done:
   embed_rows_close(&many);
   embed_rows_close(&states);
   rc = train_call_end(st, own, rc, wrote, who, &zErr);
-  if (rc == SQLITE_OK) sqlite3_result_int64(ctx, b.n);
-  if (rc) {
-    if (!zErr)
-      zErr = sqlite3_mprintf("%s: embedding %s: %s", who, embed_store_name(st),
-                             sqlite3_errcode(embed_store_db(st)) != SQLITE_OK
-                                 ? sqlite3_errmsg(embed_store_db(st))
-                                 : sqlite3_errstr(rc));
-    embed_result_error(ctx, rc, zErr);
+  *changed = rc == SQLITE_OK ? b.n : 0;
+  if (rc && !zErr && rc != SQLITE_NOMEM) {
+    zErr = sqlite3_mprintf("%s: embedding %s: %s", who, embed_store_name(st),
+                           sqlite3_errcode(embed_store_db(st)) != SQLITE_OK
+                               ? sqlite3_errmsg(embed_store_db(st))
+                               : sqlite3_errstr(rc));
+    if (!zErr) rc = SQLITE_NOMEM;
   }
+  *pzErr = zErr;
   sqlite3_free(sp.heap);
   sqlite3_free(extra);
   if (grads_owned) sqlite3_free((void *)grads);
   sqlite3_free(ids.many);
+  return rc;
+}
+
+void embed_train_update(sqlite3_context *ctx, embed_store *st,
+                        sqlite3_value *idv, sqlite3_value *gradv,
+                        sqlite3_value *lrv) {
+  int64_t changed = 0;
+  char *zErr = 0;
+  int rc =
+      embed_train_step(st, "embed_update", idv, gradv, lrv, &changed, &zErr);
+  if (rc == SQLITE_OK)
+    sqlite3_result_int64(ctx, changed);
+  else
+    embed_result_error(ctx, rc, zErr);
 }
 
 /* ------------------------------------------------------- optimizer reset */

@@ -195,6 +195,13 @@ static int write_row(embed_vtab *tab, int argc, sqlite3_value **argv,
         sqlite3_mprintf(
             "embedding %s: distance and k are search columns and cannot be written",
             embed_store_name(tab->st)));
+  if (sqlite3_value_type(argv[2 + COL_LR]) != SQLITE_NULL)
+    return embed_vtab_error(
+        tab, SQLITE_ERROR,
+        sqlite3_mprintf(
+            "embedding %s: lr is an argument of the step command: INSERT INTO %s(%s, id, vector, lr) VALUES ('step', ids, grads, lr)",
+            embed_store_name(tab->st), embed_store_name(tab->st),
+            embed_store_name(tab->st)));
   rc = write_id(tab, sqlite3_value_type(argv[0]) == SQLITE_NULL ? 0 : argv[0],
                 argv[1], argv[2 + COL_ID], &given, &id);
   if (rc) return rc;

@@ -234,7 +234,7 @@ EXACT = [
      "file next to 'no-such-dir?/x.vec': No such file or directory"),
     ("INSERT INTO t(t) VALUES (CAST(? AS TEXT))", (b"\xb7\xa3",),
      "embedding t: unknown command '??'; the commands are: integrity-check, "
-     "reset-optimizer"),
+     "reset-optimizer, step"),
 ]
 
 

@@ -99,6 +99,7 @@ def test_columns(db):
     assert [(r[1], r[2].upper(), r[6]) for r in info] == [
         ("id", "INTEGER", 0), ("vector", "BLOB", 0),
         ("distance", "REAL", 1), ("k", "INTEGER", 1),
+        ("lr", "REAL", 1),  # the step command's learning rate
         ("tok", "", 1)]  # the command column (README: Commands)
     cur = db.execute("SELECT * FROM tok")
     assert [d[0] for d in cur.description] == ["id", "vector"]
