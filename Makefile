@@ -210,7 +210,7 @@ test-newer-sqlite: node-deps embed.so
 # prints its figure; `make fuzz` runs them longer.
 ROBUST_LIBS = $(SQLITE_A) -lm -lpthread -ldl
 
-$(BUILD)/oom: tests/robust/oom.c libembed.a
+$(BUILD)/oom: tests/robust/oom.c tests/robust/harness.h tests/robust/fault_alloc.h libembed.a
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 $(WARN) -O1 -g -Iext -o $@ tests/robust/oom.c libembed.a $(ROBUST_LIBS)
 
@@ -223,7 +223,7 @@ $(BUILD)/ioerr: tests/robust/ioerr.c libembed.a
 	$(CC) -std=gnu11 $(WARN) -O1 -g -Iext -o $@ tests/robust/ioerr.c libembed.a $(ROBUST_LIBS)
 
 # Debian's shared libsqlite3, into which the sweep loads embed.so.
-$(BUILD)/oom-load: tests/robust/oom_load.c tests/robust/harness.h
+$(BUILD)/oom-load: tests/robust/oom_load.c tests/robust/harness.h tests/robust/fault_alloc.h
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 $(WARN) -O1 -g -o $@ tests/robust/oom_load.c -lsqlite3
 

@@ -121,11 +121,6 @@ static int cursor_narrow_range(sqlite3_value *v, int is_lower, int strict,
   return *lo <= *hi;
 }
 
-static int cursor_compare_ids(const void *a, const void *b) {
-  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-  return x < y ? -1 : x > y;
-}
-
 /* Collect the ids of an EQ or IN constraint, sorted and unique. */
 static int cursor_collect_ids(embed_cursor *cur, sqlite3_value *arg,
                               int is_in) {
@@ -160,15 +155,8 @@ static int cursor_collect_ids(embed_cursor *cur, sqlite3_value *arg,
     sqlite3_free(ids);
     return rc;
   }
-  if (n > 1) {
-    int64_t i, w = 1;
-    qsort(ids, (size_t)n, sizeof(int64_t), cursor_compare_ids);
-    for (i = 1; i < n; i++)
-      if (ids[i] != ids[w - 1]) ids[w++] = ids[i];
-    n = w;
-  }
   cur->ids = ids;
-  cur->n_ids = n;
+  cur->n_ids = embed_ids_sort_unique(ids, n);
   return SQLITE_OK;
 }
 

@@ -47,60 +47,12 @@
 #include <unistd.h>
 
 #include "embed.h"
+#include "fault_alloc.h"
 #include "harness.h"
 
 /* ------------------------------------------------------------ allocator */
 
-static sqlite3_mem_methods real_mem;
-static struct {
-  int counting;     /* count (and maybe fail) allocations now */
-  long count;       /* allocations counted in this run */
-  long fail_at;     /* 0: never fail */
-  int persist;      /* fail every allocation from fail_at on */
-  long fired;       /* failures injected in this run */
-  long fired_hard;  /* ... outside SQLite's benign-malloc regions */
-  int benign_depth; /* inside sqlite3BeginBenignMalloc() */
-} F;
-
-static int fault_now(void) {
-  if (!F.counting) return 0;
-  F.count++;
-  if (F.fail_at &&
-      (F.count == F.fail_at || (F.persist && F.count > F.fail_at))) {
-    F.fired++;
-    if (!F.benign_depth) F.fired_hard++;
-    return 1;
-  }
-  return 0;
-}
-
-static void *oom_malloc(int n) {
-  return fault_now() ? 0 : real_mem.xMalloc(n);
-}
-static void *oom_realloc(void *p, int n) {
-  return fault_now() ? 0 : real_mem.xRealloc(p, n);
-}
-static void oom_free(void *p) {
-  real_mem.xFree(p);
-}
-static int oom_size(void *p) {
-  return real_mem.xSize(p);
-}
-static int oom_roundup(int n) {
-  return real_mem.xRoundup(n);
-}
-static int oom_init(void *p) {
-  return real_mem.xInit(p);
-}
-static void oom_shutdown(void *p) {
-  real_mem.xShutdown(p);
-}
-static void benign_begin(void) {
-  F.benign_depth++;
-}
-static void benign_end(void) {
-  F.benign_depth--;
-}
+/* fault_alloc.h: real_mem, F, fault_methods */
 
 /* ------------------------------------------------------------- workload */
 
@@ -569,9 +521,6 @@ static int place_file(char *path) {
 }
 
 int main(int argc, char **argv) {
-  static const sqlite3_mem_methods oom_methods = {
-      oom_malloc,  oom_free, oom_realloc,  oom_size,
-      oom_roundup, oom_init, oom_shutdown, 0};
   long stride = 1, n, total, points = 0, only = 0;
   static char scratch[] = "/tmp/embed-oom-XXXXXX";
   char bin[64];
@@ -603,7 +552,7 @@ int main(int argc, char **argv) {
   /* one thread: no mutexes, a faster sweep */
   if (sqlite3_config(SQLITE_CONFIG_SINGLETHREAD) != SQLITE_OK ||
       sqlite3_config(SQLITE_CONFIG_GETMALLOC, &real_mem) != SQLITE_OK ||
-      sqlite3_config(SQLITE_CONFIG_MALLOC, &oom_methods) != SQLITE_OK ||
+      sqlite3_config(SQLITE_CONFIG_MALLOC, &fault_methods) != SQLITE_OK ||
       sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 1) != SQLITE_OK) {
     fprintf(stderr, "oom: cannot install the allocator\n");
     return 2;

@@ -48,51 +48,12 @@
 
 #include <sqlite3.h>
 
+#include "fault_alloc.h"
 #include "harness.h"
 
 /* ------------------------------------------------------------ allocator */
 
-static sqlite3_mem_methods real_mem;
-static struct {
-  int counting; /* count (and maybe fail) allocations now */
-  long count;   /* allocations counted in this run */
-  long fail_at; /* 0: never fail */
-  int persist;  /* fail every allocation from fail_at on */
-  long fired;   /* failures injected in this run */
-} F;
-
-static int fault_now(void) {
-  if (!F.counting) return 0;
-  F.count++;
-  if (F.fail_at &&
-      (F.count == F.fail_at || (F.persist && F.count > F.fail_at))) {
-    F.fired++;
-    return 1;
-  }
-  return 0;
-}
-
-static void *load_malloc(int n) {
-  return fault_now() ? 0 : real_mem.xMalloc(n);
-}
-static void *load_realloc(void *p, int n) {
-  return fault_now() ? 0 : real_mem.xRealloc(p, n);
-}
-static void load_free(void *p) {
-  real_mem.xFree(p);
-}
-static int load_size(void *p) {
-  return real_mem.xSize(p);
-}
-static int load_roundup(int n) {
-  return real_mem.xRoundup(n);
-}
-static int load_init(void *p) {
-  return real_mem.xInit(p);
-}
-static void load_shutdown(void *p) {
-  real_mem.xShutdown(p);
-}
+/* fault_alloc.h: real_mem, F, fault_methods */
 
 /* ------------------------------------------------------------- workload */
 
@@ -380,9 +341,6 @@ static void sweep_point(long n, int persist) {
 }
 
 int main(int argc, char **argv) {
-  static const sqlite3_mem_methods methods = {
-      load_malloc,  load_free, load_realloc,  load_size,
-      load_roundup, load_init, load_shutdown, 0};
   long n, total, points = 0, only = 0;
   int i, s;
   for (i = 1; i < argc; i++) {
@@ -405,7 +363,7 @@ int main(int argc, char **argv) {
   signal(SIGFPE, on_signal);
   if (sqlite3_config(SQLITE_CONFIG_SINGLETHREAD) != SQLITE_OK ||
       sqlite3_config(SQLITE_CONFIG_GETMALLOC, &real_mem) != SQLITE_OK ||
-      sqlite3_config(SQLITE_CONFIG_MALLOC, &methods) != SQLITE_OK ||
+      sqlite3_config(SQLITE_CONFIG_MALLOC, &fault_methods) != SQLITE_OK ||
       sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 1) != SQLITE_OK) {
     fprintf(stderr, "oom-load: cannot install the allocator\n");
     return 2;
