@@ -80,6 +80,8 @@ typedef struct copy_entry {
   int64_t instance;
   int users;           /* embed_copies attached */
   embed_copy *current; /* the newest version built (one reference) */
+  void *attached;      /* another search structure's (ivf.c), or NULL */
+  void (*attached_free)(void *);
   struct copy_entry *next;
 } copy_entry;
 
@@ -205,11 +207,26 @@ void embed_copies_close(embed_copies *c) {
         break;
       }
     copy_unref_locked(e->current);
+    if (e->attached_free) e->attached_free(e->attached);
     sqlite3_free(e->name);
     sqlite3_free(e);
   }
   pthread_mutex_unlock(&copy_mutex);
   sqlite3_free(c);
+}
+
+void *embed_copies_attach(embed_copies *c, void *fresh, void (*destroy)(void *)) {
+  copy_entry *e = c->entry;
+  void *got;
+  pthread_mutex_lock(&copy_mutex);
+  if (!e->attached) {
+    e->attached = fresh;
+    e->attached_free = destroy;
+  }
+  got = e->attached;
+  pthread_mutex_unlock(&copy_mutex);
+  if (got != fresh) destroy(fresh);
+  return got;
 }
 
 /* Can a search whose log runs from tail to head use v? Its rows plus the

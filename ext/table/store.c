@@ -67,6 +67,20 @@ static const struct {
     [STMT_LOG_READ] = {SHADOW_LOG,
                        "SELECT ids FROM %s WHERE seq > ?1 AND seq <= ?2"},
     [STMT_LOG_TRIM] = {SHADOW_LOG, "DELETE FROM %s WHERE seq <= ?1"},
+    [STMT_INDEX_HEAD] =
+        {SHADOW_CONFIG,
+         "SELECT key, value FROM %s WHERE key IN ('index_build', 'index_seq')"},
+    [STMT_INDEX_CODES] = {SHADOW_CONFIG,
+                          "SELECT value FROM %s WHERE key = 'index_codes'"},
+    [STMT_INDEX_CLEAR] = {SHADOW_CELLS, "DELETE FROM %s"},
+    [STMT_INDEX_PUT] =
+        {SHADOW_CELLS,
+         "INSERT INTO %s(cell, grp, centroid, ids) VALUES (?1, ?2, ?3, ?4)"},
+    [STMT_INDEX_READ] =
+        {SHADOW_CELLS, "SELECT cell, grp, centroid, ids FROM %s ORDER BY cell"},
+    [STMT_CONFIG_PUT] =
+        {SHADOW_CONFIG,
+         "INSERT OR REPLACE INTO %s(key, value) VALUES (?1, ?2)"},
 };
 
 struct embed_scan {
@@ -162,6 +176,7 @@ void store_finalize_all(embed_store *st) {
 /* ------------------------------------------------------------ identity */
 
 int store_has_shadow(const embed_store *st, int i) {
+  if (i == SHADOW_CELLS) return st->cfg.index_ivf;
   return i != SHADOW_LOG || st->layout >= STORE_LAYOUT_LOG;
 }
 
