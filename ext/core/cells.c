@@ -18,7 +18,8 @@
 **    the nlist cells proportional to its rows (largest remainders), at
 **    least one and at most its row count.
 **  - Each k-means: k-means++ seeding (D^2 sampling from a counter-based
-**    generator over embed_mix64, seeded by the seed and the group), then
+**    generator over embed_mix64, seeded by the seed and the group; over a
+**    sample of 32 k rows when there are more), then
 **    `iterations` rounds of assign / repair / mean, then a last assignment
 **    that gives the sizes. Repair: a cluster left empty takes the row
 **    farthest from its centroid among clusters with more than one row (so
@@ -71,32 +72,51 @@ static const float *cells_row(const cells_kmeans *km, int64_t i) {
   return km->sample + (size_t)r * (size_t)km->dim;
 }
 
+/* k-means++ seeding over at most CELLS_SEED_PER_K * k of the rows (a
+** seeded Bernoulli sample; all rows when there are few): each centre costs
+** a pass over the candidates, and a pass over all rows would be as dear as
+** a Lloyd iteration per centre. The candidates' local indices go in label,
+** their distances to the nearest centre so far in dist (both free until
+** the first assignment). */
+#define CELLS_SEED_PER_K 32
 static void cells_seed(cells_kmeans *km) {
   const size_t rowb = (size_t)km->dim * sizeof(float);
-  int64_t c, i, pick = (int64_t)(cells_next(&km->rng) % (uint64_t)km->m);
-  memcpy(km->cent, cells_row(km, pick), rowb);
-  for (i = 0; i < km->m; i++)
-    km->l2(km->cent, cells_row(km, i), 1, km->dim, &km->dist[i]);
+  int64_t c, i, nc = 0, pick;
+  if (km->m > CELLS_SEED_PER_K * km->k) {
+    double rate = (double)(CELLS_SEED_PER_K * km->k) / (double)km->m;
+    uint64_t base = cells_next(&km->rng);
+    for (i = 0; i < km->m; i++)
+      if ((double)(embed_mix64(base ^ (uint64_t)i) >> 11) *
+              (1.0 / 9007199254740992.0) <
+          rate)
+        km->label[nc++] = i;
+  }
+  if (nc < km->k) /* few rows (or an unlucky draw): every row */
+    for (nc = 0; nc < km->m; nc++) km->label[nc] = nc;
+  pick = (int64_t)(cells_next(&km->rng) % (uint64_t)nc);
+  memcpy(km->cent, cells_row(km, km->label[pick]), rowb);
+  for (i = 0; i < nc; i++)
+    km->l2(km->cent, cells_row(km, km->label[i]), 1, km->dim, &km->dist[i]);
   for (c = 1; c < km->k; c++) {
     float *cc = km->cent + (size_t)c * (size_t)km->dim;
     double total = 0, u, cum = 0;
-    for (i = 0; i < km->m; i++) total += km->dist[i];
+    for (i = 0; i < nc; i++) total += km->dist[i];
     if (total > 0) {
       u = cells_uniform(&km->rng) * total;
       pick = -1;
-      for (i = 0; i < km->m; i++) {
+      for (i = 0; i < nc; i++) {
         if (km->dist[i] <= 0) continue;
         pick = i;
         cum += km->dist[i];
         if (cum > u) break;
       }
-    } else { /* every row sits on a centre already */
-      pick = (int64_t)(cells_next(&km->rng) % (uint64_t)km->m);
+    } else { /* every candidate sits on a centre already */
+      pick = (int64_t)(cells_next(&km->rng) % (uint64_t)nc);
     }
-    memcpy(cc, cells_row(km, pick), rowb);
-    for (i = 0; i < km->m; i++) {
+    memcpy(cc, cells_row(km, km->label[pick]), rowb);
+    for (i = 0; i < nc; i++) {
       float d;
-      km->l2(cc, cells_row(km, i), 1, km->dim, &d);
+      km->l2(cc, cells_row(km, km->label[i]), 1, km->dim, &d);
       if (d < km->dist[i]) km->dist[i] = d;
     }
   }
