@@ -47,11 +47,11 @@ static inline uint32_t embed_le32(uint32_t u) {
 }
 
 /* Hard limits, enforced with an error wherever input could exceed them. */
-#define EMBED_MAX_DIM 65536     /* elements in one vector */
-#define EMBED_MAX_CELLS 1048576 /* nlist, nprobe, oversample of index=ivf */
+#define EMBED_MAX_DIM 65536        /* elements in one vector */
+#define EMBED_MAX_CELLS 1048576    /* nlist, nprobe, oversample of index=ivf */
 #define EMBED_DEFAULT_OVERSAMPLE 8 /* candidates re-ranked per result */
-#define EMBED_MAX_BATCH 1048576 /* ids in one batch lookup/update */
-#define EMBED_MAX_K 100000      /* k of a similarity search */
+#define EMBED_MAX_BATCH 1048576    /* ids in one batch lookup/update */
+#define EMBED_MAX_K 100000         /* k of a similarity search */
 #define EMBED_MAX_ROWS_AT_CREATE 1000000000LL /* num_embeddings */
 
 /* ------------------------------------------------------------------------
@@ -290,12 +290,12 @@ typedef struct embed_config {
   double beta1, beta2;                        /* adam: betas=(beta1, beta2) */
   int maximize;                               /* every optimizer */
   embed_metric metric;
-  int search_cache; /* keep an in-memory snapshot for similarity search */
-  int index_ivf;    /* index=ivf: approximate search over IVF cells */
+  int search_cache;   /* keep an in-memory snapshot for similarity search */
+  int index_ivf;      /* index=ivf: approximate search over IVF cells */
   int64_t nlist;      /* cells; 0: chosen from the row count at build */
   int64_t nprobe;     /* cells probed per query; 0: the default */
   int64_t oversample; /* candidates re-ranked per result */
-  unsigned seen;    /* bit per option given, to catch duplicates */
+  unsigned seen;      /* bit per option given, to catch duplicates */
 } embed_config;
 
 void embed_config_defaults(embed_config *cfg);
@@ -360,6 +360,5 @@ typedef enum embed_num_status {
 ** embed_num_status; *out is set only on EMBED_NUM_OK. "nan", "inf" and
 ** "infinity" (any case, signed) give their codes, not a number. */
 int embed_parse_float(const char *p, int64_t n, float *out);
-
 
 #endif /* EMBED_CORE_H */

@@ -37,9 +37,9 @@
 /* The declared schema: the command column is COL_COMMAND, when there is
 ** one. */
 int embed_vtab_declare(sqlite3 *db, const char *name) {
-  static const char *const taken[] = {"id",     "vector", "distance",
-                                      "k",      "lr",     "nprobe",
-                                      "rowid",  "oid",    "_rowid_"};
+  static const char *const taken[] = {"id",    "vector", "distance",
+                                      "k",     "lr",     "nprobe",
+                                      "rowid", "oid",    "_rowid_"};
   size_t i;
   for (i = 0; i < sizeof(taken) / sizeof(taken[0]); i++)
     if (sqlite3_stricmp(name, taken[i]) == 0)

@@ -215,7 +215,8 @@ void embed_copies_close(embed_copies *c) {
   sqlite3_free(c);
 }
 
-void *embed_copies_attach(embed_copies *c, void *fresh, void (*destroy)(void *)) {
+void *embed_copies_attach(embed_copies *c, void *fresh,
+                          void (*destroy)(void *)) {
   copy_entry *e = c->entry;
   void *got;
   pthread_mutex_lock(&copy_mutex);

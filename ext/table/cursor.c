@@ -259,10 +259,11 @@ static int cursor_knn_nprobe(embed_vtab *tab, sqlite3_value *v,
     char *shown = embed_value_shown(v);
     int rc = embed_vtab_error(
         tab, SQLITE_ERROR,
-        shown ? sqlite3_mprintf(
-                    "embedding %s: nprobe must be an integer in [0, %d], got %s",
-                    embed_store_name(tab->st), EMBED_MAX_CELLS, shown)
-              : 0);
+        shown
+            ? sqlite3_mprintf(
+                  "embedding %s: nprobe must be an integer in [0, %d], got %s",
+                  embed_store_name(tab->st), EMBED_MAX_CELLS, shown)
+            : 0);
     sqlite3_free(shown);
     return rc;
   }

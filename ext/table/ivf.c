@@ -115,7 +115,8 @@ static void ivf_map_free(ivf_map *m) {
 /* The slot of id in the hash, or of the free slot where it would go. */
 static int64_t ivf_map_find(const ivf_map *m, int64_t id) {
   int64_t i = (int64_t)ivf_hash(id, m->cap);
-  while (m->keys[i] != IVF_EMPTY && m->keys[i] != id) i = (i + 1) & (m->cap - 1);
+  while (m->keys[i] != IVF_EMPTY && m->keys[i] != id)
+    i = (i + 1) & (m->cap - 1);
   return i;
 }
 
@@ -248,8 +249,7 @@ static void ivf_list_remove(embed_ivf *ix, int64_t cell, int64_t slot) {
   if (slot == last) return;
   l->ids[slot] = l->ids[last];
   l->sqnorms[slot] = l->sqnorms[last];
-  memcpy(l->codes + slot * ix->dim, l->codes + last * ix->dim,
-         (size_t)ix->dim);
+  memcpy(l->codes + slot * ix->dim, l->codes + last * ix->dim, (size_t)ix->dim);
   /* the moved row's place; it is in the map, so this cannot allocate */
   ivf_map_put(&ix->map, l->ids[slot], ivf_place(cell, slot));
 }
@@ -257,7 +257,8 @@ static void ivf_list_remove(embed_ivf *ix, int64_t cell, int64_t slot) {
 /* Put row id (its floats in row) where it belongs now. */
 static int ivf_set_row(embed_ivf *ix, int64_t id, const float *row) {
   float sqnorm = ivf_indexed(ix, row);
-  int64_t cell = embed_cells_assign(&ix->cells, ix->work, EMBED_IVF_GROUPS_PROBED, 0);
+  int64_t cell =
+      embed_cells_assign(&ix->cells, ix->work, EMBED_IVF_GROUPS_PROBED, 0);
   uint64_t place;
   if (ivf_map_get(&ix->map, id, &place)) {
     int64_t was = (int64_t)(place >> 32), slot = (int64_t)(place & 0xffffffffu);
@@ -273,8 +274,7 @@ static int ivf_set_row(embed_ivf *ix, int64_t id, const float *row) {
 static void ivf_remove_id(embed_ivf *ix, int64_t id) {
   uint64_t place;
   if (ivf_map_get(&ix->map, id, &place))
-    ivf_list_remove(ix, (int64_t)(place >> 32),
-                    (int64_t)(place & 0xffffffffu));
+    ivf_list_remove(ix, (int64_t)(place >> 32), (int64_t)(place & 0xffffffffu));
 }
 
 /* --------------------------------------------------------- life cycle */
@@ -410,8 +410,7 @@ typedef struct ivf_loader {
   int64_t *grp_of; /* each cell's group */
 } ivf_loader;
 
-static int ivf_grow_floats(float **p, int64_t *cap, int64_t want,
-                           int64_t dim) {
+static int ivf_grow_floats(float **p, int64_t *cap, int64_t want, int64_t dim) {
   float *grown;
   int64_t c = *cap ? *cap : 64;
   if (want <= *cap) return SQLITE_OK;
@@ -426,9 +425,9 @@ static int ivf_grow_floats(float **p, int64_t *cap, int64_t want,
 
 static int ivf_corrupt(embed_store *st, char **pzErr, const char *what,
                        long long cell) {
-  *pzErr = sqlite3_mprintf("embedding %s: corrupt %s_cells: %s (cell %lld)",
-                           embed_store_name(st), embed_store_name(st), what,
-                           cell);
+  *pzErr =
+      sqlite3_mprintf("embedding %s: corrupt %s_cells: %s (cell %lld)",
+                      embed_store_name(st), embed_store_name(st), what, cell);
   return *pzErr ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
 }
 
@@ -445,7 +444,8 @@ static int ivf_load_cell(void *arg, int64_t cell, int64_t grp,
   if (cell < 0) {
     int64_t g = -1 - cell;
     if (n != 0 || g > EMBED_MAX_CELLS) return SQLITE_CORRUPT_VTAB;
-    rc = ivf_grow_floats(&ix->cells.group_centroids, &L->cap_groups, g + 1, dim);
+    rc =
+        ivf_grow_floats(&ix->cells.group_centroids, &L->cap_groups, g + 1, dim);
     if (rc) return rc;
     memcpy(ix->cells.group_centroids + g * dim, centroid,
            (size_t)dim * EMBED_FLOAT_BYTES);
@@ -453,7 +453,8 @@ static int ivf_load_cell(void *arg, int64_t cell, int64_t grp,
     return SQLITE_OK;
   }
   if (cell != L->nlist || cell >= EMBED_MAX_CELLS) return SQLITE_CORRUPT_VTAB;
-  if (grp < 0 || (cell > 0 && grp < L->grp_of[cell - 1])) return SQLITE_CORRUPT_VTAB;
+  if (grp < 0 || (cell > 0 && grp < L->grp_of[cell - 1]))
+    return SQLITE_CORRUPT_VTAB;
   {
     int64_t old = L->cap_cells;
     rc = ivf_grow_floats(&ix->cells.centroids, &L->cap_cells, cell + 1, dim);
@@ -493,8 +494,7 @@ static int ivf_load_cell(void *arg, int64_t cell, int64_t grp,
 static int ivf_load_groups(ivf_loader *L) {
   embed_ivf *ix = L->ix;
   int64_t c, g;
-  if (L->nlist == 0 || L->ngroups == 0 ||
-      L->grp_of[L->nlist - 1] >= L->ngroups)
+  if (L->nlist == 0 || L->ngroups == 0 || L->grp_of[L->nlist - 1] >= L->ngroups)
     return SQLITE_CORRUPT_VTAB;
   ix->cells.ngroups = L->ngroups;
   ix->cells.dim = ix->dim;
@@ -561,13 +561,16 @@ int embed_ivf_load(embed_store *st, embed_scan *scan, int64_t build,
   ix->dim = dim;
   ix->metric = cfg->metric;
   L.ix = ix;
-  ix->offset = (float *)sqlite3_malloc64((sqlite3_uint64)dim * EMBED_FLOAT_BYTES);
-  ix->scale = (float *)sqlite3_malloc64((sqlite3_uint64)dim * EMBED_FLOAT_BYTES);
+  ix->offset =
+      (float *)sqlite3_malloc64((sqlite3_uint64)dim * EMBED_FLOAT_BYTES);
+  ix->scale =
+      (float *)sqlite3_malloc64((sqlite3_uint64)dim * EMBED_FLOAT_BYTES);
   ix->work = (float *)sqlite3_malloc64((sqlite3_uint64)dim * EMBED_FLOAT_BYTES);
   rc = ix->offset && ix->scale && ix->work ? SQLITE_OK : SQLITE_NOMEM;
   if (rc == SQLITE_OK) rc = embed_store_count(st, &n_rows);
   if (rc == SQLITE_OK) rc = ivf_map_init(&ix->map, n_rows);
-  if (rc == SQLITE_OK) rc = embed_store_index_codes(st, ix->offset, ix->scale, pzErr);
+  if (rc == SQLITE_OK)
+    rc = embed_store_index_codes(st, ix->offset, ix->scale, pzErr);
   if (rc == SQLITE_OK) {
     rc = embed_store_index_cells(st, ivf_load_cell, &L, pzErr);
     if (rc == SQLITE_CORRUPT_VTAB && !*pzErr)
@@ -582,7 +585,8 @@ int embed_ivf_load(embed_store *st, embed_scan *scan, int64_t build,
   if (rc == SQLITE_OK) rc = ivf_load_rows(ix, scan, !covered, pzErr);
   /* rows changed since the build: where they belong now */
   if (rc == SQLITE_OK && covered)
-    rc = embed_store_log_since(st, build_seq, head, &changed, &n_changed, pzErr);
+    rc =
+        embed_store_log_since(st, build_seq, head, &changed, &n_changed, pzErr);
   if (rc == SQLITE_OK && n_changed > 0) {
     float *row =
         (float *)sqlite3_malloc64((sqlite3_uint64)dim * EMBED_FLOAT_BYTES);
@@ -689,8 +693,8 @@ int embed_ivf_check(embed_ivf *ix, embed_scan *scan, char **pzErr) {
     if (rc) break;
     if (!ivf_map_get(&ix->map, id, &place)) {
       rc = SQLITE_CORRUPT_VTAB;
-      *pzErr = sqlite3_mprintf("id %lld is in no cell of the index",
-                               (long long)id);
+      *pzErr =
+          sqlite3_mprintf("id %lld is in no cell of the index", (long long)id);
       break;
     }
     cell = (int64_t)(place >> 32);

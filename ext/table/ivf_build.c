@@ -163,14 +163,15 @@ int embed_ivf_build(embed_store *st, embed_scan *scan, int64_t *n_cells,
   b.row = (float *)sqlite3_malloc64((sqlite3_uint64)dim * EMBED_FLOAT_BYTES);
   b.cells.centroids = (float *)sqlite3_malloc64(
       (sqlite3_uint64)b.nlist * (sqlite3_uint64)dim * EMBED_FLOAT_BYTES);
-  b.cells.group_centroids = (float *)sqlite3_malloc64(
-      (sqlite3_uint64)b.cells.ngroups * (sqlite3_uint64)dim *
-      EMBED_FLOAT_BYTES);
+  b.cells.group_centroids =
+      (float *)sqlite3_malloc64((sqlite3_uint64)b.cells.ngroups *
+                                (sqlite3_uint64)dim * EMBED_FLOAT_BYTES);
   b.cells.group_first = (int64_t *)sqlite3_malloc64(
       (sqlite3_uint64)(b.cells.ngroups + 1) * sizeof(int64_t));
   b.ids = (int64_t *)sqlite3_malloc64((sqlite3_uint64)b.n * EMBED_ID_BYTES);
   b.cell_of = (int64_t *)sqlite3_malloc64((sqlite3_uint64)b.n * 8);
-  b.scratch = sqlite3_malloc64(embed_cells_scratch_bytes(b.n_sample, dim, b.nlist));
+  b.scratch =
+      sqlite3_malloc64(embed_cells_scratch_bytes(b.n_sample, dim, b.nlist));
   if (!b.sample || !b.offset || !b.scale || !b.row || !b.cells.centroids ||
       !b.cells.group_centroids || !b.cells.group_first || !b.ids ||
       !b.cell_of || !b.scratch)
@@ -182,15 +183,14 @@ int embed_ivf_build(embed_store *st, embed_scan *scan, int64_t *n_cells,
     float *col = (float *)sqlite3_malloc64((sqlite3_uint64)b.n_sample *
                                            EMBED_FLOAT_BYTES);
     if (!col) rc = SQLITE_NOMEM;
-    if (col)
-      embed_codes_fit(b.sample, b.n_sample, dim, col, b.offset, b.scale);
+    if (col) embed_codes_fit(b.sample, b.n_sample, dim, col, b.offset, b.scale);
     sqlite3_free(col);
   }
   if (rc == SQLITE_OK &&
       embed_cells_train(b.sample, b.n_sample, (uint64_t)cfg->seed,
                         IVF_ITERATIONS, b.scratch, &b.cells, &err)) {
-    *pzErr = sqlite3_mprintf("%s: build-index: %s", embed_store_label(st),
-                             err.text);
+    *pzErr =
+        sqlite3_mprintf("%s: build-index: %s", embed_store_label(st), err.text);
     rc = *pzErr ? SQLITE_ERROR : SQLITE_NOMEM;
   }
   if (rc == SQLITE_OK) rc = ivf_build_assign(&b, pzErr);

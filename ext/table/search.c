@@ -398,8 +398,8 @@ static int search_ivf(embed_copies *copies, embed_store *st, embed_scan *scan,
     if (rc) return rc;
     embed_ivf_publish(copies, ix);
   }
-  rc = embed_store_log_since(st, embed_ivf_seq(ix), head, &ch.ids, &ch.n,
-                             pzErr);
+  rc =
+      embed_store_log_since(st, embed_ivf_seq(ix), head, &ch.ids, &ch.n, pzErr);
   if (rc == SQLITE_OK && ch.n > 0) rc = search_read_changes(st, &ch, pzErr);
   if (rc == SQLITE_OK && ch.n > 0 && !in_write &&
       embed_ivf_update(copies, ix, &ch, head))

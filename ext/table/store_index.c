@@ -36,9 +36,8 @@
 #include "table/store_int.h"
 
 int store_is_internal_key(const char *key) {
-  static const char *const internal[] = {"step",        "layout",
-                                         "instance",    "index_build",
-                                         "index_seq",   "index_codes"};
+  static const char *const internal[] = {
+      "step", "layout", "instance", "index_build", "index_seq", "index_codes"};
   size_t i;
   for (i = 0; i < sizeof(internal) / sizeof(internal[0]); i++)
     if (sqlite3_stricmp(key, internal[i]) == 0) return 1;
@@ -96,7 +95,8 @@ int embed_store_index_finish(embed_store *st, int64_t build, int64_t seq,
   float *codes;
   int rc = store_stmt_get(st, STMT_CONFIG_PUT, &stmt);
   if (rc) return rc;
-  codes = (float *)sqlite3_malloc64((sqlite3_uint64)dim * 2 * EMBED_FLOAT_BYTES);
+  codes =
+      (float *)sqlite3_malloc64((sqlite3_uint64)dim * 2 * EMBED_FLOAT_BYTES);
   if (!codes) return SQLITE_NOMEM;
   memcpy(codes, offset, (size_t)dim * EMBED_FLOAT_BYTES);
   memcpy(codes + dim, scale, (size_t)dim * EMBED_FLOAT_BYTES);
@@ -150,9 +150,9 @@ int embed_store_index_codes(embed_store *st, float *offset, float *scale,
       rc = SQLITE_OK;
     }
   } else if (rc == SQLITE_DONE) {
-    *pzErr = sqlite3_mprintf(
-        "embedding %s: corrupt %s_config: index_codes missing", st->name,
-        st->name);
+    *pzErr =
+        sqlite3_mprintf("embedding %s: corrupt %s_config: index_codes missing",
+                        st->name, st->name);
     rc = *pzErr ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
   }
   sqlite3_reset(stmt);
@@ -193,8 +193,8 @@ int embed_store_index_cells(embed_store *st, embed_store_cell_fn each,
       break;
     }
     if (n > cap) {
-      int64_t *grown = (int64_t *)sqlite3_realloc64(
-          ids, (sqlite3_uint64)n * EMBED_ID_BYTES);
+      int64_t *grown =
+          (int64_t *)sqlite3_realloc64(ids, (sqlite3_uint64)n * EMBED_ID_BYTES);
       if (!grown) {
         rc = SQLITE_NOMEM;
         break;

@@ -175,8 +175,7 @@ static int store_create(embed_store *st) {
   st->layout = STORE_LAYOUT_CURRENT;
   for (i = 0; rc == SQLITE_OK && i < STORE_N_SHADOW; i++)
     if (store_has_shadow(st, i))
-      rc = embed_exec(st->db, sqlite3_mprintf("CREATE TABLE %s%s",
-                                              st->names[i],
+      rc = embed_exec(st->db, sqlite3_mprintf("CREATE TABLE %s%s", st->names[i],
                                               store_shadow[i].columns));
   if (rc == SQLITE_OK) rc = store_stmt_get(st, STMT_CONFIG_WRITE, &stmt);
   /* the options, then the rows the storage layer keeps for itself */

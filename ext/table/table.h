@@ -34,7 +34,8 @@ int embed_copies_open(embed_store *st, embed_copies **out);
 /* The structure attached to the table's shared entry (ivf.c's): the one
 ** there, or fresh, which is attached when there is none (else freed with
 ** destroy). destroy frees it with the entry's last connection. */
-void *embed_copies_attach(embed_copies *c, void *fresh, void (*destroy)(void *));
+void *embed_copies_attach(embed_copies *c, void *fresh,
+                          void (*destroy)(void *));
 void embed_copies_close(embed_copies *c);
 /* The newest version a search can use, whose log runs from tail to head
 ** (a reference: release it), or NULL. */
@@ -120,7 +121,8 @@ int embed_ivf_build(embed_store *st, embed_scan *scan, int64_t *n_cells,
 ** for every id; and always the range [lo, hi]), into *hits
 ** (sqlite3_malloc64'd, ascending by (distance, id)). On an index=ivf
 ** table with a built index, a search with k > 0 and no id list probes
-** nprobe cells (-1: the table's default; 0: search exactly). Searches the table's
+** nprobe cells (-1: the table's default; 0: search exactly). Searches the
+*table's
 ** shared copy (copies), brought up to the caller's transaction by the
 ** change log, or reads the table through scan when no copy can serve. */
 int embed_search_knn(embed_copies *copies, embed_store *st, embed_scan *scan,
