@@ -147,14 +147,17 @@ static int ivf_map_grow(ivf_map *m) {
   return SQLITE_OK;
 }
 
+/* Set id's place; only a new id can need memory (the hash grows). */
 static int ivf_map_put(ivf_map *m, int64_t id, uint64_t place) {
-  int64_t i;
-  if (2 * (m->n + 1) > m->cap) {
-    int rc = ivf_map_grow(m);
-    if (rc) return rc;
+  int64_t i = ivf_map_find(m, id);
+  if (m->keys[i] == IVF_EMPTY) {
+    if (2 * (m->n + 1) > m->cap) {
+      int rc = ivf_map_grow(m);
+      if (rc) return rc;
+      i = ivf_map_find(m, id);
+    }
+    m->n++;
   }
-  i = ivf_map_find(m, id);
-  if (m->keys[i] == IVF_EMPTY) m->n++;
   m->keys[i] = id;
   m->places[i] = place;
   return SQLITE_OK;
@@ -360,8 +363,8 @@ void embed_ivf_publish(embed_copies *copies, embed_ivf *ix) {
   ivf_shared *sh = ivf_shared_of(copies);
   if (!sh) return; /* out of memory: the index serves this search only */
   pthread_mutex_lock(&ivf_mutex);
-  if (!sh->current || sh->current->build != ix->build ||
-      sh->current->seq < ix->seq) {
+  /* the newest wins: a search of an old snapshot keeps its own */
+  if (!sh->current || sh->current->seq <= ix->seq) {
     ivf_unref_locked(sh->current);
     sh->current = ix;
     ix->refs++;
@@ -546,7 +549,7 @@ int embed_ivf_load(embed_store *st, embed_scan *scan, int64_t build,
                    int64_t build_seq, int64_t head, int64_t tail,
                    embed_ivf **out, char **pzErr) {
   const embed_config *cfg = embed_store_config(st);
-  int64_t dim = cfg->dim, *changed = 0, n_changed = 0, n_rows = 0;
+  int64_t dim = cfg->dim, *changed = 0, n_changed = 0;
   embed_ivf *ix = (embed_ivf *)sqlite3_malloc64(sizeof(*ix));
   ivf_loader L;
   int rc, covered = build_seq == head || build_seq + 1 >= tail;
@@ -567,8 +570,7 @@ int embed_ivf_load(embed_store *st, embed_scan *scan, int64_t build,
       (float *)sqlite3_malloc64((sqlite3_uint64)dim * EMBED_FLOAT_BYTES);
   ix->work = (float *)sqlite3_malloc64((sqlite3_uint64)dim * EMBED_FLOAT_BYTES);
   rc = ix->offset && ix->scale && ix->work ? SQLITE_OK : SQLITE_NOMEM;
-  if (rc == SQLITE_OK) rc = embed_store_count(st, &n_rows);
-  if (rc == SQLITE_OK) rc = ivf_map_init(&ix->map, n_rows);
+  if (rc == SQLITE_OK) rc = ivf_map_init(&ix->map, 1024); /* it grows */
   if (rc == SQLITE_OK)
     rc = embed_store_index_codes(st, ix->offset, ix->scale, pzErr);
   if (rc == SQLITE_OK) {
