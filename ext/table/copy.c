@@ -32,7 +32,9 @@
 **    rows no version points to pass a quarter of the table, or after 64
 **    derivations, the derivation compacts every row into one fresh chunk.
 **    A build reads the rows into chunks growing to about 16 MB, never
-**    moved, and faults in the next chunk's pages on a second thread.
+**    moved, and faults in the next chunk's pages on a second thread. Each
+**    row is checked, copied and its norm taken in one pass; a table ranked
+**    by l2 or dot, which never read norms, stores 0 for them.
 **  - Sharing: versions are found through a process-wide entry per
 **    (device, inode of the database file, table name, the table's random
 **    instance number), kept while a connection has the table open and
@@ -65,7 +67,7 @@ struct embed_copy {
   int64_t n, dim;
   int64_t *ids;       /* ascending */
   const float **rows; /* row i's floats */
-  double *norms;      /* row i's L2 norm */
+  double *norms;      /* row i's L2 norm (0 unless the metric is cosine) */
   int32_t *chunk_of;  /* row i's chunk, an index into chunks */
   int n_chunks;
   copy_chunk **chunks; /* each referenced once by this version */
@@ -400,7 +402,8 @@ static int64_t copy_build_chunk_rows(int64_t dim, int k) {
 int embed_copy_build(embed_store *st, embed_scan *scan, int64_t head,
                      embed_copy **out, char **pzErr) {
   int64_t dim = embed_store_config(st)->dim, n = 0, cap = 1024, used = 0;
-  int cap_chunks = 16;
+  int cap_chunks = 16,
+      cosine = embed_store_config(st)->metric == EMBED_METRIC_COSINE;
   embed_copy *v = copy_new(dim, cap, cap_chunks);
   copy_chunk *chunk = 0, *next = 0; /* next: allocated ahead, faulted in */
   copy_prefault prefault;
@@ -442,11 +445,15 @@ int embed_copy_build(embed_store *st, embed_scan *scan, int64_t head,
       if (next) copy_prefault_start(&prefault, next, dim);
     }
     row = chunk->data + used * dim;
-    rc = embed_scan_vector(scan, row, pzErr);
+    if (cosine) {
+      rc = embed_scan_vector_norm(scan, row, &v->norms[n], pzErr);
+    } else {
+      rc = embed_scan_vector(scan, row, pzErr);
+      v->norms[n] = 0; /* l2 and dot rank without norms */
+    }
     if (rc == SQLITE_OK) {
       v->ids[n] = embed_scan_id(scan);
       v->rows[n] = row;
-      v->norms[n] = embed_norm2(row, dim);
       v->chunk_of[n] = v->n_chunks - 1;
       n++;
       used++;

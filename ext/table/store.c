@@ -409,6 +409,21 @@ int embed_scan_vector(embed_scan *scan, float *out, char **pzErr) {
                             pzErr);
 }
 
+int embed_scan_vector_norm(embed_scan *scan, float *out, double *norm,
+                           char **pzErr) {
+  sqlite3_stmt *stmt = scan->row;
+  if (sqlite3_column_type(stmt, 1) == SQLITE_BLOB) {
+    const void *bytes = sqlite3_column_blob(stmt, 1);
+    if (bytes && sqlite3_column_bytes(stmt, 1) ==
+                     scan->st->cfg.dim * EMBED_FLOAT_BYTES) {
+      *norm = embed_copy_norm2(bytes, scan->st->cfg.dim, out);
+      if (*norm >= 0) return SQLITE_OK;
+    }
+  }
+  *norm = 0; /* not a finite vector of D floats: the checked path says why */
+  return embed_scan_vector(scan, out, pzErr);
+}
+
 /* ------------------------------------------------------ optimizer state */
 
 int embed_store_state_read(embed_store *st, int64_t id, float *out, int64_t n,

@@ -115,6 +115,9 @@ int64_t embed_scan_id(const embed_scan *scan);
 ** next step), or decoded into out. */
 int embed_scan_bytes(embed_scan *scan, const void **bytes, char **pzErr);
 int embed_scan_vector(embed_scan *scan, float *out, char **pzErr);
+/* embed_scan_vector and the vector's embed_norm2, in one pass. */
+int embed_scan_vector_norm(embed_scan *scan, float *out, double *norm,
+                           char **pzErr);
 
 /* Many rows through one sqlite3_blob handle (store_rows.c): a seek is a
 ** b-tree seek instead of a statement run, and a write rewrites the vector
