@@ -67,7 +67,7 @@ struct embed_copy {
   int64_t n, dim;
   int64_t *ids;       /* ascending */
   const float **rows; /* row i's floats */
-  double *norms;      /* row i's L2 norm (0 unless the metric is cosine) */
+  double *norms;      /* row i's L2 norm (a build stores 0 unless cosine) */
   int32_t *chunk_of;  /* row i's chunk, an index into chunks */
   int n_chunks;
   copy_chunk **chunks; /* each referenced once by this version */
@@ -326,14 +326,29 @@ static int copy_grow(embed_copy *v, int64_t cap) {
   return SQLITE_OK;
 }
 
+#if defined(__linux__) && defined(MADV_POPULATE_WRITE)
+/* The pages of [p, p + n) that start and end on a multiple of page. */
+static int copy_pages(void *p, sqlite3_uint64 n, uintptr_t page,
+                      uintptr_t *from, uintptr_t *to) {
+  *from = ((uintptr_t)p + page - 1) & ~(page - 1);
+  *to = ((uintptr_t)p + (uintptr_t)n) & ~(page - 1);
+  return *to > *from;
+}
+#endif
+
 /* Fault in a new chunk's pages in one call (Linux 5.14+; only a hint):
-** faulting 150 MB in page by page costs about twice as much. */
+** faulting 150 MB in page by page costs about twice as much. Its whole
+** 2 MB spans are asked for as huge pages first: 75 faults instead of
+** 37,500 for 150 MB (the cold build of bench_live.py: 141 -> 112 ms). */
 static void copy_advise(void *p, sqlite3_uint64 n) {
 #if defined(__linux__) && defined(MADV_POPULATE_WRITE)
-  const uintptr_t page = 4096;
-  uintptr_t from = ((uintptr_t)p + page - 1) & ~(page - 1);
-  uintptr_t to = ((uintptr_t)p + (uintptr_t)n) & ~(page - 1);
-  if (to > from) madvise((void *)from, to - from, MADV_POPULATE_WRITE);
+  uintptr_t from, to;
+#ifdef MADV_HUGEPAGE
+  if (copy_pages(p, n, (uintptr_t)2 << 20, &from, &to))
+    madvise((void *)from, to - from, MADV_HUGEPAGE);
+#endif
+  if (copy_pages(p, n, 4096, &from, &to))
+    madvise((void *)from, to - from, MADV_POPULATE_WRITE);
 #else
   (void)p;
   (void)n;
@@ -411,6 +426,7 @@ int embed_copy_build(embed_store *st, embed_scan *scan, int64_t head,
   *out = 0;
   prefault.running = 0;
   if (!v) return SQLITE_NOMEM;
+  embed_scan_map(scan, 1);
   rc = embed_scan_start(scan, 0, INT64_MIN, INT64_MAX);
   while (rc == SQLITE_OK && (rc = embed_scan_step(scan)) == SQLITE_ROW) {
     float *row;
@@ -461,6 +477,7 @@ int embed_copy_build(embed_store *st, embed_scan *scan, int64_t head,
   }
   if (rc == SQLITE_DONE) rc = SQLITE_OK;
   embed_scan_reset(scan);
+  embed_scan_map(scan, 0);
   copy_prefault_wait(&prefault);
   if (next) copy_chunk_unref(next);
   if (chunk) chunk->rows = used; /* the last one is part full */
