@@ -336,22 +336,24 @@ static int copy_pages(void *p, sqlite3_uint64 n, uintptr_t page,
 }
 #endif
 
-/* Fault in a new chunk's pages in one call (Linux 5.14+; only a hint):
-** faulting 150 MB in page by page costs about twice as much. Its whole
-** 2 MB spans are asked for as huge pages first: 75 faults instead of
-** 37,500 for 150 MB (the cold build of bench_live.py: 141 -> 112 ms). */
-static void copy_advise(void *p, sqlite3_uint64 n) {
+/* Ask for a new chunk's whole 2 MB spans as huge pages (only a hint): 75
+** faults instead of 37,500 for 150 MB. Then, with populate, fault in its
+** pages in one call (Linux 5.14+): faulting 150 MB in page by page costs
+** about twice as much (bench_live.py's cold build: 141 ms with 4 KB pages
+** populated, 112 ms with huge pages). */
+static void copy_advise(void *p, sqlite3_uint64 n, int populate) {
 #if defined(__linux__) && defined(MADV_POPULATE_WRITE)
   uintptr_t from, to;
 #ifdef MADV_HUGEPAGE
-  if (copy_pages(p, n, (uintptr_t)2 << 20, &from, &to))
+  if (!populate && copy_pages(p, n, (uintptr_t)2 << 20, &from, &to))
     madvise((void *)from, to - from, MADV_HUGEPAGE);
 #endif
-  if (copy_pages(p, n, 4096, &from, &to))
+  if (populate && copy_pages(p, n, 4096, &from, &to))
     madvise((void *)from, to - from, MADV_POPULATE_WRITE);
 #else
   (void)p;
   (void)n;
+  (void)populate;
 #endif
 }
 
@@ -369,7 +371,8 @@ static copy_chunk *copy_chunk_alloc(int64_t rows, int64_t dim, int populate) {
     sqlite3_free(c);
     return 0;
   }
-  if (populate) copy_advise(c->data, bytes);
+  copy_advise(c->data, bytes, 0);
+  if (populate) copy_advise(c->data, bytes, 1);
   return c;
 }
 
@@ -378,8 +381,9 @@ static copy_chunk *copy_chunk_new(int64_t rows, int64_t dim) {
 }
 
 /* A build faults in the pages of its next chunk on another thread while it
-** fills the current one: the two costs overlap (there is nothing to wait
-** for: a page is faulted in once, by whichever thread touches it first). */
+** fills the current one: the two costs overlap. It never waits for that
+** thread (a page is faulted in once, by whichever thread touches it
+** first): a thread is joined when its slot is reused, two chunks later. */
 typedef struct copy_prefault {
   pthread_t thread;
   int running;
@@ -389,7 +393,7 @@ typedef struct copy_prefault {
 
 static void *copy_prefault_main(void *arg) {
   copy_prefault *f = (copy_prefault *)arg;
-  copy_advise(f->p, f->n);
+  copy_advise(f->p, f->n, 1);
   return 0;
 }
 
@@ -399,7 +403,7 @@ static void copy_prefault_wait(copy_prefault *f) {
 }
 
 static void copy_prefault_start(copy_prefault *f, copy_chunk *c, int64_t dim) {
-  copy_prefault_wait(f);
+  copy_prefault_wait(f); /* the chunk before last's: long done */
   f->p = c->data;
   f->n = (sqlite3_uint64)c->rows * (sqlite3_uint64)dim * EMBED_FLOAT_BYTES;
   f->running = pthread_create(&f->thread, 0, copy_prefault_main, f) == 0;
@@ -421,10 +425,10 @@ int embed_copy_build(embed_store *st, embed_scan *scan, int64_t head,
       cosine = embed_store_config(st)->metric == EMBED_METRIC_COSINE;
   embed_copy *v = copy_new(dim, cap, cap_chunks);
   copy_chunk *chunk = 0, *next = 0; /* next: allocated ahead, faulted in */
-  copy_prefault prefault;
+  copy_prefault prefault[2];        /* slot k % 2: chunk k's */
   int rc;
   *out = 0;
-  prefault.running = 0;
+  prefault[0].running = prefault[1].running = 0;
   if (!v) return SQLITE_NOMEM;
   embed_scan_map(scan, 1);
   rc = embed_scan_start(scan, 0, INT64_MIN, INT64_MAX);
@@ -458,7 +462,7 @@ int embed_copy_build(embed_store *st, embed_scan *scan, int64_t head,
       v->chunks[v->n_chunks++] = chunk;
       used = 0;
       next = copy_chunk_alloc(copy_build_chunk_rows(dim, v->n_chunks), dim, 0);
-      if (next) copy_prefault_start(&prefault, next, dim);
+      if (next) copy_prefault_start(&prefault[v->n_chunks % 2], next, dim);
     }
     row = chunk->data + used * dim;
     if (cosine) {
@@ -478,7 +482,8 @@ int embed_copy_build(embed_store *st, embed_scan *scan, int64_t head,
   if (rc == SQLITE_DONE) rc = SQLITE_OK;
   embed_scan_reset(scan);
   embed_scan_map(scan, 0);
-  copy_prefault_wait(&prefault);
+  copy_prefault_wait(&prefault[0]);
+  copy_prefault_wait(&prefault[1]);
   if (next) copy_chunk_unref(next);
   if (chunk) chunk->rows = used; /* the last one is part full */
   v->n = v->stored = n;
