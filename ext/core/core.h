@@ -129,6 +129,10 @@ int64_t embed_json_format(const float *v, int64_t n, char *out);
 
 double embed_dot(const float *a, const float *b, int64_t n);
 double embed_norm2(const float *v, int64_t n);
+/* Decode n little-endian float32 values (any alignment) into out and
+** return embed_norm2(out, n), bit for bit, in one pass; -1 when one is not
+** finite (out is then unspecified). */
+double embed_copy_norm2(const void *blob, int64_t n, float *out);
 double embed_norm_p(const float *v, int64_t n, double p); /* p may be inf */
 double embed_cosine_similarity(const float *a, const float *b, int64_t n);
 double embed_l2_distance(const float *a, const float *b, int64_t n);

@@ -119,6 +119,13 @@ int64_t embed_scan_id(const embed_scan *scan);
 ** next step), or decoded into out. */
 int embed_scan_bytes(embed_scan *scan, const void **bytes, char **pzErr);
 int embed_scan_vector(embed_scan *scan, float *out, char **pzErr);
+/* While on, scans read the database file through a memory map (when the
+** connection has none; off restores its mmap_size of 0): one pass over
+** every row then skips a read call and a page copy per page. A hint. */
+void embed_scan_map(embed_scan *scan, int on);
+/* embed_scan_vector and the vector's embed_norm2, in one pass. */
+int embed_scan_vector_norm(embed_scan *scan, float *out, double *norm,
+                           char **pzErr);
 
 /* Many rows through one sqlite3_blob handle (store_rows.c): a seek is a
 ** b-tree seek instead of a statement run, and a write rewrites the vector

@@ -292,6 +292,16 @@ static void check_paths(const float *src_a, const float *src_b, int64_t n,
     CHECK(kernel_ok(embed_norm2(a, n) == norm, "norm2", level, n, offa, offb));
     CHECK(kernel_ok(embed_cosine_similarity(a, b, n) == cos, "cosine", level, n,
                     offa, offb));
+    { /* the build's fused decode + norm: the same floats, the same norm */
+      float *o = (float *)malloc(bytes + (n == 0));
+      CHECK(o != 0);
+      if (o) {
+        CHECK(kernel_ok(embed_copy_norm2(bufa + offa, n, o) == norm &&
+                            memcmp(o, a, bytes) == 0,
+                        "copy_norm2", level, n, offa, offb));
+        free(o);
+      }
+    }
     got_l2 = embed_l2_distance(a, b, n);
     CHECK(
         kernel_ok(fabs(got_l2 - l2) <= 1e-12 * l2, "l2", level, n, offa, offb));
@@ -362,6 +372,23 @@ static void test_kernel_paths(void) {
     l2 = embed_l2_distance(a + 1, b + 3, 4000);
     CHECK(embed_kernels_force(EMBED_KERNELS_SCALAR) == 0 &&
           embed_l2_distance(a + 1, b + 3, 4000) == l2);
+  }
+  /* a NaN or an infinity anywhere, in a block or the tail: -1 on every path */
+  for (level = 0; level < EMBED_KERNELS_COUNT; level++) {
+    static const int64_t at[] = {0, 7, 8, 15, 16, 383, 384, 399};
+    static const float bad[] = {NAN, INFINITY, -INFINITY};
+    float out[400];
+    int ai, bi;
+    if (embed_kernels_force(level) != 0) continue;
+    CHECK(embed_copy_norm2(a, 400, out) == embed_norm2(a, 400));
+    for (ai = 0; ai < (int)(sizeof(at) / sizeof(at[0])); ai++)
+      for (bi = 0; bi < 3; bi++) {
+        float keep = a[at[ai]];
+        a[at[ai]] = bad[bi];
+        CHECK(embed_copy_norm2(a, 400, out) == -1.0);
+        CHECK(embed_copy_norm2(a, at[ai] + 1, out) == -1.0);
+        a[at[ai]] = keep;
+      }
   }
   /* zero vectors: cosine 0 on every path */
   memset(a, 0, sizeof(a));
