@@ -212,6 +212,30 @@ static int cursor_scan_step(embed_cursor *cur) {
   return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
+/* A search argument v that must be an integer in [lo, hi], into *out;
+** else SQLITE_ERROR with a message naming the argument. */
+static int cursor_int_arg(embed_vtab *tab, sqlite3_value *v, const char *what,
+                          int64_t lo, int64_t hi, int64_t *out) {
+  char *shown;
+  int rc;
+  if (sqlite3_value_type(v) != SQLITE_BLOB &&
+      sqlite3_value_numeric_type(v) == SQLITE_INTEGER &&
+      sqlite3_value_int64(v) >= lo && sqlite3_value_int64(v) <= hi) {
+    *out = sqlite3_value_int64(v);
+    return SQLITE_OK;
+  }
+  shown = embed_value_shown(v);
+  rc = embed_vtab_error(
+      tab, SQLITE_ERROR,
+      shown ? sqlite3_mprintf(
+                  "embedding %s: %s must be an integer in [%lld, %lld], got %s",
+                  embed_store_name(tab->st), what, (long long)lo, (long long)hi,
+                  shown)
+            : 0);
+  sqlite3_free(shown);
+  return rc;
+}
+
 /* Read k from `k = ?` or LIMIT (+ OFFSET); exactly one must be given. */
 static int cursor_knn_k(embed_vtab *tab, int plan, sqlite3_value *kv,
                         sqlite3_value *limitv, sqlite3_value *offsetv,
@@ -227,47 +251,16 @@ static int cursor_knn_k(embed_vtab *tab, int plan, sqlite3_value *kv,
         sqlite3_mprintf(
             "embedding %s: a MATCH search needs k = N or ORDER BY distance",
             embed_store_name(tab->st)));
-  if (sqlite3_value_type(v) == SQLITE_BLOB ||
-      sqlite3_value_numeric_type(v) != SQLITE_INTEGER ||
-      sqlite3_value_int64(v) < 1 || sqlite3_value_int64(v) > EMBED_MAX_K) {
-    char *shown = embed_value_shown(v);
-    int rc = embed_vtab_error(
-        tab, SQLITE_ERROR,
-        shown ? sqlite3_mprintf(
-                    "embedding %s: k must be an integer in [1, %d], got %s",
-                    embed_store_name(tab->st), EMBED_MAX_K, shown)
-              : 0);
-    sqlite3_free(shown);
-    return rc;
+  {
+    int rc = cursor_int_arg(tab, v, "k", 1, EMBED_MAX_K, k);
+    if (rc) return rc;
   }
-  *k = sqlite3_value_int64(v);
   if (offsetv && sqlite3_value_numeric_type(offsetv) == SQLITE_INTEGER &&
       sqlite3_value_int64(offsetv) > 0) {
     int64_t off = sqlite3_value_int64(offsetv);
     *k = off > EMBED_MAX_K ? EMBED_MAX_K + *k : *k + off;
     if (*k > 2 * EMBED_MAX_K) *k = 2 * EMBED_MAX_K;
   }
-  return SQLITE_OK;
-}
-
-/* Read `nprobe = ?`: an integer >= 0 (0: an exact search). */
-static int cursor_knn_nprobe(embed_vtab *tab, sqlite3_value *v,
-                             int64_t *nprobe) {
-  if (sqlite3_value_type(v) == SQLITE_BLOB ||
-      sqlite3_value_numeric_type(v) != SQLITE_INTEGER ||
-      sqlite3_value_int64(v) < 0 || sqlite3_value_int64(v) > EMBED_MAX_CELLS) {
-    char *shown = embed_value_shown(v);
-    int rc = embed_vtab_error(
-        tab, SQLITE_ERROR,
-        shown
-            ? sqlite3_mprintf(
-                  "embedding %s: nprobe must be an integer in [0, %d], got %s",
-                  embed_store_name(tab->st), EMBED_MAX_CELLS, shown)
-            : 0);
-    sqlite3_free(shown);
-    return rc;
-  }
-  *nprobe = sqlite3_value_int64(v);
   return SQLITE_OK;
 }
 
@@ -338,7 +331,8 @@ static int cursor_filter(embed_cursor *cur, int plan, sqlite3_value **argv) {
     rc = cursor_knn_k((embed_vtab *)cur->base.pVtab, plan, kv, limitv, offsetv,
                       &k);
     if (rc == SQLITE_OK && probev)
-      rc = cursor_knn_nprobe((embed_vtab *)cur->base.pVtab, probev, &nprobe);
+      rc = cursor_int_arg((embed_vtab *)cur->base.pVtab, probev, "nprobe", 0,
+                          EMBED_MAX_CELLS, &nprobe);
     if (rc) return rc;
     if (!nonempty) return SQLITE_OK;
     return cursor_run_knn(cur, query, k, nprobe, cur->is_list, lo, hi);
