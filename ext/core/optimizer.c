@@ -63,8 +63,9 @@ void embed_optimizer_state_init(const embed_config *cfg, float *state,
 }
 
 /* The loops below are written once (OPT_LOOPS) and compiled twice on
-** x86: with the FMA instruction set, chosen at run time when the CPU has
-** it, and without, where fmaf is a libm call. fmaf rounds once either way,
+** x86: with AVX2 and FMA (vectorized), chosen at run time when the CPU
+** has them, and without, where fmaf is a libm call. fmaf rounds once either
+*way,
 ** so both give the same bits; the order of every other operation is
 ** torch's. Hoisting the option tests out of the element loop lets plain
 ** sgd and the other common cases run as straight (vectorizable) loops. */
@@ -75,7 +76,7 @@ void embed_optimizer_state_init(const embed_config *cfg, float *state,
 #if defined(__clang__)
 #pragma STDC FP_CONTRACT OFF
 #else
-#pragma GCC optimize("fp-contract=off")
+#pragma GCC optimize("fp-contract=off", "tree-vectorize")
 #endif
 #define OPT_INLINE static inline __attribute__((always_inline))
 #else
@@ -167,11 +168,9 @@ static void opt_step_plain(const embed_config *cfg, float *w, float *g,
 }
 
 #if OPT_DISPATCH
-__attribute__((target("fma"))) static void opt_step_fma(const embed_config *cfg,
-                                                        float *w, float *g,
-                                                        float *state, double lr,
-                                                        int64_t step,
-                                                        int64_t dim) {
+__attribute__((target("avx2,fma"))) static void opt_step_fma(
+    const embed_config *cfg, float *w, float *g, float *state, double lr,
+    int64_t step, int64_t dim) {
   opt_step_body(cfg, w, g, state, lr, step, dim);
 }
 #endif
@@ -192,7 +191,7 @@ void embed_optimizer_step(const embed_config *cfg, float *w, float *g,
   static int has_fma = -1; /* the same answer in every thread */
   if (has_fma < 0) {
     __builtin_cpu_init();
-    has_fma = __builtin_cpu_supports("fma") != 0;
+    has_fma = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   }
   if (has_fma) {
     opt_step_fma(cfg, w, g, state, lr, step, dim);
