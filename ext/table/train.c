@@ -330,17 +330,18 @@ typedef struct train_batch {
 } train_batch;
 
 /* The optimizer states of the rows b->ids[at..at+count) (ascending) into
-** their slots, in one batched read; a row never stepped gets the
-** optimizer's initial state (had_state 0). */
+** their slots, in one batched read (with scan, one pass over T_state: for
+** the rows outside the batch, which are most of the states); a row never
+** stepped gets the optimizer's initial state (had_state 0). */
 static int train_read_states(embed_store *st, train_batch *b, int64_t at,
-                             int64_t count, char **pzErr) {
+                             int64_t count, int scan, char **pzErr) {
   const embed_config *cfg = embed_store_config(st);
   int64_t i;
   int rc;
   if (!b->states) return SQLITE_OK;
-  rc = embed_store_state_read_many(st, b->ids + at, count,
-                                   b->states + at * b->state_size,
-                                   b->state_size, b->had_state + at, pzErr);
+  rc = (scan ? embed_store_state_scan : embed_store_state_read_many)(
+      st, b->ids + at, count, b->states + at * b->state_size, b->state_size,
+      b->had_state + at, pzErr);
   for (i = at; rc == SQLITE_OK && i < at + count; i++)
     if (!b->had_state[i])
       embed_optimizer_state_init(cfg, b->states + i * b->state_size, cfg->dim);
@@ -648,7 +649,7 @@ int embed_train_step(embed_store *st, const char *who, sqlite3_value *idv,
     if ((i == 0 || order[i].id != order[i - 1].id) &&
         !train_is_padding(st, order[i].id))
       b.ids[j++] = order[i].id;
-  rc = train_read_states(st, &b, 0, j, &zErr);
+  rc = train_read_states(st, &b, 0, j, 0, &zErr);
 
   /* Compute every new row (and state), in ascending id order: a batch
   ** rewrites each row in place through the handle that read it
@@ -681,7 +682,7 @@ int embed_train_step(embed_store *st, const char *who, sqlite3_value *idv,
     b.ids[k++] = extra[i];
   }
   if (rc == SQLITE_OK && k > b.n)
-    rc = train_read_states(st, &b, b.n, k - b.n, &zErr);
+    rc = train_read_states(st, &b, b.n, k - b.n, 1, &zErr);
   while (rc == SQLITE_OK && b.n < k)
     rc = train_step_in_place(st, who, &b, &many, b.ids[b.n], sp.sum, lr, 0,
                              &wrote, &zErr);
