@@ -69,15 +69,18 @@ void embed_optimizer_state_init(const embed_config *cfg, float *state,
 ** so both give the same bits; the order of every other operation is
 ** torch's. Hoisting the option tests out of the element loop lets plain
 ** sgd and the other common cases run as straight (vectorizable) loops. */
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-#define OPT_DISPATCH 1
 /* a * b + c stays two roundings where torch rounds twice: no contraction
-** into an FMA (the FMA build would otherwise fuse them) */
+** into an FMA, which GCC does by default wherever the target has one (the
+** FMA build here, every ARM64 build); restored at the end of the file, for
+** the one-file build. */
 #if defined(__clang__)
 #pragma STDC FP_CONTRACT OFF
-#else
+#elif defined(__GNUC__)
+#pragma GCC push_options
 #pragma GCC optimize("fp-contract=off", "tree-vectorize")
 #endif
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define OPT_DISPATCH 1
 #define OPT_INLINE static inline __attribute__((always_inline))
 #else
 #define OPT_DISPATCH 0
@@ -200,3 +203,11 @@ void embed_optimizer_step(const embed_config *cfg, float *w, float *g,
 #endif
   opt_step_plain(cfg, w, g, state, lr, step, dim);
 }
+
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT DEFAULT
+#elif defined(__GNUC__)
+#pragma GCC pop_options
+#endif
+#undef OPT_DISPATCH
+#undef OPT_INLINE
