@@ -62,11 +62,42 @@ void embed_optimizer_state_init(const embed_config *cfg, float *state,
   for (i = 0; i < n; i++) state[i] = init;
 }
 
-static void sgd(const embed_config *cfg, float *w, float *d, float *buf,
-                double lr, int64_t step, int64_t dim) {
+/* The loops below are written once (OPT_LOOPS) and compiled twice on
+** x86: with AVX2 and FMA (vectorized), chosen at run time when the CPU
+** has them, and without, where fmaf is a libm call. fmaf rounds once either
+*way,
+** so both give the same bits; the order of every other operation is
+** torch's. Hoisting the option tests out of the element loop lets plain
+** sgd and the other common cases run as straight (vectorizable) loops. */
+/* a * b + c stays two roundings where torch rounds twice: no contraction
+** into an FMA, which GCC does by default wherever the target has one (the
+** FMA build here, every ARM64 build); restored at the end of the file, for
+** the one-file build. */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off", "tree-vectorize")
+#endif
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define OPT_DISPATCH 1
+#define OPT_INLINE static inline __attribute__((always_inline))
+#else
+#define OPT_DISPATCH 0
+#define OPT_INLINE static inline
+#endif
+
+/* sgd: d = maximize ? -g : g, then weight decay, momentum, the step. */
+OPT_INLINE void opt_sgd_body(const embed_config *cfg, float *restrict w,
+                             const float *restrict d, float *restrict buf,
+                             double lr, int64_t step, int64_t dim) {
   const float wd = (float)cfg->weight_decay, mom = (float)cfg->momentum;
   const float keep = (float)(1.0 - cfg->dampening), alpha = (float)-lr;
   int64_t i;
+  if (!cfg->maximize && cfg->weight_decay == 0 && cfg->momentum == 0) {
+    for (i = 0; i < dim; i++) w[i] = fmaf(alpha, d[i], w[i]);
+    return;
+  }
   for (i = 0; i < dim; i++) {
     float x = cfg->maximize ? -d[i] : d[i];
     if (cfg->weight_decay != 0) x = fmaf(wd, w[i], x);
@@ -79,31 +110,35 @@ static void sgd(const embed_config *cfg, float *w, float *d, float *buf,
   }
 }
 
-static void adagrad(const embed_config *cfg, float *w, const float *g,
-                    float *sum, double lr, int64_t step, int64_t dim) {
+OPT_INLINE void opt_adagrad_body(const embed_config *cfg, float *restrict w,
+                                 const float *restrict g, float *restrict sum,
+                                 double lr, int64_t step, int64_t dim) {
   const double clr = lr / (1.0 + (double)(step - 1) * cfg->lr_decay);
   const float alpha = (float)-clr, eps = (float)cfg->eps;
+  const float sign = cfg->maximize ? -1.0f : 1.0f; /* exact: flips the sign */
   int64_t i;
   for (i = 0; i < dim; i++) {
-    float x = cfg->maximize ? -g[i] : g[i];
-    float sq = x * x;
-    sum[i] = sum[i] + sq;
-    w[i] = fmaf(alpha, x / (sqrtf(sum[i]) + eps), w[i]);
+    float x = sign * g[i];
+    float s = sum[i] + x * x;
+    sum[i] = s;
+    w[i] = fmaf(alpha, x / (sqrtf(s) + eps), w[i]);
   }
 }
 
-static void adam(const embed_config *cfg, float *w, const float *g,
-                 float *state, double lr, int64_t step, int64_t dim) {
-  float *m = state, *v = state + dim;
+OPT_INLINE void opt_adam_body(const embed_config *cfg, float *restrict w,
+                              const float *restrict g, float *restrict state,
+                              double lr, int64_t step, int64_t dim) {
+  float *restrict m = state, *restrict v = state + dim;
   const float one_b1 = (float)(1.0 - cfg->beta1);
   const float one_b2 = (float)(1.0 - cfg->beta2);
   const float eps = (float)cfg->eps;
   const double bias1 = 1.0 - pow(cfg->beta1, (double)step);
   const double bias2 = 1.0 - pow(cfg->beta2, (double)step);
   const float neg_size = (float)(-(lr * sqrt(bias2) / bias1));
+  const float sign = cfg->maximize ? -1.0f : 1.0f;
   int64_t i;
   for (i = 0; i < dim; i++) {
-    float x = cfg->maximize ? -g[i] : g[i];
+    float x = sign * g[i];
     float m_old = m[i], v_old = v[i];
     float dm = (x - m_old) * one_b1;
     float dv = (x * x - v_old) * one_b2;
@@ -112,6 +147,36 @@ static void adam(const embed_config *cfg, float *w, const float *g,
     w[i] = w[i] + neg_size * ((dm + m_old) / (sqrtf(dv + v_old) + eps));
   }
 }
+
+/* One step with the loops above, compiled for the caller's target. */
+OPT_INLINE void opt_step_body(const embed_config *cfg, float *w, float *g,
+                              float *state, double lr, int64_t step,
+                              int64_t dim) {
+  switch (cfg->optimizer) {
+    case EMBED_OPTIMIZER_SGD:
+      opt_sgd_body(cfg, w, g, state, lr, step, dim);
+      break;
+    case EMBED_OPTIMIZER_ADAGRAD:
+      opt_adagrad_body(cfg, w, g, state, lr, step, dim);
+      break;
+    case EMBED_OPTIMIZER_ADAM:
+      opt_adam_body(cfg, w, g, state, lr, step, dim);
+      break;
+  }
+}
+
+static void opt_step_plain(const embed_config *cfg, float *w, float *g,
+                           float *state, double lr, int64_t step, int64_t dim) {
+  opt_step_body(cfg, w, g, state, lr, step, dim);
+}
+
+#if OPT_DISPATCH
+__attribute__((target("avx2,fma"))) static void opt_step_fma(
+    const embed_config *cfg, float *w, float *g, float *state, double lr,
+    int64_t step, int64_t dim) {
+  opt_step_body(cfg, w, g, state, lr, step, dim);
+}
+#endif
 
 int embed_optimizer_counts_steps(const embed_config *cfg) {
   return cfg->optimizer != EMBED_OPTIMIZER_SGD || cfg->momentum != 0;
@@ -125,15 +190,24 @@ int embed_optimizer_steps_untouched_rows(const embed_config *cfg) {
 
 void embed_optimizer_step(const embed_config *cfg, float *w, float *g,
                           float *state, double lr, int64_t step, int64_t dim) {
-  switch (cfg->optimizer) {
-    case EMBED_OPTIMIZER_SGD:
-      sgd(cfg, w, g, state, lr, step, dim);
-      break;
-    case EMBED_OPTIMIZER_ADAGRAD:
-      adagrad(cfg, w, g, state, lr, step, dim);
-      break;
-    case EMBED_OPTIMIZER_ADAM:
-      adam(cfg, w, g, state, lr, step, dim);
-      break;
+#if OPT_DISPATCH
+  static int has_fma = -1; /* the same answer in every thread */
+  if (has_fma < 0) {
+    __builtin_cpu_init();
+    has_fma = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   }
+  if (has_fma) {
+    opt_step_fma(cfg, w, g, state, lr, step, dim);
+    return;
+  }
+#endif
+  opt_step_plain(cfg, w, g, state, lr, step, dim);
 }
+
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT DEFAULT
+#elif defined(__GNUC__)
+#pragma GCC pop_options
+#endif
+#undef OPT_DISPATCH
+#undef OPT_INLINE

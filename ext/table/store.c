@@ -563,6 +563,49 @@ int embed_store_state_read_many(embed_store *st, const int64_t *ids,
   return rc;
 }
 
+int embed_store_state_scan(embed_store *st, const int64_t *ids, int64_t count,
+                           float *out, int64_t n, unsigned char *found,
+                           char **pzErr) {
+  sqlite3_stmt *stmt = 0;
+  int64_t at = 0;
+  int rc = SQLITE_OK;
+  memset(found, 0, (size_t)count);
+  if (count == 0) return SQLITE_OK;
+  store_prepare(
+      st, &stmt,
+      sqlite3_mprintf(
+          "SELECT id, state FROM %s WHERE id BETWEEN ?1 AND ?2 ORDER BY id",
+          st->names[SHADOW_STATE]),
+      &rc);
+  if (rc) return rc;
+  sqlite3_bind_int64(stmt, 1, ids[0]);
+  sqlite3_bind_int64(stmt, 2, ids[count - 1]);
+  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    int64_t id = sqlite3_column_int64(stmt, 0);
+    embed_error err;
+    while (at < count && ids[at] < id) at++;
+    if (at == count) break;
+    if (ids[at] != id) continue; /* a state the caller did not ask for */
+    if (sqlite3_column_type(stmt, 1) != SQLITE_BLOB ||
+        sqlite3_column_bytes(stmt, 1) != n * EMBED_FLOAT_BYTES ||
+        embed_blob_decode(sqlite3_column_blob(stmt, 1), n, out + at * n,
+                          &err)) {
+      *pzErr = sqlite3_mprintf(
+          "embedding %s: corrupt optimizer state for id %lld (%d bytes, expected %lld finite floats)",
+          st->name, (long long)id, sqlite3_column_bytes(stmt, 1), (long long)n);
+      rc = *pzErr ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
+      break;
+    }
+    found[at] = 1;
+  }
+  if (rc == SQLITE_DONE || rc == SQLITE_ROW) rc = SQLITE_OK;
+  if (rc == SQLITE_OK)
+    rc = sqlite3_finalize(stmt);
+  else
+    sqlite3_finalize(stmt);
+  return rc;
+}
+
 int embed_store_state_write(embed_store *st, int64_t id, const float *state,
                             int64_t n) {
   sqlite3_stmt *stmt;

@@ -166,6 +166,12 @@ int embed_store_state_write(embed_store *st, int64_t id, const float *state,
 int embed_store_state_read_many(embed_store *st, const int64_t *ids,
                                 int64_t count, float *out, int64_t n,
                                 unsigned char *found, char **pzErr);
+/* The same for many ids spread over the table (the rows a step moves
+** besides its batch's): one scan of T_state from ids[0] to ids[count-1]
+** in id order instead of a b-tree seek per id. */
+int embed_store_state_scan(embed_store *st, const int64_t *ids, int64_t count,
+                           float *out, int64_t n, unsigned char *found,
+                           char **pzErr);
 /* Delete every row's state; *deleted counts them. */
 int embed_store_state_clear(embed_store *st, int64_t *deleted);
 /* The optimizer's step count in T_config. */

@@ -324,21 +324,24 @@ typedef struct train_batch {
   float *rows;              /* [n x dim] new weights */
   float *states;            /* [n x state_size] new optimizer states */
   unsigned char *had_state; /* [n] the row had a stored state */
-  int64_t step; /* the table's step count after this call; 0: unused */
+  int64_t step;    /* the table's step count after this call; 0: unused */
+  float *old;      /* [n x dim] the stored rows, for train_undo (batches) */
+  int64_t written; /* rows [0, written) already rewritten in place */
 } train_batch;
 
 /* The optimizer states of the rows b->ids[at..at+count) (ascending) into
-** their slots, in one batched read; a row never stepped gets the
-** optimizer's initial state (had_state 0). */
+** their slots, in one batched read (with scan, one pass over T_state: for
+** the rows outside the batch, which are most of the states); a row never
+** stepped gets the optimizer's initial state (had_state 0). */
 static int train_read_states(embed_store *st, train_batch *b, int64_t at,
-                             int64_t count, char **pzErr) {
+                             int64_t count, int scan, char **pzErr) {
   const embed_config *cfg = embed_store_config(st);
   int64_t i;
   int rc;
   if (!b->states) return SQLITE_OK;
-  rc = embed_store_state_read_many(st, b->ids + at, count,
-                                   b->states + at * b->state_size,
-                                   b->state_size, b->had_state + at, pzErr);
+  rc = (scan ? embed_store_state_scan : embed_store_state_read_many)(
+      st, b->ids + at, count, b->states + at * b->state_size, b->state_size,
+      b->had_state + at, pzErr);
   for (i = at; rc == SQLITE_OK && i < at + count; i++)
     if (!b->had_state[i])
       embed_optimizer_state_init(cfg, b->states + i * b->state_size, cfg->dim);
@@ -372,26 +375,27 @@ static int train_step_row(embed_store *st, const char *who, train_batch *b,
   return SQLITE_OK;
 }
 
-/* Write the batch: rows, optimizer states, step count (inside the call's
-** transaction, see train_call_begin). Several rows are written in place
-** through many, the writable handle the rows were read with; the states
-** that existed in place through states, the others inserted. */
-static int train_write_batch(embed_store *st, const train_batch *b,
-                             embed_rows *many, embed_rows *states, int *wrote,
-                             char **pzErr) {
+/* Write what the batch has not written yet: rows [written, n), optimizer
+** states, step count (inside the call's transaction, see
+** train_call_begin). Rows of a batch go in place through many, the
+** writable handle they were read with (a single row through a statement);
+** the states that existed in place through states, the others inserted. */
+static int train_write_batch(embed_store *st, train_batch *b, embed_rows *many,
+                             embed_rows *states, int *wrote, char **pzErr) {
   int64_t i;
   int rc = SQLITE_OK;
   if (b->n > 1) { /* in place, through one blob handle */
-    for (i = 0; rc == SQLITE_OK && i < b->n; i++) {
+    for (i = b->written; rc == SQLITE_OK && i < b->n; i++) {
       rc = embed_rows_seek(many, b->ids[i], pzErr);
       if (rc == SQLITE_OK)
         rc = embed_rows_write(many, b->rows + i * b->dim, pzErr);
       if (rc == SQLITE_OK) *wrote = 1;
     }
-  } else if (b->n == 1) {
+  } else if (b->n == 1 && b->written == 0) {
     rc = embed_store_write(st, b->ids[0], b->rows);
     if (rc == SQLITE_OK) *wrote = 1;
   }
+  if (rc == SQLITE_OK) b->written = b->n;
   if (rc == SQLITE_OK) rc = embed_store_log_append(st, b->ids, b->n);
   for (i = 0; rc == SQLITE_OK && b->states && i < b->n; i++) {
     const float *state = b->states + i * b->state_size;
@@ -403,6 +407,49 @@ static int train_write_batch(embed_store *st, const train_batch *b,
     }
   }
   if (rc == SQLITE_OK && b->step) rc = embed_store_step_write(st, b->step);
+  return rc;
+}
+
+/* A batch rewrites each row in place as soon as its step is computed and
+** checked: one b-tree descent per row (the read's) instead of two. A
+** later failure (a missing id, a damaged row, a step that is not finite)
+** puts the stored rows back from b->old, so the call still changes
+** nothing. Returns 0 when every row is back; else the call's transaction
+** must be rolled back. */
+static int train_undo(train_batch *b, embed_rows *many) {
+  char *zErr = 0;
+  int64_t i;
+  int rc = SQLITE_OK;
+  for (i = 0; rc == SQLITE_OK && i < b->written; i++) {
+    rc = embed_rows_seek(many, b->ids[i], &zErr);
+    if (rc == SQLITE_OK)
+      rc = embed_rows_write(many, b->old + i * b->dim, &zErr);
+  }
+  sqlite3_free(zErr);
+  if (rc == SQLITE_OK) b->written = 0;
+  return rc;
+}
+
+/* Read row id into the batch's next slot (its stored form kept in b->old
+** for train_undo), step it unless it is padding (train_step_row), and
+** rewrite it in place. */
+static int train_step_in_place(embed_store *st, const char *who, train_batch *b,
+                               embed_rows *many, int64_t id, const float *g,
+                               double lr, int looked_up, int *wrote,
+                               char **pzErr) {
+  const embed_config *cfg = embed_store_config(st);
+  float *old = b->old + b->n * b->dim, *w = b->rows + b->n * b->dim;
+  int rc = train_read_row(st, who, id, old, many, 0, pzErr);
+  if (rc || train_is_padding(st, id)) return rc;
+  memcpy(w, old, (size_t)b->dim * EMBED_FLOAT_BYTES);
+  if (looked_up && cfg->max_norm > 0) /* the forward pass renorms */
+    embed_renorm(w, cfg->dim, cfg->max_norm, cfg->norm_type);
+  rc = train_step_row(st, who, b, id, g, lr, pzErr);
+  if (rc == SQLITE_OK) rc = embed_rows_write(many, w, pzErr);
+  if (rc == SQLITE_OK) {
+    b->written = b->n;
+    *wrote = 1;
+  }
   return rc;
 }
 
@@ -497,7 +544,7 @@ static int train_untouched_rows(embed_store *st, int64_t **out, int64_t *n) {
 /* Space for one call's work, carved from one allocation (or, for a call
 ** small enough, from the stack): the sort's two arrays, the batch's ids,
 ** new rows and states, one row of coalesced gradient, and which rows had
-** a state. */
+** a state; with in_place, a copy of the rows as stored (train_undo). */
 typedef struct train_space {
   void *heap;
   train_id_pos *order, *tmp; /* [n] each */
@@ -505,14 +552,14 @@ typedef struct train_space {
 } train_space;
 
 static int train_space_get(train_space *sp, train_batch *b, int64_t n,
-                           int64_t n_extra, void *stack, size_t stack_bytes) {
+                           int64_t n_extra, int in_place, void *stack,
+                           size_t stack_bytes) {
   sqlite3_uint64 rows = (sqlite3_uint64)(n + n_extra);
-  sqlite3_uint64 bytes = 2 * (sqlite3_uint64)n * sizeof(train_id_pos) +
-                         rows * EMBED_ID_BYTES +
-                         (rows * (sqlite3_uint64)(b->dim + b->state_size) +
-                          (sqlite3_uint64)b->dim) *
-                             EMBED_FLOAT_BYTES +
-                         rows;
+  sqlite3_uint64 per_row =
+      (sqlite3_uint64)(b->dim * (in_place ? 2 : 1) + b->state_size);
+  sqlite3_uint64 bytes =
+      2 * (sqlite3_uint64)n * sizeof(train_id_pos) + rows * EMBED_ID_BYTES +
+      (rows * per_row + (sqlite3_uint64)b->dim) * EMBED_FLOAT_BYTES + rows;
   char *p;
   sp->heap = 0;
   if (bytes <= stack_bytes) {
@@ -527,7 +574,8 @@ static int train_space_get(train_space *sp, train_batch *b, int64_t n,
   b->ids = (int64_t *)(sp->tmp + n);
   b->rows = (float *)(b->ids + rows);
   b->states = b->state_size ? b->rows + rows * b->dim : 0;
-  sp->sum = b->rows + rows * (b->dim + b->state_size);
+  b->old = in_place ? b->rows + rows * (b->dim + b->state_size) : 0;
+  sp->sum = b->rows + rows * per_row;
   b->had_state = (unsigned char *)(sp->sum + b->dim);
   return SQLITE_OK;
 }
@@ -542,7 +590,7 @@ int embed_train_step(embed_store *st, const char *who, sqlite3_value *idv,
   train_space sp;
   embed_rows many, states;
   int64_t stack[512]; /* 4 KB: one row of up to ~300 dims needs no malloc */
-  int own = 0, wrote = 0, grads_owned = 0;
+  int own = 0, wrote = 0, grads_owned = 0, in_place = 0;
   const embed_config *cfg = embed_store_config(st);
   int64_t dim = cfg->dim, i, j, k, n_groups = 0, n_extra = 0, *extra = 0;
   double lr = 0;
@@ -584,7 +632,8 @@ int embed_train_step(embed_store *st, const char *who, sqlite3_value *idv,
   }
   rc = train_untouched_rows(st, &extra, &n_extra);
   if (rc) goto done;
-  rc = train_space_get(&sp, &b, ids.n, n_extra, stack, sizeof(stack));
+  in_place = ids.n > 1 || n_extra > 0;
+  rc = train_space_get(&sp, &b, ids.n, n_extra, in_place, stack, sizeof(stack));
   if (rc) goto done;
   order = sp.order;
   /* Coalesce: order[] groups equal ids, keeping the call's order inside. */
@@ -600,20 +649,26 @@ int embed_train_step(embed_store *st, const char *who, sqlite3_value *idv,
     if ((i == 0 || order[i].id != order[i - 1].id) &&
         !train_is_padding(st, order[i].id))
       b.ids[j++] = order[i].id;
-  rc = train_read_states(st, &b, 0, j, &zErr);
+  rc = train_read_states(st, &b, 0, j, 0, &zErr);
 
-  /* Compute every new row (and state) before writing any; the rows are
-  ** read in ascending id order through the handle that will write them. */
+  /* Compute every new row (and state), in ascending id order: a batch
+  ** rewrites each row in place through the handle that read it
+  ** (train_step_in_place), a single row is written after. */
   for (i = 0; rc == SQLITE_OK && i < ids.n; i = j) {
     int64_t id = order[i].id;
+    const float *g;
     for (j = i; j < ids.n && order[j].id == id; j++) {
     }
-    rc = train_read_row(st, who, id, b.rows + b.n * dim, ids.n > 1 ? &many : 0,
-                        1, &zErr);
-    if (rc == SQLITE_OK && !train_is_padding(st, id))
-      rc = train_step_row(st, who, &b, id,
-                          train_coalesce(st, grads, order, i, j, sp.sum), lr,
-                          &zErr);
+    g = train_is_padding(st, id)
+            ? 0
+            : train_coalesce(st, grads, order, i, j, sp.sum);
+    if (in_place) {
+      rc = train_step_in_place(st, who, &b, &many, id, g, lr, 1, &wrote, &zErr);
+    } else {
+      rc = train_read_row(st, who, id, b.rows + b.n * dim, 0, 1, &zErr);
+      if (rc == SQLITE_OK && g)
+        rc = train_step_row(st, who, &b, id, g, lr, &zErr);
+    }
     order[n_groups++].id = id; /* compact: the batch's distinct ids */
   }
   /* Rows outside the batch that torch's step moves too, with g = 0: their
@@ -627,13 +682,16 @@ int embed_train_step(embed_store *st, const char *who, sqlite3_value *idv,
     b.ids[k++] = extra[i];
   }
   if (rc == SQLITE_OK && k > b.n)
-    rc = train_read_states(st, &b, b.n, k - b.n, &zErr);
-  while (rc == SQLITE_OK && b.n < k) {
-    int64_t id = b.ids[b.n];
-    rc = train_read_row(st, who, id, b.rows + b.n * dim, &many, 0, &zErr);
-    if (rc == SQLITE_OK)
-      rc = train_step_row(st, who, &b, id, sp.sum, lr, &zErr);
-  }
+    rc = train_read_states(st, &b, b.n, k - b.n, 1, &zErr);
+  while (rc == SQLITE_OK && b.n < k)
+    rc = train_step_in_place(st, who, &b, &many, b.ids[b.n], sp.sum, lr, 0,
+                             &wrote, &zErr);
+  /* A failure while computing puts back the rows written so far (the
+  ** call's own transaction is rolled back instead); one in writing the
+  ** rest rolls back. */
+  if (rc && wrote && own != TRAIN_CALL_TRANSACTION && b.written == b.n &&
+      train_undo(&b, &many) == SQLITE_OK)
+    wrote = 0;
   if (rc == SQLITE_OK)
     rc = train_write_batch(st, &b, &many, &states, &wrote, &zErr);
 done:

@@ -76,3 +76,53 @@ def test_unnamed_form_never_picks_main_for_another_schemas_table(tmp_path):
     assert rows(a) == [(0, "[0,0]"), (1, "[0,0]")]
     assert a.execute("SELECT count(embed_update('aux.tok', id, '[1, 1]', 1)) "
                      "FROM aux.tok").fetchone() == (2,)
+
+
+def test_batch_failing_late_inside_a_transaction_puts_rows_back(tmp_path):
+    """A batch rewrites each row in place as it goes; a failure at a later
+    (higher) id puts the earlier rows back and keeps the caller's
+    transaction and its other writes."""
+    a = open_db(str(tmp_path / "db"))
+    a.execute("CREATE VIRTUAL TABLE t USING embedding(dim=2, num_embeddings=4, init=zeros, max_norm=1)")
+    a.execute("CREATE TABLE other(x)")
+    a.execute("BEGIN")
+    a.execute("INSERT INTO other VALUES (1)")
+    a.execute("UPDATE t SET vector = '[3, 4]' WHERE id = 0")
+    before = rows(a)
+    for ids, grads, lr, want in [
+        ("[2, 0, 9]", "[[1, 1], [1, 1], [1, 1]]", 1, "no id 9"),
+        ("[0, 1, 3]", "[[1, 1], [1, 1], [3e38, 3e38]]", 3e38, "of id 3 not finite"),
+    ]:
+        try:
+            a.execute("SELECT embed_update('t', ?, ?, ?)", (ids, grads, lr)).fetchone()
+            raised = None
+        except sqlite3.OperationalError as e:
+            raised = str(e)
+        assert raised is not None and want in raised, raised
+        assert a.in_transaction
+        assert rows(a) == before
+    a.execute("COMMIT")
+    assert a.execute("SELECT x FROM other").fetchall() == [(1,)]
+    assert rows(a) == before
+
+
+def test_momentum_reads_other_rows_states_by_one_scan_and_checks_them(tmp_path):
+    """With momentum a step also moves every row that has a buffer; those
+    states are read by one scan of t_state, checked like the batch's."""
+    a = open_db(str(tmp_path / "db"))
+    a.execute("CREATE VIRTUAL TABLE t USING embedding(dim=2, num_embeddings=6, "
+              "init=zeros, optimizer=sgd, momentum=0.5)")
+    a.execute("SELECT embed_update('t', '[1, 3, 4]', '[[1, 1], [2, 2], [4, 4]]', 1)").fetchone()
+    # step 2 on id 0 alone: ids 1, 3, 4 move by their buffers (0.5 * buf)
+    assert a.execute("SELECT embed_update('t', 0, '[1, 1]', 1)").fetchone() == (4,)
+    assert rows(a) == [(0, "[-1,-1]"), (1, "[-1.5,-1.5]"), (2, "[0,0]"),
+                       (3, "[-3,-3]"), (4, "[-6,-6]"), (5, "[0,0]")]
+    a.execute("UPDATE t_state SET state = x'00' WHERE id = 3")
+    before = rows(a)
+    try:
+        a.execute("SELECT embed_update('t', 5, '[1, 1]', 1)").fetchone()
+        raised = None
+    except sqlite3.DatabaseError as e:
+        raised = str(e)
+    assert raised is not None and "corrupt optimizer state for id 3" in raised, raised
+    assert rows(a) == before
