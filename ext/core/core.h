@@ -186,6 +186,11 @@ void embed_codes_fit(const float *rows, int64_t n, int64_t dim, float *scratch,
                      float *offset, float *scale);
 void embed_codes_encode(const float *row, int64_t dim, const float *offset,
                         const float *scale, uint8_t *code);
+/* The codes of row x mul (a row scaled to unit length, without the scaled
+** copy): what embed_codes_encode gives for the scaled row computed in float. */
+void embed_codes_encode_scaled(const float *row, int64_t dim, float mul,
+                               const float *offset, const float *scale,
+                               uint8_t *code);
 /* The inverse of encode, to within scale/2 per dimension in [lo, hi]. */
 void embed_codes_decode(const uint8_t *code, int64_t dim, const float *offset,
                         const float *scale, float *row);

@@ -205,17 +205,25 @@ static int ivf_list_reserve(ivf_list *l, int64_t dim, int64_t want) {
   return SQLITE_OK;
 }
 
-float embed_ivf_indexed(embed_metric metric, const float *row, int64_t dim,
-                        float *out) {
-  int64_t j;
+/* What makes row its indexed form: 1/|row| for cosine (0 for a zero row),
+** else 1; and that form's squared norm. */
+static float ivf_factor(embed_metric metric, const float *row, int64_t dim,
+                        float *sqnorm) {
   double norm = embed_norm2(row, dim);
   if (metric == EMBED_METRIC_COSINE) {
-    double inv = norm > 0 ? 1.0 / norm : 0.0;
-    for (j = 0; j < dim; j++) out[j] = (float)(row[j] * inv);
-    return norm > 0 ? 1.0f : 0.0f;
+    *sqnorm = norm > 0 ? 1.0f : 0.0f;
+    return norm > 0 ? (float)(1.0 / norm) : 0.0f;
   }
-  memcpy(out, row, (size_t)dim * EMBED_FLOAT_BYTES);
-  return (float)(norm * norm);
+  *sqnorm = (float)(norm * norm);
+  return 1.0f;
+}
+
+float embed_ivf_indexed(embed_metric metric, const float *row, int64_t dim,
+                        float *out) {
+  float sqnorm, mul = ivf_factor(metric, row, dim, &sqnorm);
+  int64_t j;
+  for (j = 0; j < dim; j++) out[j] = row[j] * mul;
+  return sqnorm;
 }
 
 /* The indexed form of row into ix->work; its squared norm. */
@@ -223,24 +231,25 @@ static float ivf_indexed(const embed_ivf *ix, const float *row) {
   return embed_ivf_indexed(ix->metric, row, ix->dim, ix->work);
 }
 
-/* Write the indexed form in ix->work into cell's slot. */
+/* Write row (times mul: its indexed form) into cell's slot. The code is
+** the indexed form's, as embed_codes_encode_scaled makes it everywhere. */
 static void ivf_list_set(embed_ivf *ix, int64_t cell, int64_t slot, int64_t id,
-                         float sqnorm) {
+                         const float *row, float mul, float sqnorm) {
   ivf_list *l = &ix->lists[cell];
   l->ids[slot] = id;
   l->sqnorms[slot] = sqnorm;
-  embed_codes_encode(ix->work, ix->dim, ix->offset, ix->scale,
-                     l->codes + slot * ix->dim);
+  embed_codes_encode_scaled(row, ix->dim, mul, ix->offset, ix->scale,
+                            l->codes + slot * ix->dim);
 }
 
-/* Append the row in ix->work to cell's list. */
+/* Append row to cell's list. */
 static int ivf_list_push(embed_ivf *ix, int64_t cell, int64_t id,
-                         float sqnorm) {
+                         const float *row, float mul, float sqnorm) {
   ivf_list *l = &ix->lists[cell];
   int rc = ivf_list_reserve(l, ix->dim, l->n + 1);
   if (rc == SQLITE_OK) rc = ivf_map_put(&ix->map, id, ivf_place(cell, l->n));
   if (rc) return rc;
-  ivf_list_set(ix, cell, l->n++, id, sqnorm);
+  ivf_list_set(ix, cell, l->n++, id, row, mul, sqnorm);
   return SQLITE_OK;
 }
 
@@ -259,19 +268,20 @@ static void ivf_list_remove(embed_ivf *ix, int64_t cell, int64_t slot) {
 
 /* Put row id (its floats in row) where it belongs now. */
 static int ivf_set_row(embed_ivf *ix, int64_t id, const float *row) {
-  float sqnorm = ivf_indexed(ix, row);
-  int64_t cell =
-      embed_cells_assign(&ix->cells, ix->work, EMBED_IVF_GROUPS_PROBED, 0);
+  float sqnorm, mul = ivf_factor(ix->metric, row, ix->dim, &sqnorm);
+  int64_t cell;
+  ivf_indexed(ix, row);
+  cell = embed_cells_assign(&ix->cells, ix->work, EMBED_IVF_GROUPS_PROBED, 0);
   uint64_t place;
   if (ivf_map_get(&ix->map, id, &place)) {
     int64_t was = (int64_t)(place >> 32), slot = (int64_t)(place & 0xffffffffu);
     if (was == cell) {
-      ivf_list_set(ix, cell, slot, id, sqnorm);
+      ivf_list_set(ix, cell, slot, id, row, mul, sqnorm);
       return SQLITE_OK;
     }
     ivf_list_remove(ix, was, slot);
   }
-  return ivf_list_push(ix, cell, id, sqnorm);
+  return ivf_list_push(ix, cell, id, row, mul, sqnorm);
 }
 
 static void ivf_remove_id(embed_ivf *ix, int64_t id) {
@@ -528,9 +538,9 @@ static int ivf_load_rows(embed_ivf *ix, embed_scan *scan, int reassign,
     rc = embed_scan_vector(scan, row, pzErr);
     if (rc) break;
     if (!reassign && ivf_map_get(&ix->map, id, &place)) {
-      float sqnorm = ivf_indexed(ix, row);
+      float sqnorm, mul = ivf_factor(ix->metric, row, ix->dim, &sqnorm);
       ivf_list_set(ix, (int64_t)(place >> 32), (int64_t)(place & 0xffffffffu),
-                   id, sqnorm);
+                   id, row, mul, sqnorm);
     } else {
       rc = ivf_set_row(ix, id, row);
     }
@@ -701,9 +711,10 @@ int embed_ivf_check(embed_ivf *ix, embed_scan *scan, char **pzErr) {
     }
     cell = (int64_t)(place >> 32);
     slot = (int64_t)(place & 0xffffffffu);
+    float sqnorm, mul = ivf_factor(ix->metric, row, ix->dim, &sqnorm);
     ivf_indexed(ix, row);
     want = embed_cells_assign(&ix->cells, ix->work, EMBED_IVF_GROUPS_PROBED, 0);
-    embed_codes_encode(ix->work, ix->dim, ix->offset, ix->scale, code);
+    embed_codes_encode_scaled(row, ix->dim, mul, ix->offset, ix->scale, code);
     if (want != cell) {
       rc = SQLITE_CORRUPT_VTAB;
       *pzErr = sqlite3_mprintf(

@@ -598,6 +598,43 @@ static void test_codes(void) {
 /* embed_codes_dot and embed_l2sq_many against double references, on
 ** every kernel level, at lengths around the blocks of 4 rows and 8 or 16
 ** elements, with code rows at odd strides and addresses. */
+/* embed_codes_encode_scaled(row, mul) is the code of the float row x mul,
+** on every kernel level, and every level gives the same codes. */
+static void test_codes_scaled(void) {
+  enum { D = 37, ROWS = 2000 };
+  static float row[D], scaled[D], offset[D], scale[D];
+  static uint8_t want[D], got[D], first[ROWS][D];
+  int level, t, j, bad = 0, differ = 0;
+  for (j = 0; j < D; j++) {
+    offset[j] = (float)(rand_unit() * 0.2 - 0.6);
+    scale[j] = (float)(1.2 + rand_unit() * 0.1) / 255.0f;
+  }
+  for (level = 0; level < EMBED_KERNELS_COUNT; level++) {
+    uint64_t saved = rng_state;
+    if (!embed_kernels_supported(level)) continue;
+    CHECK(embed_kernels_force(level) == 0);
+    for (t = 0; t < ROWS; t++) {
+      double n = 0;
+      float mul;
+      for (j = 0; j < D; j++) {
+        row[j] = (float)(rand_unit() * 3);
+        n += (double)row[j] * row[j];
+      }
+      mul = (float)(1.0 / sqrt(n));
+      for (j = 0; j < D; j++) scaled[j] = row[j] * mul;
+      embed_codes_encode(scaled, D, offset, scale, want);
+      embed_codes_encode_scaled(row, D, mul, offset, scale, got);
+      bad += memcmp(want, got, D) != 0;
+      if (level == 0) memcpy(first[t], got, D);
+      differ += memcmp(first[t], got, D) != 0;
+    }
+    rng_state = saved; /* the same rows on every level */
+  }
+  CHECK(bad == 0);
+  CHECK(differ == 0);
+  CHECK(embed_kernels_force(EMBED_KERNELS_AUTO) == 0);
+}
+
 static void test_codes_paths(void) {
   enum { MAXN = 23, MAXD = 400 };
   static const int64_t dims[] = {1, 3, 7, 8, 9, 15, 16, 17, 24, 33, 384, 385};
@@ -823,6 +860,7 @@ int main(void) {
   test_utf8_quote();
   test_codes();
   test_codes_paths();
+  test_codes_scaled();
   test_cells();
   printf("unit: %d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;
