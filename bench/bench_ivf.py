@@ -125,9 +125,8 @@ class Method:
     def stats(self):
         """(p50, p95, min p50 of a round, max p50 of a round) in ms."""
         allt = np.concatenate(self.rounds)
-        per = [float(np.median(r)) for r in self.rounds]
-        return (float(np.median(allt)), float(np.percentile(allt, 95)),
-                min(per), max(per))
+        _, lo, hi = summary([float(np.median(r)) for r in self.rounds])
+        return float(np.median(allt)), float(np.percentile(allt, 95)), lo, hi
 
     def close(self):
         self.conn.close()
