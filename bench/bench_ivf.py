@@ -5,7 +5,8 @@ against exact search and against sqlite-vec and sqlite-vector.
 Run from the repository root (after `make`):
 
     /usr/bin/python3 bench/bench_ivf.py [--rows 1000000] [--rounds 3]
-                                        [--epochs 3] [--no-drift]
+                                        [--epochs 3] [--drift-scale 1]
+                                        [--no-drift]
 
 Data (bench/common.py: mixture, exact_topk): --rows (100,000 by default)
 x 384 float32 vectors from a Gaussian mixture of 2,048 centres of
@@ -42,8 +43,8 @@ the resident memory it added, against the float32 vectors' size.
 Training drift (embed ivf, --no-drift skips it): EPOCHS epochs in which
 every row takes one SGD step, INSERT INTO t(t, id, vector, lr) VALUES
 ('step', :ids_json, :grads, :lr), with a random unit gradient and lr set
-so that a row moves in all by about the median distance from a query to
-its 10th neighbour; then the truth is recomputed from the table's rows and
+so that a row moves in all by about --drift-scale times the median
+distance from a query to its 10th neighbour; then the truth is recomputed from the table's rows and
 recall measured at the same nprobe without a rebuild and after one.
 """
 import argparse
@@ -279,14 +280,14 @@ def read_rows(conn, n):
     return out
 
 
-def drift(path, queries, truth, vectors, nprobes, epochs):
+def drift(path, queries, truth, vectors, nprobes, epochs, scale):
     """Recall at each of nprobes (label, sql) before and after the steps,
     without and with a rebuild."""
     blobs = [q.tobytes() for q in queries]
     top = truth[:, K - 1]
     d10 = float(np.median(np.linalg.norm(
         vectors[top] - queries, axis=1)))
-    lr = d10 / np.sqrt(epochs)
+    lr = scale * d10 / np.sqrt(epochs)
     conn = connect(path, None, CACHE_KIB)
     rng = np.random.default_rng(7)
     dt = step_epochs(conn, len(vectors), epochs, lr, rng)
@@ -327,6 +328,7 @@ def main():
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--drift-scale", type=float, default=1.0)
     ap.add_argument("--no-drift", action="store_true")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -440,7 +442,7 @@ def main():
             if best:
                 sweep.append((f"nprobe={best}", knn_sql(best)))
             drift(built["embed ivf"][0], queries, truth, vectors, sweep,
-                  a.epochs)
+                  a.epochs, a.drift_scale)
     for path, _, _ in built.values():
         fresh(path)
     log(f"total bench time {time.perf_counter() - t_start:.0f}s")
