@@ -2,7 +2,8 @@
 ** fuzz_knn.c - libFuzzer harness for similarity search and the other query
 ** plans: MATCH with k, LIMIT/OFFSET, id filters (=, IN, ranges, subqueries),
 ** joins, repeated and contradictory constraints, on tables with each
-** metric, with and without the search snapshot, in and out of a write
+** metric, with and without the search snapshot, with an index=ivf (nprobe), in
+*and out of a write
 ** transaction (the table-scan path). Constraint values and query vectors
 ** come from the input (fuzz_common.h encodes them).
 **
@@ -19,7 +20,7 @@
 #include "embed.h"
 #include "fuzz_common.h"
 
-static const char *const TABLES[] = {"tc", "tl", "td", "tn"};
+static const char *const TABLES[] = {"tc", "tl", "td", "tn", "ti"};
 
 /* %1$s is the table. ordered: a plain KNN whose output order is checked;
 ** k_param: the 1-based parameter that is k (0: none). */
@@ -83,6 +84,20 @@ static const struct {
     {"DELETE FROM %1$s WHERE id IN (SELECT id FROM %1$s WHERE vector MATCH ? "
      "AND k = ?)",
      0, 0},
+    /* the probe count of an index=ivf table (ignored by the others) */
+    {"SELECT id, distance FROM %1$s WHERE vector MATCH ? AND k = ? AND nprobe "
+     "= ?",
+     1, 2},
+    {"SELECT id, distance FROM %1$s WHERE vector MATCH ? AND k = ? AND nprobe "
+     "= ? AND id BETWEEN ? AND ?",
+     1, 2},
+    {"SELECT id FROM %1$s WHERE vector MATCH ? AND nprobe = ? ORDER BY "
+     "distance LIMIT ?",
+     0, 0},
+    {"INSERT INTO %1$s(%1$s) VALUES ('build-index')", 0, 0},
+    {"SELECT nprobe, k FROM %1$s WHERE vector MATCH ? AND k = ? AND nprobe = ? "
+     "AND nprobe = ?",
+     0, 0},
 };
 #define N_TEMPLATES (sizeof(TEMPLATES) / sizeof(TEMPLATES[0]))
 
@@ -93,7 +108,10 @@ static const char SETUP[] =
     "CREATE VIRTUAL TABLE td USING embedding(dim=4, num_embeddings=40, seed=3,"
     " metric=dot, init=uniform);"
     "CREATE VIRTUAL TABLE tn USING embedding(dim=4, num_embeddings=40, seed=4,"
-    " search_cache=0, padding_idx=0);";
+    " search_cache=0, padding_idx=0);"
+    "CREATE VIRTUAL TABLE ti USING embedding(dim=4, num_embeddings=40, seed=5,"
+    " index=ivf, nlist=5, oversample=2);"
+    "INSERT INTO ti(ti) VALUES ('build-index');";
 
 static int initialized;
 
@@ -154,7 +172,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fprintf(stderr, "fuzz_knn: setup failed: %s\n", sqlite3_errmsg(db));
     abort();
   }
-  table = fuzz_byte(&in) % 4;
+  table = fuzz_byte(&in) % (int)(sizeof(TABLES) / sizeof(TABLES[0]));
   inserts = fuzz_byte(&in) % 4;
   for (i = 0; i < inserts; i++) {
     snprintf(sql, sizeof(sql),

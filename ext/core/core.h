@@ -6,6 +6,7 @@
 ** alone (the C unit tests), and every other layer builds on them:
 **
 **     core/      vector.c kernels.c initializer.c options.c optimizer.c text.c
+**                codes.c cells.c (approximate search: codes, coarse cells)
 **     value/     SQL values <-> vectors, error text          (value/value.h)
 **     table/     storage, search, name resolution, training, the module
 **     sql/       the SQL functions                          (sql/sql.h)
@@ -46,9 +47,11 @@ static inline uint32_t embed_le32(uint32_t u) {
 }
 
 /* Hard limits, enforced with an error wherever input could exceed them. */
-#define EMBED_MAX_DIM 65536     /* elements in one vector */
-#define EMBED_MAX_BATCH 1048576 /* ids in one batch lookup/update */
-#define EMBED_MAX_K 100000      /* k of a similarity search */
+#define EMBED_MAX_DIM 65536        /* elements in one vector */
+#define EMBED_MAX_CELLS 1048576    /* nlist, nprobe, oversample of index=ivf */
+#define EMBED_DEFAULT_OVERSAMPLE 8 /* candidates re-ranked per result */
+#define EMBED_MAX_BATCH 1048576    /* ids in one batch lookup/update */
+#define EMBED_MAX_K 100000         /* k of a similarity search */
 #define EMBED_MAX_ROWS_AT_CREATE 1000000000LL /* num_embeddings */
 
 /* ------------------------------------------------------------------------
@@ -126,6 +129,10 @@ int64_t embed_json_format(const float *v, int64_t n, char *out);
 
 double embed_dot(const float *a, const float *b, int64_t n);
 double embed_norm2(const float *v, int64_t n);
+/* Decode n little-endian float32 values (any alignment) into out and
+** return embed_norm2(out, n), bit for bit, in one pass; -1 when one is not
+** finite (out is then unspecified). */
+double embed_copy_norm2(const void *blob, int64_t n, float *out);
 double embed_norm_p(const float *v, int64_t n, double p); /* p may be inf */
 double embed_cosine_similarity(const float *a, const float *b, int64_t n);
 double embed_l2_distance(const float *a, const float *b, int64_t n);
@@ -161,6 +168,83 @@ int embed_kernels_force(int level);
 int embed_kernels_active(void);       /* the level in use */
 const char *embed_kernels_name(void); /* its name: "avx512", "scalar", ... */
 const char *embed_kernels_level_name(int level);
+
+/* ------------------------------------------------------------------------
+** codes.c: 8-bit per-dimension scalar codes of vectors, and the float
+** kernels of approximate search. A code is dim bytes, code_j =
+** clamp(round((x_j - offset_j) / scale_j), 0, 255); it decodes to
+** offset_j + scale_j * code_j. The kernels follow the level of kernels.c
+** (embed_kernels_force): AVX2 and AVX-512 run an AVX2+FMA path, the other
+** levels a portable one. Float arrays are ordinary (float-aligned) C
+** arrays; codes may sit at any address.
+*/
+/* Fit offset/scale (dim floats each) to n >= 1 sample rows (n x dim,
+** row-major): per dimension lo = the 0.1% and hi = the 99.9% quantile
+** (nearest rank), offset = lo, scale = (hi - lo) / 255, or 1 when hi == lo.
+** scratch: n floats. */
+void embed_codes_fit(const float *rows, int64_t n, int64_t dim, float *scratch,
+                     float *offset, float *scale);
+void embed_codes_encode(const float *row, int64_t dim, const float *offset,
+                        const float *scale, uint8_t *code);
+/* The inverse of encode, to within scale/2 per dimension in [lo, hi]. */
+void embed_codes_decode(const uint8_t *code, int64_t dim, const float *offset,
+                        const float *scale, float *row);
+/* Prepare a query for embed_codes_dot: qs[j] = q[j] * scale[j]; returns
+** sum_j q[j] * offset[j], so that dot(q, decode(code)) = that value +
+** sum_j qs[j] * code[j]. */
+double embed_codes_query(const float *q, int64_t dim, const float *offset,
+                         const float *scale, float *qs);
+/* out[i] = sum_j qs[j] * codes[i * stride + j] for n code rows of dim bytes
+** each, stride bytes apart (float accumulation). */
+void embed_codes_dot(const float *qs, const uint8_t *codes, size_t stride,
+                     int64_t n, int64_t dim, float *out);
+/* out[i] = squared L2 distance between q and row i of rows (n x dim,
+** contiguous), float accumulation. */
+void embed_l2sq_many(const float *q, const float *rows, int64_t n, int64_t dim,
+                     float *out);
+/* The implementation embed_l2sq_many would call now, for loops that call
+** it often with small n (the choice is made once per loop). */
+typedef void (*embed_l2sq_many_fn)(const float *q, const float *rows, int64_t n,
+                                   int64_t dim, float *out);
+embed_l2sq_many_fn embed_l2sq_many_impl(void);
+
+/* ------------------------------------------------------------------------
+** cells.c: the coarse quantizer of approximate search, a two-level
+** k-means: nlist cells in ngroups groups, each cell in one group.
+*/
+typedef struct embed_cells {
+  int64_t dim, nlist, ngroups;
+  float *centroids; /* nlist x dim; the cells of group g are group_first[g]
+                    ** .. group_first[g+1]-1 */
+  float *group_centroids; /* ngroups x dim */
+  int64_t *group_first;   /* ngroups + 1 entries, group_first[0] = 0,
+                          ** group_first[ngroups] = nlist */
+} embed_cells;            /* the caller allocates the three arrays */
+
+/* How many groups for nlist cells: about sqrt(nlist), in [1, nlist]. */
+int64_t embed_cells_groups(int64_t nlist);
+/* Scratch bytes embed_cells_train needs for n sample rows. */
+uint64_t embed_cells_scratch_bytes(int64_t n, int64_t dim, int64_t nlist);
+/* Train cells (dim, nlist and ngroups set by the caller, 1 <= ngroups <=
+** nlist <= n) on n sample rows: k-means into ngroups groups, then each
+** group's rows into a share of the cells proportional to its share of the
+** sample (at least one each), `iterations` Lloyd iterations at each level,
+** k-means++ seeding from `seed`. Deterministic for the same input and
+** kernel level. Returns 0, or -1 with err set on bad arguments. */
+int embed_cells_train(const float *sample, int64_t n, uint64_t seed,
+                      int iterations, void *scratch, embed_cells *cells,
+                      embed_error *err);
+/* The cell of row: the nearest cell centroid among the cells of the
+** groups_probed groups whose centroids are nearest (every cell when
+** groups_probed >= ngroups or > EMBED_CELLS_MAX_PROBE). *d1 (may be NULL)
+** = the squared distance to that centroid. */
+#define EMBED_CELLS_MAX_PROBE 64
+int64_t embed_cells_assign(const embed_cells *cells, const float *row,
+                           int groups_probed, double *d1);
+/* The m (<= nlist) cells whose centroids are nearest to q, ascending by
+** squared L2 (ties by index), into out; exact. scratch: nlist floats. */
+void embed_cells_nearest(const embed_cells *cells, const float *q, int64_t m,
+                         float *scratch, int64_t *out);
 
 /* ------------------------------------------------------------------------
 ** initializer.c: the initial vector of row `id` is a pure function of
@@ -210,8 +294,12 @@ typedef struct embed_config {
   double beta1, beta2;                        /* adam: betas=(beta1, beta2) */
   int maximize;                               /* every optimizer */
   embed_metric metric;
-  int search_cache; /* keep an in-memory snapshot for similarity search */
-  unsigned seen;    /* bit per option given, to catch duplicates */
+  int search_cache;   /* keep an in-memory snapshot for similarity search */
+  int index_ivf;      /* index=ivf: approximate search over IVF cells */
+  int64_t nlist;      /* cells; 0: chosen from the row count at build */
+  int64_t nprobe;     /* cells probed per query; 0: the default */
+  int64_t oversample; /* candidates re-ranked per result */
+  unsigned seen;      /* bit per option given, to catch duplicates */
 } embed_config;
 
 void embed_config_defaults(embed_config *cfg);

@@ -32,6 +32,7 @@
 **    path and every machine; l2, whose squares are rounded, may differ in
 **    the last bit between the FMA paths and scalar/sse2. The results are
 **    within ~1e-16 relative of one-accumulator summation.
+**  - embed_copy_norm2 (decode + check + norm2 in one pass) is fused on avx2.
 **  - The path is chosen once, on first use, for the CPU the code runs on.
 **    The x86-64 paths are compiled with __attribute__((target(...))), so the
 **    library needs only the x86-64 baseline; __builtin_cpu_supports (which
@@ -669,6 +670,58 @@ double embed_dot(const float *a, const float *b, int64_t n) {
 
 double embed_norm2(const float *v, int64_t n) {
   return sqrt(kernels()->sumsq(v, n));
+}
+
+/* embed_copy_norm2 on avx2: 16 floats loaded once, checked, stored, squared
+** into sumsq_avx2's lanes (s[k]: 4k..4k+3), so the same sum bit for bit. */
+#ifdef EMBED_HAVE_X86
+AVX2_TARGET static double copy_sumsq_avx2(const unsigned char *src, int64_t n,
+                                          float *out, int *bad) {
+  const __m256i exp = _mm256_set1_epi32(0x7f800000);
+  __m256i hit = _mm256_setzero_si256();
+  __m256d s[4];
+  float ta[LANES];
+  int64_t i = 0;
+  int k;
+  EMBED_UNROLL
+  for (k = 0; k < 4; k++) s[k] = _mm256_setzero_pd();
+  for (; i + LANES <= n; i += LANES) {
+    EMBED_UNROLL
+    for (k = 0; k < 2; k++) { /* floats i + 8k .. i + 8k + 7 */
+      __m256i u = _mm256_loadu_si256(
+          (const __m256i *)(const void *)(src + 4 * i + 32 * k));
+      __m256 x = _mm256_castsi256_ps(u);
+      __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(x)),
+              hi = _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1));
+      hit = _mm256_or_si256(hit,
+                            _mm256_cmpeq_epi32(_mm256_and_si256(u, exp), exp));
+      _mm256_storeu_ps(out + i + 8 * k, x);
+      s[2 * k] = _mm256_fmadd_pd(lo, lo, s[2 * k]);
+      s[2 * k + 1] = _mm256_fmadd_pd(hi, hi, s[2 * k + 1]);
+    }
+  }
+  *bad = !_mm256_testz_si256(hit, hit);
+  if (i < n) {
+    memcpy(out + i, src + 4 * i, (size_t)(n - i) * sizeof(float));
+    *bad |= embed_first_nonfinite(out + i, n - i) >= 0;
+    pad_block(out + i, 0, n - i, ta, ta);
+    block_avx2(ta, ta, 1, s);
+  }
+  return fold_avx2(s);
+}
+#endif
+
+double embed_copy_norm2(const void *blob, int64_t n, float *out) {
+  embed_error err;
+#ifdef EMBED_HAVE_X86
+  if (kernels()->level == EMBED_KERNELS_AVX2) {
+    int bad;
+    double s = copy_sumsq_avx2((const unsigned char *)blob, n, out, &bad);
+    return bad ? -1.0 : sqrt(s);
+  }
+#endif
+  if (embed_blob_decode(blob, n, out, &err) != EMBED_OK) return -1.0;
+  return embed_norm2(out, n);
 }
 
 double embed_norm_p(const float *v, int64_t n, double p) {

@@ -8,6 +8,8 @@
 **         init=uniform, seed=42, padding_idx=0, max_norm=1.0, norm_type=2,
 **         scale_grad_by_freq=true, optimizer=sgd, metric=cosine,
 **         search_cache=true);
+**     CREATE VIRTUAL TABLE big USING embedding(dim=384, index=ivf,
+**         nlist=1000, nprobe=16, oversample=8);
 **
 ** Design:
 **  - One table of options (name, parser, printer) drives parsing, validation
@@ -316,6 +318,48 @@ static void get_cache(const embed_config *c, char *o, size_t n) {
   snprintf(o, n, "%d", c->search_cache);
 }
 
+static int set_index(embed_config *c, const char *v, embed_error *err) {
+  if (same_word(v, "none")) {
+    c->index_ivf = 0;
+  } else if (same_word(v, "ivf")) {
+    c->index_ivf = 1;
+  } else {
+    return embed_error_set(err, "index must be none or ivf, got '%s'", v);
+  }
+  return 0;
+}
+static void get_index(const embed_config *c, char *o, size_t n) {
+  snprintf(o, n, "%s", c->index_ivf ? "ivf" : "none");
+}
+
+/* nlist, nprobe and oversample: an integer in [lo, EMBED_MAX_CELLS] (0 for
+** nlist and nprobe: chosen by the table). */
+static int set_count(const char *key, int64_t lo, const char *v, int64_t *out,
+                     embed_error *err) {
+  if (parse_int(v, out) || *out < lo || *out > EMBED_MAX_CELLS)
+    return embed_error_set(err, "%s must be an integer in [%lld, %d], got '%s'",
+                           key, (long long)lo, EMBED_MAX_CELLS, v);
+  return 0;
+}
+static int set_nlist(embed_config *c, const char *v, embed_error *err) {
+  return set_count("nlist", 0, v, &c->nlist, err);
+}
+static void get_nlist(const embed_config *c, char *o, size_t n) {
+  snprintf(o, n, "%lld", (long long)c->nlist);
+}
+static int set_nprobe(embed_config *c, const char *v, embed_error *err) {
+  return set_count("nprobe", 0, v, &c->nprobe, err);
+}
+static void get_nprobe(const embed_config *c, char *o, size_t n) {
+  snprintf(o, n, "%lld", (long long)c->nprobe);
+}
+static int set_oversample(embed_config *c, const char *v, embed_error *err) {
+  return set_count("oversample", 1, v, &c->oversample, err);
+}
+static void get_oversample(const embed_config *c, char *o, size_t n) {
+  snprintf(o, n, "%lld", (long long)c->oversample);
+}
+
 /* Which optimizers an option belongs to (0: not an optimizer option). */
 #define SGD (1u << EMBED_OPTIMIZER_SGD)
 #define ADAGRAD (1u << EMBED_OPTIMIZER_ADAGRAD)
@@ -339,6 +383,10 @@ static const struct option_def {
     {"optimizer", 0, set_optimizer, get_optimizer, 0},
     {"metric", 0, set_metric, get_metric, 0},
     {"search_cache", 0, set_cache, get_cache, 0},
+    {"index", 0, set_index, get_index, 0},
+    {"nlist", 0, set_nlist, get_nlist, 0},
+    {"nprobe", 0, set_nprobe, get_nprobe, 0},
+    {"oversample", 0, set_oversample, get_oversample, 0},
     {"momentum", 0, set_momentum, get_momentum, SGD},
     {"dampening", 0, set_dampening, get_dampening, SGD},
     {"nesterov", 0, set_nesterov, get_nesterov, SGD},
@@ -358,6 +406,7 @@ void embed_config_defaults(embed_config *cfg) {
   cfg->optimizer = EMBED_OPTIMIZER_SGD;
   cfg->metric = EMBED_METRIC_COSINE;
   cfg->search_cache = 1;
+  cfg->oversample = EMBED_DEFAULT_OVERSAMPLE;
   cfg->eps = 1e-10; /* Adagrad's; Adam's 1e-8 is set by finish */
   cfg->beta1 = 0.9;
   cfg->beta2 = 0.999;
@@ -434,6 +483,10 @@ int embed_config_finish(embed_config *cfg, embed_error *err) {
       return embed_error_set(err, "option '%s' does not apply to optimizer=%s",
                              options[i].key, optimizer_names[cfg->optimizer]);
   }
+  for (i = option_index("nlist"); i <= option_index("oversample"); i++)
+    if ((cfg->seen & (1u << i)) && !cfg->index_ivf)
+      return embed_error_set(err, "option '%s' needs index=ivf",
+                             options[i].key);
   if (cfg->optimizer == EMBED_OPTIMIZER_ADAM &&
       !(cfg->seen & (1u << option_index("eps"))))
     cfg->eps = 1e-8; /* torch.optim.SparseAdam's default */
@@ -462,6 +515,9 @@ int embed_config_count(void) {
   return N_OPTIONS;
 }
 int embed_config_applies(const embed_config *cfg, int i) {
+  if (i >= option_index("nlist") && i <= option_index("oversample") &&
+      !cfg->index_ivf)
+    return 0;
   return options[i].optimizers == 0 ||
          (options[i].optimizers & (1u << cfg->optimizer)) != 0;
 }

@@ -7,6 +7,7 @@
 **
 **     INSERT INTO tok(tok) VALUES ('integrity-check');   -- error if damaged
 **     INSERT INTO tok(tok) VALUES ('reset-optimizer');   -- forget the state
+**     INSERT INTO tok(tok) VALUES ('build-index');       -- index=ivf tables
 **     PRAGMA integrity_check;                             -- SQLite 3.44+
 **
 ** Design:
@@ -36,17 +37,18 @@
 /* The declared schema: the command column is COL_COMMAND, when there is
 ** one. */
 int embed_vtab_declare(sqlite3 *db, const char *name) {
-  static const char *const taken[] = {"id", "vector", "distance", "k",
-                                      "lr", "rowid",  "oid",      "_rowid_"};
+  static const char *const taken[] = {"id",    "vector", "distance",
+                                      "k",     "lr",     "nprobe",
+                                      "rowid", "oid",    "_rowid_"};
   size_t i;
   for (i = 0; i < sizeof(taken) / sizeof(taken[0]); i++)
     if (sqlite3_stricmp(name, taken[i]) == 0)
       return sqlite3_declare_vtab(
           db,
-          "CREATE TABLE x(id INTEGER, vector BLOB, distance REAL HIDDEN, k INTEGER HIDDEN, lr REAL HIDDEN)");
+          "CREATE TABLE x(id INTEGER, vector BLOB, distance REAL HIDDEN, k INTEGER HIDDEN, lr REAL HIDDEN, nprobe INTEGER HIDDEN)");
   {
     char *zSql = sqlite3_mprintf(
-        "CREATE TABLE x(id INTEGER, vector BLOB, distance REAL HIDDEN, k INTEGER HIDDEN, lr REAL HIDDEN, \"%w\" HIDDEN)",
+        "CREATE TABLE x(id INTEGER, vector BLOB, distance REAL HIDDEN, k INTEGER HIDDEN, lr REAL HIDDEN, nprobe INTEGER HIDDEN, \"%w\" HIDDEN)",
         name);
     int rc = zSql ? sqlite3_declare_vtab(db, zSql) : SQLITE_NOMEM;
     sqlite3_free(zSql);
@@ -80,6 +82,26 @@ static int command_step(embed_vtab *tab, sqlite3_value **cols, char **pzErr) {
                           cols[COL_VECTOR], cols[COL_LR], &changed, pzErr);
 }
 
+/* build-index: train the cells of an index=ivf table and assign every row
+** (table/ivf_build.c), in the INSERT's transaction. */
+static int command_build_index(embed_vtab *tab, sqlite3_value **cols,
+                               char **pzErr) {
+  embed_scan *scan = 0;
+  int64_t cells;
+  int rc;
+  (void)cols;
+  if (!embed_store_has_index(tab->st)) {
+    *pzErr = sqlite3_mprintf(
+        "embedding %s: build-index needs a table made with index=ivf",
+        embed_store_name(tab->st));
+    return *pzErr ? SQLITE_ERROR : SQLITE_NOMEM;
+  }
+  rc = embed_scan_new(tab->st, &scan);
+  if (rc == SQLITE_OK) rc = embed_ivf_build(tab->st, scan, &cells, pzErr);
+  embed_scan_free(scan);
+  return rc;
+}
+
 /* The commands. `takes`: bits (1 << COL_x) of the other columns the
 ** command reads as arguments; a value in any other column is an error. */
 static const struct {
@@ -87,6 +109,7 @@ static const struct {
   unsigned takes;
   int (*run)(embed_vtab *tab, sqlite3_value **cols, char **pzErr);
 } command_defs[] = {
+    {"build-index", 0, command_build_index},
     {"integrity-check", 0, command_integrity_check},
     {"reset-optimizer", 0, command_reset_optimizer},
     {"step", (1u << COL_ID) | (1u << COL_VECTOR) | (1u << COL_LR),
@@ -120,8 +143,8 @@ static int command_unknown(embed_vtab *tab, sqlite3_value *v) {
 
 int embed_command_run(embed_vtab *tab, int argc, sqlite3_value **argv,
                       sqlite_int64 *pRowid) {
-  static const char *const col_names[] = {"id", "vector", "distance", "k",
-                                          "lr"};
+  static const char *const col_names[] = {"id", "vector", "distance",
+                                          "k",  "lr",     "nprobe"};
   sqlite3_value *cmd = argv[2 + COL_COMMAND];
   const char *name = embed_store_name(tab->st);
   const char *text;

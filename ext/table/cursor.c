@@ -250,9 +250,31 @@ static int cursor_knn_k(embed_vtab *tab, int plan, sqlite3_value *kv,
   return SQLITE_OK;
 }
 
+/* Read `nprobe = ?`: an integer >= 0 (0: an exact search). */
+static int cursor_knn_nprobe(embed_vtab *tab, sqlite3_value *v,
+                             int64_t *nprobe) {
+  if (sqlite3_value_type(v) == SQLITE_BLOB ||
+      sqlite3_value_numeric_type(v) != SQLITE_INTEGER ||
+      sqlite3_value_int64(v) < 0 || sqlite3_value_int64(v) > EMBED_MAX_CELLS) {
+    char *shown = embed_value_shown(v);
+    int rc = embed_vtab_error(
+        tab, SQLITE_ERROR,
+        shown
+            ? sqlite3_mprintf(
+                  "embedding %s: nprobe must be an integer in [0, %d], got %s",
+                  embed_store_name(tab->st), EMBED_MAX_CELLS, shown)
+            : 0);
+    sqlite3_free(shown);
+    return rc;
+  }
+  *nprobe = sqlite3_value_int64(v);
+  return SQLITE_OK;
+}
+
 /* Run a k-nearest search over the rows the id filters allow (search.c). */
 static int cursor_run_knn(embed_cursor *cur, sqlite3_value *query, int64_t k,
-                          int has_list, int64_t lo, int64_t hi) {
+                          int64_t nprobe, int has_list, int64_t lo,
+                          int64_t hi) {
   embed_vtab *tab = (embed_vtab *)cur->base.pVtab;
   const char *name = embed_store_name(tab->st);
   int64_t dim = embed_store_config(tab->st)->dim;
@@ -272,7 +294,7 @@ static int cursor_run_knn(embed_cursor *cur, sqlite3_value *query, int64_t k,
     embed_vec_free(&q);
     return rc;
   }
-  rc = embed_search_knn(tab->copies, tab->st, cur->scan, q.v, k,
+  rc = embed_search_knn(tab->copies, tab->st, cur->scan, q.v, k, nprobe,
                         has_list ? cur->ids : 0, cur->n_ids, lo, hi, &cur->hits,
                         &cur->n_ids, &zErr);
   if (rc && zErr) embed_vtab_error(tab, rc, zErr);
@@ -292,7 +314,7 @@ static int cursor_filter(embed_cursor *cur, int plan, sqlite3_value **argv) {
   int a = 0, rc;
   int64_t lo = INT64_MIN, hi = INT64_MAX;
   int nonempty = 1;
-  sqlite3_value *query = 0, *kv = 0, *limitv = 0, *offsetv = 0;
+  sqlite3_value *query = 0, *kv = 0, *limitv = 0, *offsetv = 0, *probev = 0;
   cursor_reset(cur);
   if (plan & (PLAN_EQ | PLAN_IN)) {
     rc = cursor_collect_ids(cur, argv[a++], (plan & PLAN_IN) != 0);
@@ -307,16 +329,19 @@ static int cursor_filter(embed_cursor *cur, int plan, sqlite3_value **argv) {
         cursor_narrow_range(argv[a++], 0, (plan & PLAN_HI_LT) != 0, &lo, &hi);
   if (plan & PLAN_KNN) query = argv[a++];
   if (plan & PLAN_K) kv = argv[a++];
+  if (plan & PLAN_NPROBE) probev = argv[a++];
   if (plan & PLAN_LIMIT) limitv = argv[a++];
   if (plan & PLAN_OFFSET) offsetv = argv[a++];
 
   if (plan & PLAN_KNN) {
-    int64_t k = 0;
+    int64_t k = 0, nprobe = -1;
     rc = cursor_knn_k((embed_vtab *)cur->base.pVtab, plan, kv, limitv, offsetv,
                       &k);
+    if (rc == SQLITE_OK && probev)
+      rc = cursor_knn_nprobe((embed_vtab *)cur->base.pVtab, probev, &nprobe);
     if (rc) return rc;
     if (!nonempty) return SQLITE_OK;
-    return cursor_run_knn(cur, query, k, cur->is_list, lo, hi);
+    return cursor_run_knn(cur, query, k, nprobe, cur->is_list, lo, hi);
   }
   if (cur->is_list) return cursor_list_seek(cur);
   if (!nonempty) return SQLITE_OK;

@@ -19,7 +19,11 @@
 **  4. every row of T_state, in id order: a BLOB of the optimizer's state
 **     size, finite, for an id the table has, and none at all when the
 **     optimizer keeps no state.
-** Later index structures are checked against the vectors here too. The
+**  5. an index=ivf table's built index: T_cells and the codes' ranges
+**     load (cells numbered 0..nlist-1 in groups, centres finite, no id
+**     twice), and every row is in the cell its vector belongs in with the
+**     code of its vector (table/ivf.c).
+** The
 ** check reads only: a failed check changes nothing. Each message names
 ** the table and the first offending id (or shadow table) and what is wrong
 ** with it: "embedding tok: corrupt vector for id 3 (element 1 is not
@@ -41,11 +45,35 @@ static int integrity_vectors(embed_store *st, char **pzErr) {
   return rc;
 }
 
+/* Step 5: the index, loaded afresh as this transaction sees the table. */
+static int integrity_index(embed_store *st, char **pzErr) {
+  embed_scan *scan = 0;
+  embed_ivf *ix = 0;
+  int64_t build, build_seq, head, tail;
+  char *zErr = 0;
+  int rc = embed_store_index_head(st, &build, &build_seq);
+  if (rc || build == 0) return rc;
+  rc = embed_store_log_head(st, &head, &tail);
+  if (rc == SQLITE_OK) rc = embed_scan_new(st, &scan);
+  if (rc == SQLITE_OK)
+    rc = embed_ivf_load(st, scan, build, build_seq, head, tail, &ix, pzErr);
+  if (rc == SQLITE_OK) rc = embed_ivf_check(ix, scan, &zErr);
+  if (zErr) {
+    *pzErr = sqlite3_mprintf("%s: %s", embed_store_label(st), zErr);
+    if (!*pzErr) rc = SQLITE_NOMEM;
+    sqlite3_free(zErr);
+  }
+  embed_ivf_discard(ix);
+  embed_scan_free(scan);
+  return rc;
+}
+
 int embed_integrity_check(embed_store *st, char **pzErr) {
   int rc = embed_store_check_shadows(st, pzErr);
   if (rc == SQLITE_OK) rc = embed_store_check_config(st, pzErr);
   if (rc == SQLITE_OK) rc = integrity_vectors(st, pzErr);
   if (rc == SQLITE_OK) rc = embed_store_check_state(st, pzErr);
+  if (rc == SQLITE_OK) rc = integrity_index(st, pzErr);
   if (rc != SQLITE_OK && rc != SQLITE_NOMEM && !*pzErr) {
     /* a failed read (I/O, a busy lock): the check could not finish */
     sqlite3 *db = embed_store_db(st);

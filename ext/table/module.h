@@ -17,7 +17,8 @@ enum {
   COL_DISTANCE = 2,
   COL_K = 3,
   COL_LR = 4,
-  COL_COMMAND = 5
+  COL_NPROBE = 5, /* cells an index=ivf search probes (search.c) */
+  COL_COMMAND = 6
 };
 
 /* The idxNum bits of a plan (plan.c chooses them, cursor.c runs them; the
@@ -34,7 +35,8 @@ enum {
   PLAN_LIMIT = 0x100,
   PLAN_OFFSET = 0x200,
   PLAN_DESC = 0x400,
-  PLAN_ALL = 0x800
+  PLAN_ALL = 0x800,
+  PLAN_NPROBE = 0x1000
 };
 
 /* One connected embedding table. */

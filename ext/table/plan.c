@@ -23,6 +23,8 @@
 **     PLAN_LIMIT   0x100  LIMIT ?           (KNN with ORDER BY distance)
 **     PLAN_OFFSET  0x200  OFFSET ?
 **     PLAN_DESC    0x400  scan in descending id order
+**     PLAN_NPROBE 0x1000  nprobe = ?       cells an index=ivf search probes
+**                         (0: an exact search)
 **     PLAN_ALL     0x800  KNN ranking every row: ORDER BY distance with no
 **                         k and no LIMIT offered (SQLite before 3.41 does
 **                         not offer LIMIT with MATCH); SQLite applies LIMIT
@@ -40,7 +42,8 @@
 #define PLAN_EST_ROWS 1000000.0
 
 int embedBestIndex(sqlite3_vtab *pVtab, sqlite3_index_info *info) {
-  int eq = -1, lo = -1, hi = -1, match = -1, kc = -1, limit = -1, offset = -1;
+  int eq = -1, lo = -1, hi = -1, match = -1, kc = -1, limit = -1, offset = -1,
+      probe = -1;
   int i, argv_index = 0, plan = 0, match_unusable = 0;
   double rows = PLAN_EST_ROWS, cost;
   (void)pVtab;
@@ -76,6 +79,8 @@ int embedBestIndex(sqlite3_vtab *pVtab, sqlite3_index_info *info) {
       if (match < 0) match = i;
     } else if (col == COL_K && c->op == SQLITE_INDEX_CONSTRAINT_EQ) {
       if (kc < 0) kc = i;
+    } else if (col == COL_NPROBE && c->op == SQLITE_INDEX_CONSTRAINT_EQ) {
+      if (probe < 0) probe = i;
     }
   }
 
@@ -117,6 +122,11 @@ int embedBestIndex(sqlite3_vtab *pVtab, sqlite3_index_info *info) {
       plan |= PLAN_K;
       info->aConstraintUsage[kc].argvIndex = ++argv_index;
       info->aConstraintUsage[kc].omit = 1;
+    }
+    if (probe >= 0) {
+      plan |= PLAN_NPROBE;
+      info->aConstraintUsage[probe].argvIndex = ++argv_index;
+      info->aConstraintUsage[probe].omit = 1;
     }
     /* ORDER BY must be (distance ASC [, id ASC]) or absent to use LIMIT. */
     for (i = 0; i < info->nOrderBy; i++) {

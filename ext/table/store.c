@@ -21,6 +21,9 @@
 **  - T_vectors is a rowid table keyed by the token id: a lookup is one
 **    b-tree descent, a write rewrites one record, a scan reads the leaves in
 **    id order. Vectors are bound without a copy on little-endian hosts.
+**  - A scan of every row (the copy's build) may read through a memory map
+**    of the file (embed_scan_map): the connection's mmap_size is raised for
+**    the scan only, when it is 0, and put back to 0 after it.
 */
 #include <stdio.h>
 #include <string.h>
@@ -67,12 +70,27 @@ static const struct {
     [STMT_LOG_READ] = {SHADOW_LOG,
                        "SELECT ids FROM %s WHERE seq > ?1 AND seq <= ?2"},
     [STMT_LOG_TRIM] = {SHADOW_LOG, "DELETE FROM %s WHERE seq <= ?1"},
+    [STMT_INDEX_HEAD] =
+        {SHADOW_CONFIG,
+         "SELECT key, value FROM %s WHERE key IN ('index_build', 'index_seq')"},
+    [STMT_INDEX_CODES] = {SHADOW_CONFIG,
+                          "SELECT value FROM %s WHERE key = 'index_codes'"},
+    [STMT_INDEX_CLEAR] = {SHADOW_CELLS, "DELETE FROM %s"},
+    [STMT_INDEX_PUT] =
+        {SHADOW_CELLS,
+         "INSERT INTO %s(cell, grp, centroid, ids) VALUES (?1, ?2, ?3, ?4)"},
+    [STMT_INDEX_READ] =
+        {SHADOW_CELLS, "SELECT cell, grp, centroid, ids FROM %s ORDER BY cell"},
+    [STMT_CONFIG_PUT] =
+        {SHADOW_CONFIG,
+         "INSERT OR REPLACE INTO %s(key, value) VALUES (?1, ?2)"},
 };
 
 struct embed_scan {
   embed_store *st;
   sqlite3_stmt *stmt[2]; /* ascending, descending */
   sqlite3_stmt *row;     /* the one running */
+  int mapped;            /* embed_scan_map turned the memory map on */
 };
 
 /* --------------------------------------------------------- statements */
@@ -162,6 +180,7 @@ void store_finalize_all(embed_store *st) {
 /* ------------------------------------------------------------ identity */
 
 int store_has_shadow(const embed_store *st, int i) {
+  if (i == SHADOW_CELLS) return st->cfg.index_ivf;
   return i != SHADOW_LOG || st->layout >= STORE_LAYOUT_LOG;
 }
 
@@ -407,6 +426,53 @@ int embed_scan_bytes(embed_scan *scan, const void **bytes, char **pzErr) {
 int embed_scan_vector(embed_scan *scan, float *out, char **pzErr) {
   return store_check_column(scan->st, embed_scan_id(scan), scan->row, 1, out,
                             pzErr);
+}
+
+int embed_scan_vector_norm(embed_scan *scan, float *out, double *norm,
+                           char **pzErr) {
+  sqlite3_stmt *stmt = scan->row;
+  if (sqlite3_column_type(stmt, 1) == SQLITE_BLOB) {
+    const void *bytes = sqlite3_column_blob(stmt, 1);
+    if (bytes && sqlite3_column_bytes(stmt, 1) ==
+                     scan->st->cfg.dim * EMBED_FLOAT_BYTES) {
+      *norm = embed_copy_norm2(bytes, scan->st->cfg.dim, out);
+      if (*norm >= 0) return SQLITE_OK;
+    }
+  }
+  *norm = 0; /* not a finite vector of D floats: the checked path says why */
+  return embed_scan_vector(scan, out, pzErr);
+}
+
+/* The schema's mmap_size, or -1 when it has none (no file, no map). */
+static int64_t scan_mmap_size(embed_scan *scan, int64_t set) {
+  sqlite3_stmt *stmt = 0;
+  int64_t size = -1;
+  char *sql =
+      set < 0
+          ? sqlite3_mprintf("PRAGMA %s.mmap_size", scan->st->names[ON_SCHEMA])
+          : sqlite3_mprintf("PRAGMA %s.mmap_size=%lld",
+                            scan->st->names[ON_SCHEMA], (long long)set);
+  if (sql && sqlite3_prepare_v2(scan->st->db, sql, -1, &stmt, 0) == SQLITE_OK &&
+      sqlite3_step(stmt) == SQLITE_ROW)
+    size = sqlite3_column_int64(stmt, 0);
+  sqlite3_finalize(stmt);
+  sqlite3_free(sql);
+  return size;
+}
+
+void embed_scan_map(embed_scan *scan, int on) {
+  if (on && !scan->mapped && scan_mmap_size(scan, -1) == 0) {
+    scan->mapped = 1;
+    scan_mmap_size(scan, (int64_t)1 << 40); /* SQLite caps it at its limit */
+  } else if (!on && scan->mapped) {
+    embed_scan_reset(scan); /* no page of the map is held */
+    scan->mapped = 0;
+    if (scan_mmap_size(scan, 0) != 0) { /* out of memory: unmap the file */
+      sqlite3_int64 zero = 0;
+      sqlite3_file_control(scan->st->db, scan->st->schema,
+                           SQLITE_FCNTL_MMAP_SIZE, &zero);
+    }
+  }
 }
 
 /* ------------------------------------------------------ optimizer state */

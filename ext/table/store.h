@@ -30,6 +30,10 @@
 **                  the change log: the ids each write changed, as sorted
 **                  little-endian int64 (store_log.c; tables made by embed
 **                  0.1 have none, and T_config no ('layout', 2) row)
+**     S.T_cells    (cell INTEGER PRIMARY KEY, grp INTEGER NOT NULL,
+**                   centroid BLOB NOT NULL, ids BLOB NOT NULL)
+**                  index=ivf tables only: the cells of the last
+**                  build-index (store_index.c has the layout)
 **
 ** Every read of a stored vector is checked (SQL type, 4*D bytes, every
 ** float finite); a damaged row is SQLITE_CORRUPT_VTAB with a message that
@@ -115,6 +119,13 @@ int64_t embed_scan_id(const embed_scan *scan);
 ** next step), or decoded into out. */
 int embed_scan_bytes(embed_scan *scan, const void **bytes, char **pzErr);
 int embed_scan_vector(embed_scan *scan, float *out, char **pzErr);
+/* While on, scans read the database file through a memory map (when the
+** connection has none; off restores its mmap_size of 0): one pass over
+** every row then skips a read call and a page copy per page. A hint. */
+void embed_scan_map(embed_scan *scan, int on);
+/* embed_scan_vector and the vector's embed_norm2, in one pass. */
+int embed_scan_vector_norm(embed_scan *scan, float *out, double *norm,
+                           char **pzErr);
 
 /* Many rows through one sqlite3_blob handle (store_rows.c): a seek is a
 ** b-tree seek instead of a statement run, and a write rewrites the vector
@@ -187,6 +198,34 @@ int embed_store_log_head(embed_store *st, int64_t *head, int64_t *tail);
 ** (after, head], and of this connection's unflushed buffer. */
 int embed_store_log_since(embed_store *st, int64_t after, int64_t head,
                           int64_t **ids, int64_t *n, char **pzErr);
+
+/* ------------------------------------------- the IVF index (store_index.c) */
+
+/* Does the table have an index (made with index=ivf)? */
+int embed_store_has_index(const embed_store *st);
+/* The index's build as this transaction sees it: *build is 0 before the
+** first build-index, else that build's random number; *seq the change-log
+** position it was built at. */
+int embed_store_index_head(embed_store *st, int64_t *build, int64_t *seq);
+/* build-index, in its transaction: clear T_cells, put each row (cell >= 0:
+** a cell of group grp with its ids; cell < 0: group -1 - cell's centre,
+** no ids), then record the build, its log position and the codes. */
+int embed_store_index_clear(embed_store *st);
+int embed_store_index_put(embed_store *st, int64_t cell, int64_t grp,
+                          const float *centroid, const int64_t *ids, int64_t n);
+int embed_store_index_finish(embed_store *st, int64_t build, int64_t seq,
+                             const float *offset, const float *scale);
+/* The codes' offsets and scales (dim floats each), checked. */
+int embed_store_index_codes(embed_store *st, float *offset, float *scale,
+                            char **pzErr);
+/* Call each for every T_cells row in cell order (centroid checked and
+** decoded; ids decoded; both valid during the call only); a non-zero
+** return stops the walk and is returned. */
+typedef int (*embed_store_cell_fn)(void *arg, int64_t cell, int64_t grp,
+                                   const float *centroid, const int64_t *ids,
+                                   int64_t n, char **pzErr);
+int embed_store_index_cells(embed_store *st, embed_store_cell_fn each,
+                            void *arg, char **pzErr);
 
 /* --------------------------------------------------- checks (store_check.c) */
 

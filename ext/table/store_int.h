@@ -16,6 +16,7 @@ enum {
   SHADOW_VECTORS,
   SHADOW_STATE,
   SHADOW_LOG,
+  SHADOW_CELLS,
   STORE_N_SHADOW
 };
 /* The cached statements; each names at most one table, given by `on`. */
@@ -46,6 +47,12 @@ typedef enum store_stmt {
   STMT_LOG_TAIL,
   STMT_LOG_READ,
   STMT_LOG_TRIM,
+  STMT_INDEX_HEAD,
+  STMT_INDEX_CODES,
+  STMT_INDEX_CLEAR,
+  STMT_INDEX_PUT,
+  STMT_INDEX_READ,
+  STMT_CONFIG_PUT,
   STORE_N_STMT
 } store_stmt;
 
@@ -84,12 +91,21 @@ int store_stmt_get(embed_store *st, store_stmt which, sqlite3_stmt **out);
 int store_int(embed_store *st, store_stmt which, int64_t *out);
 /* Run a write statement to completion and reset it. */
 int store_step_done(sqlite3_stmt *stmt);
+/* Bind ids[0..n) as a BLOB of little-endian int64 to parameter i (without
+** a copy on little-endian hosts: step and reset before ids goes away), and
+** decode count such ids from a BLOB (store_log.c). */
+int store_bind_ids(sqlite3_stmt *stmt, int i, const int64_t *ids, int64_t n);
+void store_ids_decode(const unsigned char *blob, int64_t count, int64_t *out);
 /* Bind v (dim floats) as a little-endian float32 BLOB to parameter i. */
 int store_bind_vector(sqlite3_stmt *stmt, int i, const float *v, int64_t dim);
 void store_finalize_all(embed_store *st);
 /* (Re)compute the names derived from st->schema and st->name. */
 int store_set_names(embed_store *st);
-/* Does the table have shadow table i (T_log only from layout 2)? */
+/* T_config's rows that are not options: the step count, the layout, the
+** instance number and the index's (store_index.c). */
+int store_is_internal_key(const char *key);
+/* Does the table have shadow table i (T_log only from layout 2, T_cells
+** only with index=ivf)? */
 int store_has_shadow(const embed_store *st, int i);
 /* store_check.c, for store_schema.c (which has the list of shadow tables):
 ** the n shadow tables T_suffix[i], each an ordinary table with the columns

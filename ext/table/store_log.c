@@ -51,31 +51,43 @@ int embed_store_log_head(embed_store *st, int64_t *head, int64_t *tail) {
   return rc == SQLITE_NOTFOUND ? SQLITE_OK : rc;
 }
 
+int store_bind_ids(sqlite3_stmt *stmt, int i, const int64_t *ids, int64_t n) {
+  sqlite3_uint64 nbytes = (sqlite3_uint64)n * EMBED_ID_BYTES;
+  unsigned char *blob;
+  int64_t k;
+  if (EMBED_HOST_LE)
+    return sqlite3_bind_blob64(stmt, i, n > 0 ? (const void *)ids : "", nbytes,
+                               SQLITE_STATIC);
+  blob = (unsigned char *)sqlite3_malloc64(nbytes > 0 ? nbytes : 1);
+  if (!blob) return SQLITE_NOMEM;
+  for (k = 0; k < n; k++) {
+    uint64_t u = (uint64_t)ids[k];
+    uint32_t lo = embed_le32((uint32_t)u), hi = embed_le32((uint32_t)(u >> 32));
+    memcpy(blob + k * EMBED_ID_BYTES, &lo, 4);
+    memcpy(blob + k * EMBED_ID_BYTES + 4, &hi, 4);
+  }
+  return sqlite3_bind_blob64(stmt, i, blob, nbytes, sqlite3_free);
+}
+
+void store_ids_decode(const unsigned char *blob, int64_t count, int64_t *out) {
+  int64_t k;
+  for (k = 0; k < count; k++) {
+    uint32_t lo, hi;
+    memcpy(&lo, blob + k * EMBED_ID_BYTES, 4);
+    memcpy(&hi, blob + k * EMBED_ID_BYTES + 4, 4);
+    out[k] = (int64_t)(((uint64_t)embed_le32(hi) << 32) | embed_le32(lo));
+  }
+}
+
 /* Append ids (already sorted and distinct) as one entry, then trim. */
 static int store_log_write(embed_store *st, const int64_t *ids, int64_t n) {
   sqlite3_stmt *stmt;
   int64_t seq, last_rowid = sqlite3_last_insert_rowid(st->db);
   int rc;
-  void *blob = 0;
-  sqlite3_uint64 nbytes = (sqlite3_uint64)n * EMBED_ID_BYTES;
   if (n == 0 || !embed_store_has_log(st)) return SQLITE_OK;
   rc = store_stmt_get(st, STMT_LOG_APPEND, &stmt);
   if (rc) return rc;
-  if (EMBED_HOST_LE) {
-    rc = sqlite3_bind_blob64(stmt, 1, ids, nbytes, SQLITE_STATIC);
-  } else {
-    int64_t i;
-    blob = sqlite3_malloc64(nbytes);
-    if (!blob) return SQLITE_NOMEM;
-    for (i = 0; i < n; i++) {
-      uint64_t u = (uint64_t)ids[i];
-      uint32_t lo = embed_le32((uint32_t)u),
-               hi = embed_le32((uint32_t)(u >> 32));
-      memcpy((char *)blob + i * EMBED_ID_BYTES, &lo, 4);
-      memcpy((char *)blob + i * EMBED_ID_BYTES + 4, &hi, 4);
-    }
-    rc = sqlite3_bind_blob64(stmt, 1, blob, nbytes, sqlite3_free);
-  }
+  rc = store_bind_ids(stmt, 1, ids, n);
   if (rc == SQLITE_OK) rc = store_step_done(stmt);
   sqlite3_clear_bindings(stmt);
   if (rc) return rc;
@@ -149,16 +161,11 @@ static int store_log_reserve(int64_t **ids, int64_t n, int64_t *cap,
 /* Append the ids of one entry's BLOB to *ids. */
 static int store_log_collect(const unsigned char *blob, int64_t nbytes,
                              int64_t **ids, int64_t *n, int64_t *cap) {
-  int64_t k, count = nbytes / EMBED_ID_BYTES;
+  int64_t count = nbytes / EMBED_ID_BYTES;
   int rc = store_log_reserve(ids, *n, cap, count);
   if (rc) return rc;
-  for (k = 0; k < count; k++) {
-    uint32_t lo, hi;
-    memcpy(&lo, blob + k * EMBED_ID_BYTES, 4);
-    memcpy(&hi, blob + k * EMBED_ID_BYTES + 4, 4);
-    (*ids)[(*n)++] =
-        (int64_t)(((uint64_t)embed_le32(hi) << 32) | embed_le32(lo));
-  }
+  store_ids_decode(blob, count, *ids + *n);
+  *n += count;
   return SQLITE_OK;
 }
 

@@ -43,6 +43,9 @@ static const struct {
     [SHADOW_LOG] =
         {"log",
          "(seq INTEGER PRIMARY KEY, ids BLOB NOT NULL CHECK (typeof(ids) = 'blob'))"},
+    [SHADOW_CELLS] =
+        {"cells",
+         "(cell INTEGER PRIMARY KEY, grp INTEGER NOT NULL, centroid BLOB NOT NULL CHECK (typeof(centroid) = 'blob'), ids BLOB NOT NULL CHECK (typeof(ids) = 'blob'))"},
 };
 
 int embed_store_is_shadow(const char *zSuffix) {
@@ -92,7 +95,6 @@ static int store_load_config(embed_store *st, char **pzErr) {
   while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
     const char *key = (const char *)sqlite3_column_text(stmt, 0);
     const char *value = (const char *)sqlite3_column_text(stmt, 1);
-    if (key && sqlite3_stricmp(key, "step") == 0) continue; /* training */
     if (key && sqlite3_stricmp(key, "layout") == 0) {
       st->layout = sqlite3_column_int(stmt, 1);
       if (st->layout < STORE_LAYOUT_LOG || st->layout > STORE_LAYOUT_CURRENT) {
@@ -108,6 +110,7 @@ static int store_load_config(embed_store *st, char **pzErr) {
       st->instance = sqlite3_column_int64(stmt, 1);
       continue;
     }
+    if (key && store_is_internal_key(key)) continue; /* training, index */
     if (!key || !value || embed_config_apply(&st->cfg, key, value, &err)) {
       if (!key || !value) embed_error_set(&err, "NULL key or value");
       *pzErr = sqlite3_mprintf("embedding %s: corrupt %s_config: %s", st->name,
@@ -171,8 +174,9 @@ static int store_create(embed_store *st) {
   int64_t id;
   st->layout = STORE_LAYOUT_CURRENT;
   for (i = 0; rc == SQLITE_OK && i < STORE_N_SHADOW; i++)
-    rc = embed_exec(st->db, sqlite3_mprintf("CREATE TABLE %s%s", st->names[i],
-                                            store_shadow[i].columns));
+    if (store_has_shadow(st, i))
+      rc = embed_exec(st->db, sqlite3_mprintf("CREATE TABLE %s%s", st->names[i],
+                                              store_shadow[i].columns));
   if (rc == SQLITE_OK) rc = store_stmt_get(st, STMT_CONFIG_WRITE, &stmt);
   /* the options, then the rows the storage layer keeps for itself */
   sqlite3_randomness(sizeof(st->instance), &st->instance);

@@ -31,6 +31,11 @@ typedef struct embed_changes {
 } embed_changes;
 
 int embed_copies_open(embed_store *st, embed_copies **out);
+/* The structure attached to the table's shared entry (ivf.c's): the one
+** there, or fresh, which is attached when there is none (else freed with
+** destroy). destroy frees it with the entry's last connection. */
+void *embed_copies_attach(embed_copies *c, void *fresh,
+                          void (*destroy)(void *));
 void embed_copies_close(embed_copies *c);
 /* The newest version a search can use, whose log runs from tail to head
 ** (a reference: release it), or NULL. */
@@ -55,16 +60,75 @@ const int64_t *embed_copy_ids(const embed_copy *v);
 const float *const *embed_copy_rows(const embed_copy *v);
 const double *embed_copy_norms(const embed_copy *v);
 
+/* ivf.c: the in-memory inverted-file index of an index=ivf table, shared
+** like the copies (opaque; ivf.c owns it). */
+typedef struct embed_ivf embed_ivf;
+/* Groups of cells searched to assign a row, at build and after. */
+#define EMBED_IVF_GROUPS_PROBED 2
+/* A row's indexed form into out (unit length for metric=cosine, else
+** itself); its squared norm. */
+float embed_ivf_indexed(embed_metric metric, const float *row, int64_t dim,
+                        float *out);
+/* One query against an index: the cells nearest first (order, n_order)
+** and the query in the form the codes need. */
+typedef struct embed_ivf_query {
+  float *qs, *unit; /* codes-scaled query; the query in indexed form */
+  double base, qsq; /* the codes' constant term; |q|^2 */
+  int64_t *order, n_order;
+  float *scores; /* room for the largest cell's scores */
+} embed_ivf_query;
+/* The table's index of build `build` usable at log position head (tail:
+** the log's oldest entry), a reference (release it), or NULL. */
+embed_ivf *embed_ivf_pick(embed_copies *c, int64_t build, int64_t head,
+                          int64_t tail);
+/* Is the table's index of this build newer than head (a search of an
+** older snapshot, which cannot use it)? */
+int embed_ivf_stale(embed_copies *c, int64_t build, int64_t head);
+/* Load the index of build `build` (built at log position build_seq) as
+** the caller's transaction sees it (log from tail to head), reading every
+** row through scan. */
+int embed_ivf_load(embed_store *st, embed_scan *scan, int64_t build,
+                   int64_t build_seq, int64_t head, int64_t tail,
+                   embed_ivf **out, char **pzErr);
+void embed_ivf_publish(embed_copies *c, embed_ivf *ix);
+void embed_ivf_release(embed_ivf *ix);
+/* Free an index that was never published (integrity-check's). */
+void embed_ivf_discard(embed_ivf *ix);
+/* Move ix, the table's current index, to log position head with the
+** changed rows ch, in place, when no other search holds it; 1 when done. */
+int embed_ivf_update(embed_copies *c, embed_ivf *ix, const embed_changes *ch,
+                     int64_t head);
+int64_t embed_ivf_seq(const embed_ivf *ix);
+int64_t embed_ivf_nlist(const embed_ivf *ix);
+int embed_ivf_query_start(const embed_ivf *ix, const float *q,
+                          embed_ivf_query *qq);
+void embed_ivf_query_end(embed_ivf_query *qq);
+/* The approximate distances (in qq->scores) of cell's rows, *ids and *n:
+** valid until the next call. */
+const float *embed_ivf_cell_score(const embed_ivf *ix, embed_ivf_query *qq,
+                                  int64_t cell, const int64_t **ids,
+                                  int64_t *n);
+/* Does every row read through scan sit in its cell with its code? Else
+** SQLITE_CORRUPT_VTAB and *pzErr naming the id. */
+int embed_ivf_check(embed_ivf *ix, embed_scan *scan, char **pzErr);
+/* ivf_build.c: build-index. Trains the cells on a sample of the rows,
+** assigns every row and stores the index (in the caller's transaction). */
+int embed_ivf_build(embed_store *st, embed_scan *scan, int64_t *n_cells,
+                    char **pzErr);
+
 /* The k nearest rows to q (k == 0: every row) by the table's metric among
 ** those the id filter allows (ids: sorted distinct list of n_ids, or NULL
 ** for every id; and always the range [lo, hi]), into *hits
-** (sqlite3_malloc64'd, ascending by (distance, id)). Searches the table's
+** (sqlite3_malloc64'd, ascending by (distance, id)). On an index=ivf
+** table with a built index, a search with k > 0 and no id list probes
+** nprobe cells (-1: the table's default; 0: search exactly). Searches the
+*table's
 ** shared copy (copies), brought up to the caller's transaction by the
 ** change log, or reads the table through scan when no copy can serve. */
 int embed_search_knn(embed_copies *copies, embed_store *st, embed_scan *scan,
-                     const float *q, int64_t k, const int64_t *ids,
-                     int64_t n_ids, int64_t lo, int64_t hi, embed_hit **hits,
-                     int64_t *n_hits, char **pzErr);
+                     const float *q, int64_t k, int64_t nprobe,
+                     const int64_t *ids, int64_t n_ids, int64_t lo, int64_t hi,
+                     embed_hit **hits, int64_t *n_hits, char **pzErr);
 
 /* registry.c -------------------------------------------------------------- */
 

@@ -188,6 +188,12 @@ static int write_row(embed_vtab *tab, int argc, sqlite3_value **argv,
   if (argc > 2 + COL_COMMAND &&
       sqlite3_value_type(argv[2 + COL_COMMAND]) != SQLITE_NULL)
     return embed_command_run(tab, argc, argv, pRowid); /* command.c */
+  if (sqlite3_value_type(argv[2 + COL_NPROBE]) != SQLITE_NULL)
+    return embed_vtab_error(
+        tab, SQLITE_ERROR,
+        sqlite3_mprintf(
+            "embedding %s: nprobe is a search column and cannot be written",
+            embed_store_name(tab->st)));
   if (sqlite3_value_type(argv[2 + COL_DISTANCE]) != SQLITE_NULL ||
       sqlite3_value_type(argv[2 + COL_K]) != SQLITE_NULL)
     return embed_vtab_error(

@@ -274,16 +274,16 @@ def test_bad_commands(file_db, db_path):
     for sql, params, message in [
         ("INSERT INTO t(t) VALUES ('optimize')", (),
          "embedding t: unknown command 'optimize'; the commands are: "
-         "integrity-check, reset-optimizer, step"),
+         "build-index, integrity-check, reset-optimizer, step"),
         ("INSERT INTO t(t) VALUES ('')", (),
          "embedding t: unknown command ''; the commands are: "
-         "integrity-check, reset-optimizer, step"),
+         "build-index, integrity-check, reset-optimizer, step"),
         ("INSERT INTO t(t) VALUES (?)", ("x" * 1000,),
          "embedding t: unknown command '" + "x" * 200 + "...'; the commands "
-         "are: integrity-check, reset-optimizer, step"),
+         "are: build-index, integrity-check, reset-optimizer, step"),
         ("INSERT INTO t(t) VALUES (CAST(? AS TEXT))", (b"\xffcheck",),
          "embedding t: unknown command '?check'; the commands are: "
-         "integrity-check, reset-optimizer, step"),
+         "build-index, integrity-check, reset-optimizer, step"),
         ("INSERT INTO t(t) VALUES (3)", (),
          "embedding t: a command must be TEXT, got INTEGER"),
         ("INSERT INTO t(t) VALUES (?)", (b"integrity-check",),
@@ -301,7 +301,7 @@ def test_bad_commands(file_db, db_path):
          "('command'), not by UPDATE"),
         ("INSERT INTO t(t) VALUES ('reset-optimizer'), ('nope')", (),
          "embedding t: unknown command 'nope'; the commands are: "
-         "integrity-check, reset-optimizer, step"),
+         "build-index, integrity-check, reset-optimizer, step"),
     ]:
         with pytest.raises(sqlite3.Error) as e:
             file_db.execute(sql, params)
@@ -315,7 +315,7 @@ def test_the_command_column(db):
     assert [r[1:3] + r[-1:] for r in db.execute("PRAGMA table_xinfo(tok)")] \
         == [("id", "INTEGER", 0), ("vector", "BLOB", 0),
             ("distance", "REAL", 1), ("k", "INTEGER", 1), ("lr", "REAL", 1),
-            ("tok", "", 1)]
+            ("nprobe", "INTEGER", 1), ("tok", "", 1)]
     db.execute("INSERT INTO tok(id, vector) VALUES (1, '[1, 2]')")
     assert db.execute("SELECT tok, * FROM tok").fetchall() == \
         [(None, 1, f32(1, 2))]
@@ -336,11 +336,11 @@ def test_the_command_column(db):
 
 
 @pytest.mark.parametrize("name", ["id", "vector", "distance", "k", "lr",
-                                  "rowid", "OID", "_rowid_"])
+                                  "nprobe", "rowid", "OID", "_rowid_"])
 def test_a_table_named_like_a_column_has_no_command_column(db, name):
     db.execute(f'CREATE VIRTUAL TABLE "{name}" USING embedding(dim=2, '
                'num_embeddings=2)')
-    assert len(db.execute(f'PRAGMA table_xinfo("{name}")').fetchall()) == 5
+    assert len(db.execute(f'PRAGMA table_xinfo("{name}")').fetchall()) == 6
     assert one(db, f'SELECT count(*) FROM "{name}"') == 2
     if HAS_XINTEGRITY:  # checked all the same
         db.execute(f'UPDATE "{name}_vectors" SET vector = x\'00\' WHERE id = 0')

@@ -324,6 +324,13 @@ BAD_OPTIONS = [
     ("dim=3, optimizer=rmsprop", "optimizer must be sgd, adagrad or adam, got 'rmsprop'"),
     ("dim=3, padding_idx=-1", "a negative padding_idx needs num_embeddings"),
     ("dim=3, padding_idx=abc", "padding_idx must be an integer, got 'abc'"),
+    # the index (README "Approximate search")
+    ("dim=3, index=hnsw", "index must be none or ivf, got 'hnsw'"),
+    ("dim=3, nlist=10", "option 'nlist' needs index=ivf"),
+    ("dim=3, oversample=2", "option 'oversample' needs index=ivf"),
+    ("dim=3, index=ivf, nlist=-1", "nlist must be an integer in [0, 1048576], got '-1'"),
+    ("dim=3, index=ivf, nprobe=x", "nprobe must be an integer in [0, 1048576], got 'x'"),
+    ("dim=3, index=ivf, oversample=0", "oversample must be an integer in [1, 1048576], got '0'"),
     # optimizer hyperparameters (PyTorch's names)
     ("dim=3, optimizer=adam, momentum=0.9", "option 'momentum' does not apply to optimizer=adam"),
     ("dim=3, optimizer=sgd, betas=(0.9, 0.99)", "option 'betas' does not apply to optimizer=sgd"),

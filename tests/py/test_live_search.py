@@ -50,7 +50,7 @@ def brute(rows, q, k, allowed=None):
     return scored[:k]
 
 
-def check_search(conn, rng, what, dim=DIM):
+def check_search(conn, rng, what, dim=DIM, extra=""):
     rows = visible_rows(conn)
     q = rng.standard_normal(dim).astype(np.float32)
     k = int(rng.integers(1, 12))
@@ -68,7 +68,8 @@ def check_search(conn, rng, what, dim=DIM):
         allowed = {i for i in rows if i >= lo}
         sql, args = " AND id >= ?", (lo,)
     got = conn.execute(
-        "SELECT id, distance FROM tok WHERE vector MATCH ? AND k = ?" + sql,
+        "SELECT id, distance FROM tok WHERE vector MATCH ? AND k = ?" + sql
+        + extra,
         (to_blob(q), k) + args).fetchall()
     want = brute(rows, q, k, allowed)
     assert len(got) == len(want), f"{what}: {len(got)} rows, want {len(want)}"
@@ -82,14 +83,25 @@ def check_search(conn, rng, what, dim=DIM):
             f"{what}: got {got}, want {want}"
 
 
-def run_interleaving(path, journal, steps, seed):
+# An index=ivf table whose searches probe every cell and re-rank every
+# candidate: its answers must equal the brute force exactly, so any row
+# missing from the index, listed twice or stale shows.
+IVF_OPTIONS = ", index=ivf, nlist=6, oversample=1000"
+IVF_SEARCH = " AND nprobe = 1000"
+
+
+def run_interleaving(path, journal, steps, seed, indexed=False):
     rng = np.random.default_rng(seed)
     pyr = random.Random(seed)
     setup = open_conn(path)
     setup.execute(f"PRAGMA journal_mode={journal}")
     setup.execute(f"CREATE VIRTUAL TABLE tok USING embedding(dim={DIM}, "
-                  "num_embeddings=300, metric=l2, seed=7)")
+                  "num_embeddings=300, metric=l2, seed=7"
+                  + (IVF_OPTIONS if indexed else "") + ")")
+    if indexed:
+        setup.execute("INSERT INTO tok(tok) VALUES ('build-index')")
     setup.close()
+    extra = IVF_SEARCH if indexed else ""
     conns = [open_conn(path) for _ in range(3)]
     names = ["A", "B", "C"]
     state = {n: {"txn": False, "savepoints": 0} for n in names}
@@ -105,8 +117,10 @@ def run_interleaving(path, journal, steps, seed):
         return to_blob(rng.standard_normal(DIM).astype(np.float32))
 
     def write(conn):
-        op = pyr.randrange(8)
-        if op == 0:
+        op = pyr.randrange(9 if indexed else 8)
+        if op == 8:
+            conn.execute("INSERT INTO tok(tok) VALUES ('build-index')")
+        elif op == 0:
             next_id[0] += 1
             conn.execute("INSERT INTO tok(id, vector) VALUES (?, ?)",
                          (next_id[0], vec()))
@@ -192,7 +206,8 @@ def run_interleaving(path, journal, steps, seed):
             if state[names[m]]["txn"] is False:
                 # an autocommit search: its own read transaction
                 pass
-            check_search(c, rng, f"{journal} step {step} conn {names[m]}")
+            check_search(c, rng, f"{journal} step {step} conn {names[m]}",
+                         extra=extra)
             done["searches"] += 1
     for c in conns:
         if not c.in_transaction:
@@ -207,6 +222,16 @@ def run_interleaving(path, journal, steps, seed):
 def test_random_interleavings_match_brute_force(tmp_path, journal):
     done = run_interleaving(str(tmp_path / "live.db"), journal, steps=350,
                             seed=11 if journal == "wal" else 12)
+    assert done["writes"] > 100 and done["searches"] > 1000, done
+
+
+@pytest.mark.parametrize("journal", ["wal", "delete"])
+def test_random_interleavings_with_an_index_match_brute_force(tmp_path,
+                                                              journal):
+    """The same interleavings on an index=ivf table (README "Approximate
+    search"), with build-index among the writes."""
+    done = run_interleaving(str(tmp_path / "ivf.db"), journal, steps=350,
+                            seed=21 if journal == "wal" else 22, indexed=True)
     assert done["writes"] > 100 and done["searches"] > 1000, done
 
 

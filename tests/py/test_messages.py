@@ -233,8 +233,8 @@ EXACT = [
      (b"no-such-dir\xff/x.vec",), "embed_save: cannot create a temporary "
      "file next to 'no-such-dir?/x.vec': No such file or directory"),
     ("INSERT INTO t(t) VALUES (CAST(? AS TEXT))", (b"\xb7\xa3",),
-     "embedding t: unknown command '??'; the commands are: integrity-check, "
-     "reset-optimizer, step"),
+     "embedding t: unknown command '??'; the commands are: build-index, "
+     "integrity-check, reset-optimizer, step"),
 ]
 
 

@@ -100,6 +100,7 @@ def test_columns(db):
         ("id", "INTEGER", 0), ("vector", "BLOB", 0),
         ("distance", "REAL", 1), ("k", "INTEGER", 1),
         ("lr", "REAL", 1),  # the step command's learning rate
+        ("nprobe", "INTEGER", 1),  # cells an index=ivf search probes
         ("tok", "", 1)]  # the command column (README: Commands)
     cur = db.execute("SELECT * FROM tok")
     assert [d[0] for d in cur.description] == ["id", "vector"]

@@ -19,7 +19,9 @@
 **   txn:  BEGIN; INSERT INTO log ...; SELECT embed_update('s', ...);
 **         SELECT embed_update('a', ...); SELECT embed_lookup(...);
 **         INSERT INTO a(a) VALUES ('integrity-check');
-**         INSERT INTO s(s) VALUES ('reset-optimizer'); COMMIT
+**         INSERT INTO s(s) VALUES ('reset-optimizer');
+**         INSERT INTO s(s) VALUES ('build-index');  (s is index=ivf)
+**         SELECT ... FROM s WHERE vector MATCH ... AND k = 5; COMMIT
 **   one:  INSERT INTO log(step, n) VALUES (?, embed_update('a', ...))
 **
 ** Two policies alternate with N: "rollback" (a statement error in a
@@ -276,6 +278,10 @@ static const stmt_def TXN_STEP[] = {
     {"SELECT length(embed_lookup('s', ?2)) + length(embed_lookup('a', ?2))", 4},
     {"INSERT INTO a(a) VALUES ('integrity-check')", 0}, /* reads every row */
     {"INSERT INTO s(s) VALUES ('reset-optimizer')", 0},
+    {"INSERT INTO s(s) VALUES ('build-index')", 0}, /* s is index=ivf */
+    {"SELECT count(*) FROM s WHERE vector MATCH embed_lookup('a', 3)"
+     " AND k = 5",
+     0},
 };
 #define N_TXN ((int)(sizeof(TXN_STEP) / sizeof(TXN_STEP[0])))
 static const stmt_def ONE_STEP = {
@@ -373,13 +379,13 @@ static void copy_template(const char *path) {
 static void make_template(int wal) {
   sqlite3 *db = 0;
   FILE *f;
-  char sql[300];
+  char sql[400];
   remove_db(tmpl_path);
   if (sqlite3_open(tmpl_path, &db) != SQLITE_OK) exit(2);
   snprintf(sql, sizeof(sql),
            "PRAGMA journal_mode=%s;"
            "CREATE VIRTUAL TABLE s USING embedding(dim=%d, num_embeddings=%d,"
-           " seed=1);"
+           " seed=1, index=ivf, nlist=8);"
            "CREATE VIRTUAL TABLE a USING embedding(dim=%d, num_embeddings=%d,"
            " seed=2, optimizer=adam);"
            "CREATE TABLE log(step INTEGER PRIMARY KEY, n);",
@@ -401,9 +407,10 @@ static void make_template(int wal) {
 }
 
 /* FNV-1a (harness.h) over every row of the shadow tables and the log. */
-#define N_TABLES 6
+#define N_TABLES 7
 static const char *const tables[N_TABLES] = {
-    "s_vectors", "s_config", "a_vectors", "a_state", "a_config", "log"};
+    "s_vectors", "s_config", "s_cells", "a_vectors",
+    "a_state",   "a_config", "log"};
 static uint64_t table_hash[N_TABLES]; /* of the last hash_tables() */
 
 static int hash_tables(sqlite3 *db, uint64_t *out) {
@@ -412,9 +419,9 @@ static int hash_tables(sqlite3 *db, uint64_t *out) {
   int rc = SQLITE_OK;
   for (t = 0; rc == SQLITE_OK && t < sizeof(tables) / sizeof(tables[0]); t++) {
     sqlite3_stmt *stmt = 0;
-    char sql[100];
-    snprintf(sql, sizeof(sql), "SELECT * FROM %s ORDER BY 1", tables[t]);
-    rc = sqlite3_prepare_v2(db, sql, -1, &stmt, 0);
+    char *sql = content_sql(tables[t]); /* without the random config rows */
+    rc = sql ? sqlite3_prepare_v2(db, sql, -1, &stmt, 0) : SQLITE_NOMEM;
+    sqlite3_free(sql);
     while (rc == SQLITE_OK && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
       int i;
       for (i = 0; i < sqlite3_column_count(stmt); i++) {

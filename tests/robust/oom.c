@@ -118,6 +118,19 @@ static const char *WORKLOAD[] = {
     "SELECT id, distance FROM t WHERE vector MATCH '[1, 1, 1, 1]' AND k = 3",
     "COMMIT",
     "SELECT id, distance FROM t WHERE vector MATCH '[1, 1, 1, 1]' AND k = 3",
+    /* approximate search: build-index, the index loaded, kept by writes */
+    "CREATE VIRTUAL TABLE v USING embedding(dim=4, num_embeddings=40, seed=3,"
+    " index=ivf, nlist=4, metric=l2)",
+    "INSERT INTO v(v) VALUES ('build-index')",
+    "SELECT id, distance FROM v WHERE vector MATCH '[1, 0, 0, 0]' AND k = 3",
+    "SELECT id FROM v WHERE vector MATCH '[0, 1, 0, 0]' AND k = 2"
+    " AND nprobe = 1 AND id > 5",
+    "UPDATE v SET vector = '[1, 0, 0, 0]' WHERE id = 7",
+    "SELECT embed_update('v', '[1, 2, 3]', '[[1,0,0,0],[0,1,0,0],[0,0,1,0]]',"
+    " 0.5)",
+    "INSERT INTO v(id, vector) VALUES (50, '[0, 0, 1, 0]')",
+    "SELECT id, distance FROM v WHERE vector MATCH '[1, 0, 0, 0]' AND k = 3",
+    "INSERT INTO v(v) VALUES ('integrity-check')",
     /* training: lookup, SGD single/batch/bound, Adam, transactions */
     "SELECT embed_lookup('t', 3), embed_lookup('t', '[3, 1, 3]'),"
     " embed_lookup('a', 2)",

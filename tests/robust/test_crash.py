@@ -17,6 +17,8 @@ of (chosen by i):
   reset  BEGIN; INSERT INTO log; embed_optimizer_reset('a'); COMMIT
   grow   BEGIN; INSERT INTO log; INSERT INTO s(id) (a new row); UPDATE
          s SET vector (an existing row); DELETE one; COMMIT
+  build  BEGIN; INSERT INTO log; build-index of s (an index=ivf table,
+         searched in every txn step too); COMMIT
 
 and prints the step number after its COMMIT returned. The parent kills it
 after a random delay, then, with the extension on a new connection (which
@@ -27,8 +29,9 @@ rolls back a hot journal or recovers the WAL):
   - the log is steps 1..M with no gap, M >= the last step the child
     reported committed (and M <= that + 1: a kill between COMMIT and the
     print);
-  - every shadow table (vectors, optimizer state, step count) equals an
-    in-memory replay of steps 1..M.
+  - every shadow table (vectors, optimizer state, step count, the index's
+    cells) equals an in-memory replay of steps 1..M, and integrity-check
+    of the indexed table passes.
 
 Then a new child continues from M + 1. The figure printed is the number of
 kills survived.
@@ -56,7 +59,8 @@ import random, struct, sqlite3
 
 DIM, ROWS = 8, 64
 SCHEMA = """
-CREATE VIRTUAL TABLE s USING embedding(dim=8, num_embeddings=64, seed=11);
+CREATE VIRTUAL TABLE s USING embedding(dim=8, num_embeddings=64, seed=11,
+                                       index=ivf, nlist=4);
 CREATE VIRTUAL TABLE a USING embedding(dim=8, num_embeddings=64, seed=12,
                                        optimizer=adam);
 CREATE TABLE log(step INTEGER PRIMARY KEY, n);
@@ -74,6 +78,8 @@ def kind(step):
         return "reset"
     if step % 7 == 0:
         return "grow"
+    if step % 11 == 0:
+        return "build"
     return "one" if step % 3 == 0 else "txn"
 
 def do_step(conn, step, in_txn=False):
@@ -90,8 +96,12 @@ def do_step(conn, step, in_txn=False):
     if k == "txn":
         conn.execute("SELECT embed_update('s', ?, ?, 0.05)", (ids, grads))
         conn.execute("SELECT embed_update('a', ?, ?, 0.01)", (ids, grads))
+        conn.execute("SELECT id FROM s WHERE vector MATCH embed_lookup('a', 1)"
+                     " AND k = 3").fetchall()
     elif k == "reset":
         conn.execute("SELECT embed_optimizer_reset('a')")
+    elif k == "build":
+        conn.execute("INSERT INTO s(s) VALUES ('build-index')")
     else:  # grow
         conn.execute("INSERT INTO s(id) VALUES (?)", (1000 + step,))
         conn.execute("UPDATE s SET vector = embed_scale(vector, 0.5) "
@@ -139,7 +149,8 @@ def connect(path):
 def dump(conn):
     """Every shadow table and the log, as comparable rows."""
     out = {}
-    for t in ("s_vectors", "s_state", "a_vectors", "a_state", "log"):
+    for t in ("s_vectors", "s_state", "s_cells", "a_vectors", "a_state",
+              "log"):
         out[t] = conn.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall()
     out["a_step"] = conn.execute(
         "SELECT value FROM a_config WHERE key = 'step'").fetchall()
@@ -187,6 +198,8 @@ def check(path, reported, ref):
             f"step {reported} was committed but the file ends at {last}"
         assert last <= max(reported, 0) + 1, \
             f"the file holds step {last}, never committed (last {reported})"
+        # the index (s is index=ivf) matches its rows
+        conn.execute("INSERT INTO s(s) VALUES ('integrity-check')")
         ref.advance(last)
         got, want = dump(conn), dump(ref.conn)
         for t in want:

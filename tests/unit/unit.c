@@ -1,8 +1,9 @@
 /*
 ** unit.c - C unit tests of the parts of embed that need no SQLite: the
 ** vector codecs (vector.c), the math kernels (kernels.c), the initializer
-** (initializer.c), the option parser (options.c) and the quoting of text
-** in messages (text.c).
+** (initializer.c), the option parser (options.c), the quoting of text
+** in messages (text.c), and approximate search's codes and cells (codes.c,
+** cells.c).
 **
 **     make test-unit
 **
@@ -291,6 +292,16 @@ static void check_paths(const float *src_a, const float *src_b, int64_t n,
     CHECK(kernel_ok(embed_norm2(a, n) == norm, "norm2", level, n, offa, offb));
     CHECK(kernel_ok(embed_cosine_similarity(a, b, n) == cos, "cosine", level, n,
                     offa, offb));
+    { /* the build's fused decode + norm: the same floats, the same norm */
+      float *o = (float *)malloc(bytes + (n == 0));
+      CHECK(o != 0);
+      if (o) {
+        CHECK(kernel_ok(embed_copy_norm2(bufa + offa, n, o) == norm &&
+                            memcmp(o, a, bytes) == 0,
+                        "copy_norm2", level, n, offa, offb));
+        free(o);
+      }
+    }
     got_l2 = embed_l2_distance(a, b, n);
     CHECK(
         kernel_ok(fabs(got_l2 - l2) <= 1e-12 * l2, "l2", level, n, offa, offb));
@@ -361,6 +372,23 @@ static void test_kernel_paths(void) {
     l2 = embed_l2_distance(a + 1, b + 3, 4000);
     CHECK(embed_kernels_force(EMBED_KERNELS_SCALAR) == 0 &&
           embed_l2_distance(a + 1, b + 3, 4000) == l2);
+  }
+  /* a NaN or an infinity anywhere, in a block or the tail: -1 on every path */
+  for (level = 0; level < EMBED_KERNELS_COUNT; level++) {
+    static const int64_t at[] = {0, 7, 8, 15, 16, 383, 384, 399};
+    static const float bad[] = {NAN, INFINITY, -INFINITY};
+    float out[400];
+    int ai, bi;
+    if (embed_kernels_force(level) != 0) continue;
+    CHECK(embed_copy_norm2(a, 400, out) == embed_norm2(a, 400));
+    for (ai = 0; ai < (int)(sizeof(at) / sizeof(at[0])); ai++)
+      for (bi = 0; bi < 3; bi++) {
+        float keep = a[at[ai]];
+        a[at[ai]] = bad[bi];
+        CHECK(embed_copy_norm2(a, 400, out) == -1.0);
+        CHECK(embed_copy_norm2(a, at[ai] + 1, out) == -1.0);
+        a[at[ai]] = keep;
+      }
   }
   /* zero vectors: cosine 0 on every path */
   memset(a, 0, sizeof(a));
@@ -493,6 +521,296 @@ static void test_utf8_quote(void) {
   CHECK(n > 3 && strcmp(err.text + n - 3, "...") == 0);
 }
 
+/* ------------------------------------------------------------------------
+** codes.c: 8-bit codes, their dot product, the float L2 kernel.
+*/
+static int cmp_float(const void *a, const void *b) {
+  float x = *(const float *)a, y = *(const float *)b;
+  return x < y ? -1 : x > y;
+}
+
+static void test_codes(void) {
+  enum { N = 3000, D = 37 };
+  static float rows[N * D], col[N], scratch[N], dec[D];
+  static uint8_t code[D];
+  float offset[D], scale[D], qs[D], q[D];
+  int64_t i, j;
+  int bad = 0;
+  for (i = 0; i < N; i++)
+    for (j = 0; j < D; j++)
+      rows[i * D + j] =
+          j == 5
+              ? 2.5f
+              : (float)(rand_unit() * 0.3 * (double)(j + 1) + (double)j - 10.0);
+  rows[17 * D + 3] = 1e6f; /* an outlier the quantiles ignore */
+  embed_codes_fit(rows, N, D, scratch, offset, scale);
+  /* the nearest-rank quantiles: the 3rd and the 2997th smallest */
+  for (j = 0; j < D; j++) {
+    for (i = 0; i < N; i++) col[i] = rows[i * D + j];
+    qsort(col, N, sizeof(float), cmp_float);
+    if (j == 5) {
+      CHECK(offset[j] == 2.5f && scale[j] == 1.0f);
+    } else if (offset[j] != col[2] || scale[j] != (col[2996] - col[2]) / 255) {
+      bad++;
+    }
+  }
+  CHECK(bad == 0);
+  CHECK(offset[3] + 255 * scale[3] < 100.0f);
+  /* round trip: within scale / 2 inside [lo, hi], clamped outside */
+  bad = 0;
+  for (i = 0; i < N; i++) {
+    const float *x = rows + i * D;
+    embed_codes_encode(x, D, offset, scale, code);
+    embed_codes_decode(code, D, offset, scale, dec);
+    for (j = 0; j < D; j++) {
+      float hi = offset[j] + 255 * scale[j];
+      double tol = scale[j] * 0.5 * (1 + 1e-4) + 1e-6 * fabs((double)x[j]);
+      if (x[j] < offset[j]) {
+        bad += code[j] != 0;
+      } else if (x[j] > hi) {
+        bad += code[j] != 255;
+      } else {
+        bad += !(fabs((double)dec[j] - (double)x[j]) <= tol);
+      }
+    }
+  }
+  CHECK(bad == 0);
+  CHECK(code[5] == 0 && dec[5] == 2.5f); /* the constant dimension */
+  /* the query identity: base + qs.code = q.decode(code) */
+  bad = 0;
+  for (i = 0; i < 200; i++) {
+    double base, got, want = 0, mag = 0;
+    for (j = 0; j < D; j++) q[j] = (float)rand_unit();
+    base = embed_codes_query(q, D, offset, scale, qs);
+    embed_codes_encode(rows + i * D, D, offset, scale, code);
+    embed_codes_decode(code, D, offset, scale, dec);
+    got = base;
+    for (j = 0; j < D; j++) {
+      got += (double)qs[j] * code[j];
+      want += (double)q[j] * dec[j];
+      mag += fabs((double)q[j] * dec[j]);
+    }
+    bad += !(fabs(got - want) <= 1e-6 * mag);
+  }
+  CHECK(bad == 0);
+}
+
+/* embed_codes_dot and embed_l2sq_many against double references, on
+** every kernel level, at lengths around the blocks of 4 rows and 8 or 16
+** elements, with code rows at odd strides and addresses. */
+static void test_codes_paths(void) {
+  enum { MAXN = 23, MAXD = 400 };
+  static const int64_t dims[] = {1, 3, 7, 8, 9, 15, 16, 17, 24, 33, 384, 385};
+  static const int64_t counts[] = {0, 1, 3, 4, 5, 8, 23};
+  static uint8_t codes[1 + MAXN * (MAXD + 3)];
+  static float qs[MAXD], rows[MAXN * MAXD], out[MAXN], ref[MAXN], mag[MAXN],
+      l2ref[MAXN];
+  int64_t di, ci, i, j;
+  int level, bad = 0, runs = 0;
+  for (i = 0; i < (int64_t)sizeof(codes); i++)
+    codes[i] = (uint8_t)(embed_mix64((uint64_t)i) >> 56);
+  for (j = 0; j < MAXD; j++) qs[j] = (float)rand_unit();
+  for (i = 0; i < MAXN * MAXD; i++) rows[i] = (float)(rand_unit() * 3);
+  for (di = 0; di < (int64_t)(sizeof(dims) / sizeof(dims[0])); di++) {
+    int64_t dim = dims[di];
+    size_t stride = (size_t)dim + 3;
+    const uint8_t *c = codes + 1;
+    for (i = 0; i < MAXN; i++) {
+      double s = 0, m = 0, l = 0;
+      for (j = 0; j < dim; j++) {
+        double p = (double)qs[j] * c[(size_t)i * stride + (size_t)j];
+        double d = (double)qs[j] - rows[i * dim + j];
+        s += p;
+        m += fabs(p);
+        l += d * d;
+      }
+      ref[i] = (float)s;
+      mag[i] = (float)m;
+      l2ref[i] = (float)l;
+    }
+    {
+      for (level = 0; level < EMBED_KERNELS_COUNT; level++) {
+        if (embed_kernels_force(level) != 0) continue;
+        for (ci = 0; ci < (int64_t)(sizeof(counts) / sizeof(counts[0])); ci++) {
+          int64_t n = counts[ci];
+          memset(out, 0xff, sizeof(out));
+          embed_codes_dot(qs, c, stride, n, dim, out);
+          for (i = 0; i < n; i++)
+            bad += !(fabs((double)out[i] - ref[i]) <= 1e-4 * mag[i]);
+          bad += n < MAXN && !isnan(out[n]); /* nothing past n written */
+          memset(out, 0xff, sizeof(out));
+          embed_l2sq_many(qs, rows, n, dim, out);
+          for (i = 0; i < n; i++)
+            bad += !(fabs((double)out[i] - l2ref[i]) <= 1e-5 * l2ref[i]);
+          bad += n < MAXN && !isnan(out[n]);
+          runs++;
+        }
+      }
+    }
+  }
+  CHECK(embed_kernels_force(EMBED_KERNELS_AUTO) == 0);
+  CHECK(runs > 0 && bad == 0);
+}
+
+/* ------------------------------------------------------------------------
+** cells.c: the two-level k-means.
+*/
+typedef struct cells_fixture {
+  embed_cells c;
+  float cent[64 * 16], gcent[64 * 16];
+  int64_t first[65];
+} cells_fixture;
+
+static int cells_make(cells_fixture *f, const float *rows, int64_t n,
+                      int64_t dim, int64_t nlist, uint64_t seed,
+                      embed_error *err) {
+  void *scratch = malloc(embed_cells_scratch_bytes(n, dim, nlist));
+  int rc;
+  f->c.dim = dim;
+  f->c.nlist = nlist;
+  f->c.ngroups = embed_cells_groups(nlist);
+  f->c.centroids = f->cent;
+  f->c.group_centroids = f->gcent;
+  f->c.group_first = f->first;
+  if (!scratch) return -2;
+  rc = embed_cells_train(rows, n, seed, 10, scratch, &f->c, err);
+  free(scratch);
+  return rc;
+}
+
+static int cells_consistent(const embed_cells *c) {
+  int64_t g;
+  if (c->group_first[0] != 0 || c->group_first[c->ngroups] != c->nlist)
+    return 0;
+  for (g = 0; g < c->ngroups; g++)
+    if (c->group_first[g + 1] <= c->group_first[g]) return 0;
+  return 1;
+}
+
+static void test_cells(void) {
+  enum { N = 2000, D = 16, K = 20 };
+  static float rows[N * D], centres[K * D], dist[64], q[D];
+  static cells_fixture f, f2;
+  embed_error err;
+  int64_t i, j, c, g, out[64], brute[64];
+  int level, bad;
+  CHECK(embed_cells_groups(1) == 1 && embed_cells_groups(2) == 1 &&
+        embed_cells_groups(3) == 2 && embed_cells_groups(20) == 4 &&
+        embed_cells_groups(1000) == 32 && embed_cells_groups(0) == 1);
+  for (i = 0; i < K * D; i++) centres[i] = (float)(rand_unit() * 10);
+  for (i = 0; i < N; i++)
+    for (j = 0; j < D; j++)
+      rows[i * D + j] = centres[(i % K) * D + j] + (float)(rand_unit() * 0.3);
+  for (level = 0; level < EMBED_KERNELS_COUNT; level++) {
+    static int64_t tally[K][K];
+    int64_t pure = 0;
+    if (embed_kernels_force(level) != 0) continue;
+    CHECK(cells_make(&f, rows, N, D, K, 7, &err) == 0);
+    CHECK(f.c.ngroups == 4 && cells_consistent(&f.c));
+    /* purity: the cells' majority clusters hold >= 95% of the rows */
+    memset(tally, 0, sizeof(tally));
+    for (i = 0; i < N; i++)
+      tally[embed_cells_assign(&f.c, rows + i * D, 2, NULL)][i % K]++;
+    for (c = 0; c < K; c++) {
+      int64_t most = 0;
+      for (j = 0; j < K; j++)
+        if (tally[c][j] > most) most = tally[c][j];
+      pure += most;
+    }
+    CHECK(pure >= N * 95 / 100);
+    /* every group probed: the exact nearest centroid, and its distance */
+    bad = 0;
+    for (i = 0; i < N + 200; i++) {
+      const float *x = rows + i * D;
+      double d1, want = 0;
+      if (i >= N) { /* points between the clusters too */
+        for (j = 0; j < D; j++) q[j] = (float)(rand_unit() * 12);
+        x = q;
+      }
+      c = embed_cells_assign(&f.c, x, (int)f.c.ngroups, &d1);
+      embed_cells_nearest(&f.c, x, 1, dist, out);
+      for (j = 0; j < D; j++) {
+        double d = (double)x[j] - f.c.centroids[c * D + j];
+        want += d * d;
+      }
+      bad += c != out[0] || !(fabs(d1 - want) <= 1e-4 * want + 1e-6);
+      bad += embed_cells_assign(&f.c, x, 100, NULL) != c;
+    }
+    CHECK(bad == 0);
+    /* nearest: ascending, equal to a brute-force sort of the distances */
+    bad = 0;
+    for (i = 0; i < 100; i++) {
+      int64_t m = i % 2 ? K : 1 + i % 7, a, b;
+      for (j = 0; j < D; j++) q[j] = (float)(rand_unit() * 12);
+      embed_cells_nearest(&f.c, q, m, dist, out);
+      embed_l2sq_many(q, f.c.centroids, K, D, dist);
+      for (a = 0; a < K; a++) brute[a] = a;
+      for (a = 1; a < K; a++) /* insertion sort by (distance, index) */
+        for (b = a; b > 0 && dist[brute[b]] < dist[brute[b - 1]]; b--) {
+          int64_t t = brute[b];
+          brute[b] = brute[b - 1];
+          brute[b - 1] = t;
+        }
+      for (a = 0; a < m; a++) bad += out[a] != brute[a];
+      for (a = 1; a < m; a++) bad += dist[out[a]] < dist[out[a - 1]];
+    }
+    CHECK(bad == 0);
+    /* deterministic for a seed */
+    CHECK(cells_make(&f2, rows, N, D, K, 7, &err) == 0);
+    CHECK(memcmp(f.cent, f2.cent, sizeof(f.cent)) == 0 &&
+          memcmp(f.gcent, f2.gcent, sizeof(f.gcent)) == 0 &&
+          memcmp(f.first, f2.first, sizeof(f.first)) == 0);
+    /* a group centroid is the size-weighted mean of its cells: near them */
+    for (g = 0; g < f.c.ngroups; g++) {
+      double near = 1e30;
+      for (c = f.c.group_first[g]; c < f.c.group_first[g + 1]; c++) {
+        double d = 0;
+        for (j = 0; j < D; j++) {
+          double e = (double)f.gcent[g * D + j] - f.cent[c * D + j];
+          d += e * e;
+        }
+        if (d < near) near = d;
+      }
+      CHECK(near < 1e30);
+    }
+  }
+  CHECK(embed_kernels_force(EMBED_KERNELS_AUTO) == 0);
+  /* more cells than clusters, and 64 cells in 8 groups */
+  CHECK(cells_make(&f, rows, N, D, 64, 3, &err) == 0 && f.c.ngroups == 8 &&
+        cells_consistent(&f.c));
+  /* duplicates: seeding finds no spread, the repair fills every cell */
+  for (i = 0; i < 50 * D; i++) rows[i] = (float)(i % D);
+  CHECK(cells_make(&f, rows, 50, D, 10, 1, &err) == 0 &&
+        cells_consistent(&f.c));
+  CHECK(embed_cells_assign(&f.c, rows, 2, NULL) >= 0);
+  /* nlist = n: one row per cell */
+  CHECK(cells_make(&f, centres, K, D, K, 1, &err) == 0 &&
+        cells_consistent(&f.c));
+  bad = 0;
+  for (i = 0; i < K; i++) {
+    double d1;
+    c = embed_cells_assign(&f.c, centres + i * D, (int)f.c.ngroups, &d1);
+    bad += d1 != 0 || memcmp(f.c.centroids + c * D, centres + i * D,
+                             D * sizeof(float)) != 0;
+  }
+  CHECK(bad == 0);
+  /* bad arguments */
+  CHECK(cells_make(&f, rows, 5, D, 6, 1, &err) == -1 &&
+        strstr(err.text, "nlist") != NULL);
+  f.c.ngroups = 11;
+  {
+    void *s = malloc(embed_cells_scratch_bytes(50, D, 10));
+    f.c.nlist = 10;
+    CHECK(s && embed_cells_train(rows, 50, 1, 10, s, &f.c, &err) == -1 &&
+          strstr(err.text, "ngroups") != NULL);
+    f.c.ngroups = 3;
+    CHECK(s && embed_cells_train(rows, 50, 1, -1, s, &f.c, &err) == -1);
+    CHECK(s && embed_cells_train(rows, 50, 1, 0, s, &f.c, &err) == 0 &&
+          cells_consistent(&f.c));
+    free(s);
+  }
+}
+
 int main(void) {
   test_blob_codec();
   test_blob_check();
@@ -503,6 +821,9 @@ int main(void) {
   test_initializer();
   test_options();
   test_utf8_quote();
+  test_codes();
+  test_codes_paths();
+  test_cells();
   printf("unit: %d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;
 }
