@@ -15,6 +15,7 @@
 #   make format             apply .clang-format to every C file
 #   make help               print this list
 #   make bench-knn          the similarity-search benchmark alone
+#   make bench-ivf          the approximate-search (index=ivf) benchmark alone
 #   make bench-files        the embedding-file benchmark alone
 #
 # The suites, in the order make test runs them; each is a quick loop alone.
@@ -77,7 +78,7 @@ PURE_SRC = $(CORE_SRC)
 BUILD = build
 
 .PHONY: all demo test bench install uninstall clean test-deps test-sql \
-        test-unit test-python test-asan test-static format bench-knn \
+        test-unit test-python test-asan test-static format bench-knn bench-ivf \
         test-app node-deps test-newer-sqlite bench-files \
         test-oom test-oom-load test-ioerr test-defensive test-valgrind test-fuzz \
         test-robust fuzz \
@@ -320,6 +321,7 @@ test:
 bench: embed.so
 	$(PYTHON) bench/bench.py
 	$(PYTHON) bench/bench_knn.py
+	$(PYTHON) bench/bench_ivf.py
 	$(PYTHON) bench/bench_live.py
 	$(PYTHON) bench/bench_train.py
 	$(PYTHON) bench/bench_files.py
@@ -329,6 +331,9 @@ bench-files: embed.so
 
 bench-knn: embed.so
 	$(PYTHON) bench/bench_knn.py
+
+bench-ivf: embed.so
+	$(PYTHON) bench/bench_ivf.py
 
 # `.load embed` (no path) makes SQLite dlopen("embed.so"), which searches only
 # LD_LIBRARY_PATH and the loader's system folders; ldconfig does not cache

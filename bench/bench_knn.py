@@ -54,18 +54,17 @@ printed.
 import json
 import os
 import platform
-import shutil
 import sqlite3
 import statistics
 import subprocess
 import sys
-import tarfile
 import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import cpu_model  # noqa: E402
+from common import (cpu_model, exact_topk, fetch_npm_extension,  # noqa: E402
+                    log, rss_kib)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA_DIR = os.path.join(ROOT, "bench", ".data")
@@ -84,10 +83,6 @@ CACHE_KIB = 1_000_000
 ROUNDS = 3
 
 T_START = time.perf_counter()
-
-
-def log(msg=""):
-    print(msg, flush=True)
 
 
 # ------------------------------------------------------------------ data
@@ -111,17 +106,9 @@ def dataset(n, dim):
     return vectors, queries, dpath, qpath
 
 
-def reference_topk(vectors, queries, chunk=100_000):
+def reference_topk(vectors, queries):
     """Exact top-K ids per query: float64 cosine, ties by the smaller id."""
-    q64 = queries.astype(np.float64)
-    qn = np.maximum(np.linalg.norm(q64, axis=1), 1e-8)
-    scores = np.empty((len(vectors), len(queries)))
-    for s in range(0, len(vectors), chunk):
-        v64 = vectors[s:s + chunk].astype(np.float64)
-        vn = np.maximum(np.linalg.norm(v64, axis=1), 1e-8)
-        scores[s:s + chunk] = (v64 @ q64.T) / vn[:, None] / qn[None, :]
-    return [np.argsort(-scores[:, j], kind="stable")[:K].tolist()
-            for j in range(len(queries))]
+    return exact_topk(vectors, queries, K).tolist()
 
 
 # ----------------------------------------------------------------- floor
@@ -159,29 +146,8 @@ def run_floor(dpath, qpath, n, dim):
 # ------------------------------------------------------------ sqlite-vec
 def fetch_sqlite_vec():
     """Path of vec0 (without suffix), or None with the reason printed."""
-    if os.path.exists(VEC_EXT + ".so"):
-        return VEC_EXT
-    if platform.system() != "Linux" or platform.machine() != "x86_64":
-        log("  sqlite-vec: sqlite-vec-linux-x64 needs Linux x86-64; "
-            "columns skipped")
-        return None
-    npm = shutil.which("npm")
-    if not npm:
-        log("  sqlite-vec: npm not found; sqlite-vec columns skipped")
-        return None
-    os.makedirs(DATA_DIR, exist_ok=True)
-    name = f"sqlite-vec-linux-x64@{VEC_VERSION}"
-    r = subprocess.run([npm, "pack", name], cwd=DATA_DIR,
-                       capture_output=True, text=True)
-    tgz = os.path.join(DATA_DIR, f"sqlite-vec-linux-x64-{VEC_VERSION}.tgz")
-    if r.returncode != 0 or not os.path.exists(tgz):
-        log(f"  sqlite-vec: `npm pack {name}` failed; columns skipped\n"
-            f"{r.stderr.strip()}")
-        return None
-    with tarfile.open(tgz) as tar:
-        member = tar.getmember("package/vec0.so")
-        tar.extract(member, VEC_DIR)
-    return VEC_EXT if os.path.exists(VEC_EXT + ".so") else None
+    return fetch_npm_extension(f"sqlite-vec-linux-x64@{VEC_VERSION}",
+                               "package/vec0.so", VEC_DIR)
 
 
 # ------------------------------------------------------------- databases
@@ -258,17 +224,6 @@ class Method:
 
     def close(self):
         self.conn.close()
-
-
-def rss_kib():
-    """(VmRSS, VmHWM) of this process in KiB."""
-    vals = {}
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(("VmRSS:", "VmHWM:")):
-                key, v = line.split(":", 1)
-                vals[key] = int(v.split()[0])
-    return vals.get("VmRSS", 0), vals.get("VmHWM", 0)
 
 
 def child_1m(db, qpath, dim):

@@ -40,7 +40,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import cpu_model  # noqa: E402
+from common import cpu_model, log, summary  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
@@ -51,10 +51,6 @@ N, DIM, K = 100_000, 384, 10
 ROUNDS = 15
 COLD_ROUNDS = 7
 BATCH = 1024
-
-
-def log(msg=""):
-    print(msg, flush=True)
 
 
 def connect(path):
@@ -93,11 +89,6 @@ def ms(f):
     t = time.perf_counter()
     f()
     return (time.perf_counter() - t) * 1000
-
-
-def summary(xs):
-    xs = sorted(xs)
-    return statistics.median(xs), xs[0], xs[-1]
 
 
 def fmt(name, xs, base=None):
