@@ -69,7 +69,7 @@ NPROBES = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
 SLOW_ROUND_S = 20.0
 STEP_BATCH = 4096
 CACHE_KIB = 1_000_000
-TAG = "m1"  # bump when mixture()'s parameters change: the cache key
+TAG = "m2"  # bump when mixture()'s parameters change: the cache key
 
 
 def cached_data(rows):

@@ -357,7 +357,7 @@ static int search_live(embed_copies *copies, embed_store *st, embed_scan *scan,
 /* The cells a query probes by default: enough for a recall@10 of 0.99 on
 ** clustered data (README "Approximate search"). */
 static int64_t search_default_nprobe(int64_t nlist) {
-  int64_t n = nlist / 32;
+  int64_t n = nlist / 10;
   return n > 8 ? n : 8;
 }
 
