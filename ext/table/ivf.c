@@ -388,6 +388,9 @@ int64_t embed_ivf_seq(const embed_ivf *ix) {
 int64_t embed_ivf_nlist(const embed_ivf *ix) {
   return ix->cells.nlist;
 }
+int64_t embed_ivf_rows(const embed_ivf *ix) {
+  return ix->map.n;
+}
 
 int embed_ivf_update(embed_copies *copies, embed_ivf *ix,
                      const embed_changes *ch, int64_t head) {

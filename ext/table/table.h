@@ -100,6 +100,7 @@ int embed_ivf_update(embed_copies *c, embed_ivf *ix, const embed_changes *ch,
                      int64_t head);
 int64_t embed_ivf_seq(const embed_ivf *ix);
 int64_t embed_ivf_nlist(const embed_ivf *ix);
+int64_t embed_ivf_rows(const embed_ivf *ix); /* rows it lists */
 int embed_ivf_query_start(const embed_ivf *ix, const float *q,
                           embed_ivf_query *qq);
 void embed_ivf_query_end(embed_ivf_query *qq);
