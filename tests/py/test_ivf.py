@@ -292,3 +292,26 @@ def test_integrity_check_finds_a_misplaced_row(data):
     assert error_of(conn, "INSERT INTO tok(tok) VALUES ('integrity-check')") \
         == "embedding tok: corrupt tok_cells: a centroid is not D finite " \
            "float32 (cell 2)"
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2", "dot"])
+@pytest.mark.parametrize("dim", [1, 5, 13])
+def test_every_metric_and_odd_dims_probe_every_cell_exactly(metric, dim):
+    """With every cell probed and every candidate re-ranked, the index
+    answers as the exact search does, zero row and zero query included."""
+    rng = np.random.default_rng(dim)
+    x = rng.standard_normal((300, dim)).astype(np.float32)
+    x[7] = 0
+    conn = connect()
+    conn.execute(f"CREATE VIRTUAL TABLE t USING embedding(dim={dim}, "
+                 f"metric={metric}, index=ivf, nlist=7, oversample=1000)")
+    conn.executemany("INSERT INTO t(id, vector) VALUES (?, ?)",
+                     ((i, x[i].tobytes()) for i in range(len(x))))
+    conn.execute("INSERT INTO t(t) VALUES ('build-index')")
+    for q in (rng.standard_normal(dim).astype(np.float32),
+              np.zeros(dim, np.float32)):
+        sql = ("SELECT id, distance FROM t WHERE vector MATCH ? AND k = 10 "
+               "AND nprobe = ?")
+        assert conn.execute(sql, (to_blob(q), 100)).fetchall() == \
+            conn.execute(sql, (to_blob(q), 0)).fetchall()
+    conn.execute("INSERT INTO t(t) VALUES ('integrity-check')")
