@@ -211,8 +211,11 @@ def test_three_node_cluster_trains_fails_over_and_catches_up(tmp_path, request):
         cluster.sql(step_sql(steps), timeout=30)  # needs the restarted node
         cluster.kill(lead)
         cluster.start(third, join=False)
+        # (the election can take several rounds while F, behind, keeps
+        # starting elections it cannot win: one run in four took over 30 s
+        # on a busy 2-core machine)
         cluster.wait("the restarted node to lead",
-                     lambda: cluster.leader() == cluster.db(victim))
+                     lambda: cluster.leader() == cluster.db(victim), limit=90)
         want = local_rows(steps)[0]
         assert cluster.wait("rows", lambda: cluster.sql(
             ROWS, servers=cluster.db(victim))) == want
