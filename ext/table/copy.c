@@ -217,18 +217,17 @@ void embed_copies_close(embed_copies *c) {
   sqlite3_free(c);
 }
 
-void *embed_copies_attach(embed_copies *c, void *fresh,
+void *embed_copies_attach(embed_copies *c, sqlite3_uint64 bytes,
                           void (*destroy)(void *)) {
   copy_entry *e = c->entry;
   void *got;
   pthread_mutex_lock(&copy_mutex);
-  if (!e->attached) {
-    e->attached = fresh;
+  if (!e->attached && (e->attached = sqlite3_malloc64(bytes)) != 0) {
+    memset(e->attached, 0, (size_t)bytes);
     e->attached_free = destroy;
   }
   got = e->attached;
   pthread_mutex_unlock(&copy_mutex);
-  if (got != fresh) destroy(fresh);
   return got;
 }
 

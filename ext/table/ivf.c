@@ -335,10 +335,8 @@ static void ivf_shared_free(void *p) {
 
 /* The table's shared slot (NULL when out of memory). */
 static ivf_shared *ivf_shared_of(embed_copies *copies) {
-  ivf_shared *fresh = (ivf_shared *)sqlite3_malloc64(sizeof(*fresh));
-  if (!fresh) return 0;
-  fresh->current = 0;
-  return (ivf_shared *)embed_copies_attach(copies, fresh, ivf_shared_free);
+  return (ivf_shared *)embed_copies_attach(copies, sizeof(ivf_shared),
+                                           ivf_shared_free);
 }
 
 embed_ivf *embed_ivf_pick(embed_copies *copies, int64_t build, int64_t head,
@@ -437,14 +435,6 @@ static int ivf_grow_floats(float **p, int64_t *cap, int64_t want, int64_t dim) {
   *p = grown;
   *cap = c;
   return SQLITE_OK;
-}
-
-static int ivf_corrupt(embed_store *st, char **pzErr, const char *what,
-                       long long cell) {
-  *pzErr =
-      sqlite3_mprintf("embedding %s: corrupt %s_cells: %s (cell %lld)",
-                      embed_store_name(st), embed_store_name(st), what, cell);
-  return *pzErr ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
 }
 
 /* One T_cells row (embed_store_cell_fn): rows come in cell order, groups
@@ -589,12 +579,14 @@ int embed_ivf_load(embed_store *st, embed_scan *scan, int64_t build,
   if (rc == SQLITE_OK) {
     rc = embed_store_index_cells(st, ivf_load_cell, &L, pzErr);
     if (rc == SQLITE_CORRUPT_VTAB && !*pzErr)
-      rc = ivf_corrupt(st, pzErr, "the cells are not a sound index", L.nlist);
+      rc = embed_store_index_corrupt(st, "the cells are not a sound index",
+                                     L.nlist, pzErr);
   }
   if (rc == SQLITE_OK) {
     rc = ivf_load_groups(&L);
     if (rc == SQLITE_CORRUPT_VTAB)
-      rc = ivf_corrupt(st, pzErr, "the groups do not cover the cells", L.nlist);
+      rc = embed_store_index_corrupt(st, "the groups do not cover the cells",
+                                     L.nlist, pzErr);
   }
   sqlite3_free(L.grp_of);
   if (rc == SQLITE_OK) rc = ivf_load_rows(ix, scan, !covered, pzErr);

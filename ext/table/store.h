@@ -221,6 +221,10 @@ int embed_store_index_put(embed_store *st, int64_t cell, int64_t grp,
                           const float *centroid, const int64_t *ids, int64_t n);
 int embed_store_index_finish(embed_store *st, int64_t build, int64_t seq,
                              const float *offset, const float *scale);
+/* SQLITE_CORRUPT_VTAB (SQLITE_NOMEM) and *pzErr: "embedding T: corrupt
+** T_cells: <what> (cell N)", for what the index's readers find unsound. */
+int embed_store_index_corrupt(embed_store *st, const char *what, int64_t cell,
+                              char **pzErr);
 /* The codes' offsets and scales (dim floats each), checked. */
 int embed_store_index_codes(embed_store *st, float *offset, float *scale,
                             char **pzErr);

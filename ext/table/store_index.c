@@ -35,15 +35,6 @@
 
 #include "table/store_int.h"
 
-int store_is_internal_key(const char *key) {
-  static const char *const internal[] = {
-      "step", "layout", "instance", "index_build", "index_seq", "index_codes"};
-  size_t i;
-  for (i = 0; i < sizeof(internal) / sizeof(internal[0]); i++)
-    if (sqlite3_stricmp(key, internal[i]) == 0) return 1;
-  return 0;
-}
-
 int embed_store_has_index(const embed_store *st) {
   return store_has_shadow(st, SHADOW_CELLS);
 }
@@ -118,11 +109,10 @@ int embed_store_index_finish(embed_store *st, int64_t build, int64_t seq,
   return rc;
 }
 
-/* A corrupt-index error naming what is wrong. */
-static int store_index_corrupt(embed_store *st, char **pzErr, const char *what,
-                               long long cell) {
+int embed_store_index_corrupt(embed_store *st, const char *what, int64_t cell,
+                              char **pzErr) {
   *pzErr = sqlite3_mprintf("embedding %s: corrupt %s_cells: %s (cell %lld)",
-                           st->name, st->name, what, cell);
+                           st->name, st->name, what, (long long)cell);
   return *pzErr ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
 }
 
@@ -183,13 +173,14 @@ int embed_store_index_cells(embed_store *st, embed_store_cell_fn each,
     embed_error err;
     if (ctype != SQLITE_BLOB || nc != dim * EMBED_FLOAT_BYTES ||
         embed_blob_decode(c, dim, centroid, &err) != EMBED_OK) {
-      rc = store_index_corrupt(st, pzErr, "a centroid is not D finite float32",
-                               cell);
+      rc = embed_store_index_corrupt(st, "a centroid is not D finite float32",
+                                     cell, pzErr);
       break;
     }
     if (sqlite3_column_type(stmt, 3) != SQLITE_BLOB ||
         nbytes % EMBED_ID_BYTES != 0) {
-      rc = store_index_corrupt(st, pzErr, "ids is not a list of ids", cell);
+      rc = embed_store_index_corrupt(st, "ids is not a list of ids", cell,
+                                     pzErr);
       break;
     }
     if (n > cap) {

@@ -76,6 +76,15 @@ int store_set_names(embed_store *st) {
 
 /* ------------------------------------------------------------ lifecycle */
 
+int store_is_internal_key(const char *key) {
+  static const char *const internal[] = {
+      "step", "layout", "instance", "index_build", "index_seq", "index_codes"};
+  size_t i;
+  for (i = 0; i < sizeof(internal) / sizeof(internal[0]); i++)
+    if (sqlite3_stricmp(key, internal[i]) == 0) return 1;
+  return 0;
+}
+
 /* Read the options back from T_config. */
 static int store_load_config(embed_store *st, char **pzErr) {
   sqlite3_stmt *stmt = 0;

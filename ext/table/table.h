@@ -31,10 +31,10 @@ typedef struct embed_changes {
 } embed_changes;
 
 int embed_copies_open(embed_store *st, embed_copies **out);
-/* The structure attached to the table's shared entry (ivf.c's): the one
-** there, or fresh, which is attached when there is none (else freed with
-** destroy). destroy frees it with the entry's last connection. */
-void *embed_copies_attach(embed_copies *c, void *fresh,
+/* The structure attached to the table's shared entry (ivf.c's): made
+** zeroed, `bytes` long, by the first call, and freed by destroy with the
+** entry's last connection; NULL when out of memory. */
+void *embed_copies_attach(embed_copies *c, sqlite3_uint64 bytes,
                           void (*destroy)(void *));
 void embed_copies_close(embed_copies *c);
 /* The newest version a search can use, whose log runs from tail to head

@@ -218,20 +218,14 @@ def run_interleaving(path, journal, steps, seed, indexed=False):
     return done
 
 
+@pytest.mark.parametrize("indexed", [False, True], ids=["copy", "ivf"])
 @pytest.mark.parametrize("journal", ["wal", "delete"])
-def test_random_interleavings_match_brute_force(tmp_path, journal):
+def test_random_interleavings_match_brute_force(tmp_path, journal, indexed):
+    """ivf: the same interleavings on an index=ivf table (README
+    "Approximate search"), with build-index among the writes."""
+    seed = (21 if indexed else 11) + (journal != "wal")
     done = run_interleaving(str(tmp_path / "live.db"), journal, steps=350,
-                            seed=11 if journal == "wal" else 12)
-    assert done["writes"] > 100 and done["searches"] > 1000, done
-
-
-@pytest.mark.parametrize("journal", ["wal", "delete"])
-def test_random_interleavings_with_an_index_match_brute_force(tmp_path,
-                                                              journal):
-    """The same interleavings on an index=ivf table (README "Approximate
-    search"), with build-index among the writes."""
-    done = run_interleaving(str(tmp_path / "ivf.db"), journal, steps=350,
-                            seed=21 if journal == "wal" else 22, indexed=True)
+                            seed=seed, indexed=indexed)
     assert done["writes"] > 100 and done["searches"] > 1000, done
 
 

@@ -14,6 +14,8 @@
 #ifndef FAULT_ALLOC_H
 #define FAULT_ALLOC_H
 
+#include <stdio.h>
+
 #include <sqlite3.h>
 
 static sqlite3_mem_methods real_mem;
@@ -69,6 +71,31 @@ static inline void benign_begin(void) {
 }
 static inline void benign_end(void) {
   F.benign_depth--;
+}
+
+/* The end of a run: counting stops, db closes, and the memory in use is
+** what it was before the run (`before`); `report` (the sweep's finding)
+** is told otherwise, and when a faulty run never fired its fault. */
+static void fault_close_run(sqlite3 *db, sqlite3_int64 before, int fault_step,
+                            int expect_fault,
+                            void (*report)(const char *what, int step,
+                                           const char *detail)) {
+  char detail[100];
+  int rc;
+  F.counting = 0;
+  rc = sqlite3_close(db);
+  if (rc != SQLITE_OK) {
+    snprintf(detail, sizeof(detail), "sqlite3_close returned %d", rc);
+    report("close failed", -1, detail);
+    sqlite3_close_v2(db);
+  }
+  if (sqlite3_memory_used() != before) {
+    snprintf(detail, sizeof(detail), "%lld bytes still allocated",
+             (long long)(sqlite3_memory_used() - before));
+    report("memory leak", fault_step, detail);
+  }
+  if (expect_fault && !F.fired)
+    report("the fault was never injected (workload not deterministic?)", -1, 0);
 }
 
 #endif

@@ -267,23 +267,7 @@ static void run_workload(long fail_at, int persist, int is_reference) {
   }
 close:
   current_step = N_STEPS;
-  F.counting = 0;
-  rc = sqlite3_close(db);
-  if (rc != SQLITE_OK) {
-    char detail[100];
-    snprintf(detail, sizeof(detail), "sqlite3_close returned %d", rc);
-    finding("close failed", -1, detail);
-    sqlite3_close_v2(db);
-  }
-  if (sqlite3_memory_used() != before) {
-    char detail[100];
-    snprintf(detail, sizeof(detail), "%lld bytes still allocated",
-             (long long)(sqlite3_memory_used() - before));
-    finding("memory leak", fault_step, detail);
-  }
-  if (!is_reference && fail_at && !F.fired)
-    finding("the fault was never injected (workload not deterministic?)", -1,
-            0);
+  fault_close_run(db, before, fault_step, !is_reference && fail_at, finding);
 }
 
 /* One run in a child process: a library SQLite kept loaded (see above)
