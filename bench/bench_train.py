@@ -53,15 +53,24 @@ torch (they took the same 2 + reps * steps steps): the max relative
 difference is printed and must be below 1e-5 (float32 roundings of repeated
 ids' gradient sums; tests/py/test_oracle.py checks the math to 1e-6).
 
+After the table, the SQLite floor on disk (bench/train_floor.c, see
+bench_train_mem.py): the same number of rows per step written in place
+through one sqlite3_blob handle in a WAL file with the same settings and
+the same COMMIT + checkpoint every `steps` steps, wall clock per row,
+against torch and embed.
+
 Then bench_train_mem.py runs (unless --no-memory): the same comparison in a
 `:memory:` database, one transaction, CPU time per batch row, for sgd, sgd
-with momentum, adagrad and adam (see its docstring).
+with momentum, adagrad and adam (see its docstring), and bench_insert.py
+(unless --no-insert): bulk INSERT ... SELECT against an ordinary table, in
+memory and in a WAL file (see its docstring).
 """
 import argparse
 import json
 import os
 import sqlite3
 import statistics
+import subprocess
 import sys
 import time
 
@@ -124,6 +133,8 @@ def main(argv=None):
     ap.add_argument("--torch-threads", type=int, default=1)
     ap.add_argument("--no-memory", action="store_true",
                     help="skip bench_train_mem.py's in-memory figures")
+    ap.add_argument("--no-insert", action="store_true",
+                    help="skip bench_insert.py's bulk-insert figures")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.torch_threads)
     print(f"bench_train: {N_ROWS:,} rows x {DIM} dims, batches of {BATCH:,} "
@@ -210,16 +221,46 @@ def main(argv=None):
     print(f"\nsteps of {BATCH:,} ids x {DIM} dims; rows/s = {BATCH:,} x steps/s "
           f"(wall clock); embed/torch = throughput ratio, wall clock (CPU time); "
           f"torch/embed = how many times slower embed is (wall clock)")
+    import bench_train_mem  # the floor program and the state sizes
+    floor = bench_train_mem.build_floor()
+    for name, _, med, _ in results:
+        if not floor:
+            break
+        # SQLite's own cost of the same writes, same file settings and
+        # COMMIT + checkpoint cadence (bench/train_floor.c)
+        walls = []
+        for _ in range(args.reps):
+            out = subprocess.run(
+                [floor, str(N_ROWS), str(DIM), str(args.reps * args.steps),
+                 str(BATCH), str(bench_train_mem.FLOOR_STATE[name]),
+                 DB_PATH + ".floor", str(args.steps)],
+                check=True, capture_output=True, text=True).stdout.split()
+            walls.append(float(out[2]))
+        floor_us = statistics.median(walls)
+        torch_us = med["torch"][0] * 1e6 / (BATCH * args.steps)
+        embed_us = med["embed"][0] * 1e6 / (BATCH * args.steps)
+        print(f"  SQLite floor, {name}: {floor_us:.2f} us/row [{min(walls):.2f},"
+              f" {max(walls):.2f}] = {floor_us / torch_us:.1f}x torch; embed "
+              f"{embed_us:.2f} us/row = {embed_us / floor_us:.2f}x the floor",
+              flush=True)
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(DB_PATH + ".floor" + suffix):
+            os.remove(DB_PATH + ".floor" + suffix)
     bad = [name for name, _, _, diff in results if not diff < 1e-5]
     if bad:
         print(f"FAIL: embed and torch weights differ for {', '.join(bad)}")
         return 1
+    rc = 0
     if not args.no_memory:  # the CPU cost in memory (issue 12's 2.5x goal)
         print()
         import bench_train_mem
-        return bench_train_mem.main(["--reps", str(max(args.reps, 3)),
-                                     "--ext", EXT])
-    return 0
+        rc = bench_train_mem.main(["--reps", str(max(args.reps, 3)),
+                                   "--ext", EXT])
+    if not args.no_insert:  # bulk insert against an ordinary table (1.2x)
+        print()
+        import bench_insert
+        rc = bench_insert.main([]) or rc
+    return rc
 
 
 if __name__ == "__main__":

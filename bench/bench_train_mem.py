@@ -33,6 +33,15 @@ median and [min, max] over the repetitions, and the ratio of the medians.
 With momentum both sides also move every row that has a momentum buffer
 (embed: the lazy row-wise update plus those rows; torch: its sparse
 buffer), so its per-row figure grows with the steps taken.
+
+The SQLite floor (bench/train_floor.c, compiled here against the system
+SQLite): the same number of rows per step moved through one sqlite3_blob
+handle in a `:memory:` database, one transaction: seek, read, one add,
+write back in place, and the same for a state row of the optimizer's size
+(none for sgd, D floats for adagrad, 2D for adam; not run for momentum).
+It is what any in-place write through SQLite's public API costs, most of
+it the first write of each page in the transaction copying the page to
+the rollback journal; embed is printed against it too.
 """
 import argparse
 import json
@@ -52,6 +61,24 @@ OPTIMIZERS = {
     "adagrad": ("optimizer=adagrad", "Adagrad", {}),
     "adam": ("optimizer=adam", "SparseAdam", {}),
 }
+# floats of optimizer state per row (core/optimizer.c), for the floor;
+# momentum has none: its steps also move every row with a buffer
+FLOOR_STATE = {"sgd": 0, "adagrad": DIM, "adam": 2 * DIM}
+FLOOR_SRC = os.path.join(ROOT, "bench", "train_floor.c")
+FLOOR_BIN = os.path.join(ROOT, "build", "bench-data", "train_floor")
+
+
+def build_floor():
+    """Compile bench/train_floor.c against the system SQLite (the one
+    Python's sqlite3 module uses here); None when that fails."""
+    os.makedirs(os.path.dirname(FLOOR_BIN), exist_ok=True)
+    cmd = [os.environ.get("CC", "cc"), "-O2", "-o", FLOOR_BIN, FLOOR_SRC,
+           "-lsqlite3"]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        print(f"  floor: {' '.join(cmd)} failed:\n{r.stderr}", flush=True)
+        return None
+    return FLOOR_BIN
 
 
 def batches(n):
@@ -68,6 +95,12 @@ def batches(n):
 def child(ext, name, steps):
     """One repetition of one optimizer: CPU seconds of embed or torch."""
     option, opt_name, kwargs = OPTIMIZERS[name]
+    if ext == "floor":
+        out = subprocess.run(
+            [FLOOR_BIN, str(N_ROWS), str(DIM), str(steps), str(BATCH),
+             str(FLOOR_STATE[name])], check=True, capture_output=True,
+            text=True).stdout
+        return float(out.split()[1]) * 1e-6 * BATCH * steps
     bs = batches(2 + steps)
     if ext == "torch":
         import numpy as np
@@ -117,13 +150,15 @@ def main(argv=None):
         return 0
     exts = args.ext or [DEFAULT_EXT]
     names = args.only or list(OPTIMIZERS)
-    sides = exts + ["torch"]
+    floor = build_floor()
     rows = BATCH * args.steps
     print(f"bench_train_mem: :memory:, {N_ROWS:,} rows x {DIM} dims, "
           f"{args.reps} reps x {args.steps} steps of {BATCH:,} ids; SQLite "
           f"{sqlite3.sqlite_version}; CPU us per batch row, median [min, max]")
-    width = max(len(s) for s in sides) + 2
+    width = max(len(s) for s in exts + ["SQLite floor"]) + 2
     for name in names:
+        sides = exts + ["torch"] + (["floor"] if floor and
+                                     name in FLOOR_STATE else [])
         us = {s: [] for s in sides}
         for _ in range(args.reps):
             for s in sides:
@@ -137,7 +172,11 @@ def main(argv=None):
         for s in sides:
             med = statistics.median(us[s])
             ratio = "" if s == "torch" else f"  {med / med_t:.2f}x torch"
-            print(f"  {s:<{width}}{med:7.2f} us/row [{min(us[s]):.2f}, "
+            if s in exts and "floor" in us:
+                ratio += (f", {med / statistics.median(us['floor']):.2f}x "
+                          f"the floor")
+            label = "SQLite floor" if s == "floor" else s
+            print(f"  {label:<{width}}{med:7.2f} us/row [{min(us[s]):.2f}, "
                   f"{max(us[s]):.2f}]{ratio}", flush=True)
     return 0
 

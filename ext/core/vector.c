@@ -433,6 +433,9 @@ static int vector_compare_ids(const void *a, const void *b) {
 int64_t embed_ids_sort_unique(int64_t *ids, int64_t n) {
   int64_t i, w = 1;
   if (n < 2) return n;
+  for (i = 1; i < n && ids[i - 1] < ids[i]; i++) {
+  }
+  if (i == n) return n; /* already ascending (a bulk insert's log) */
   qsort(ids, (size_t)n, sizeof(int64_t), vector_compare_ids);
   for (i = 1; i < n; i++)
     if (ids[i] != ids[w - 1]) ids[w++] = ids[i];

@@ -115,11 +115,11 @@ static int embedRename(sqlite3_vtab *pVtab, const char *zNew) {
   return embed_store_rename(((embed_vtab *)pVtab)->st, zNew);
 }
 
-/* Transactions: the change log's buffer of the rows xUpdate wrote is
-** written as one entry when the transaction commits (xSync) and when a
-** savepoint or statement journal opens (xSavepoint), and forgotten by
-** ROLLBACK and ROLLBACK TO, whose undone rows are all newer than the last
-** flush (store_log.c). */
+/* Transactions: what the store buffers for xUpdate (inserted rows, the
+** change log's ids) is written when the transaction commits (xSync) and
+** when a savepoint or statement journal opens (xSavepoint), and forgotten
+** by ROLLBACK and ROLLBACK TO, whose undone rows are all newer than the
+** last flush (store_stmt.c, store_log.c). */
 static int embedBegin(sqlite3_vtab *pVtab) {
   (void)pVtab;
   return SQLITE_OK;
@@ -127,23 +127,23 @@ static int embedBegin(sqlite3_vtab *pVtab) {
 
 static int embedSync(sqlite3_vtab *pVtab) {
   embed_vtab *tab = (embed_vtab *)pVtab;
-  return embed_vtab_named(tab, embed_store_log_flush(tab->st));
+  return embed_vtab_named(tab, embed_store_flush(tab->st));
 }
 
 static int embedCommit(sqlite3_vtab *pVtab) {
-  embed_store_log_discard(((embed_vtab *)pVtab)->st); /* flushed by xSync */
+  embed_store_discard(((embed_vtab *)pVtab)->st); /* flushed by xSync */
   return SQLITE_OK;
 }
 
 static int embedRollback(sqlite3_vtab *pVtab) {
-  embed_store_log_discard(((embed_vtab *)pVtab)->st);
+  embed_store_discard(((embed_vtab *)pVtab)->st);
   return SQLITE_OK;
 }
 
 static int embedSavepoint(sqlite3_vtab *pVtab, int iSavepoint) {
   embed_vtab *tab = (embed_vtab *)pVtab;
   (void)iSavepoint;
-  return embed_vtab_named(tab, embed_store_log_flush(tab->st));
+  return embed_vtab_named(tab, embed_store_flush(tab->st));
 }
 
 static int embedRelease(sqlite3_vtab *pVtab, int iSavepoint) {
@@ -154,7 +154,7 @@ static int embedRelease(sqlite3_vtab *pVtab, int iSavepoint) {
 
 static int embedRollbackTo(sqlite3_vtab *pVtab, int iSavepoint) {
   (void)iSavepoint;
-  embed_store_log_discard(((embed_vtab *)pVtab)->st);
+  embed_store_discard(((embed_vtab *)pVtab)->st);
   return SQLITE_OK;
 }
 

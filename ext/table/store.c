@@ -1,23 +1,15 @@
 /*
-** store.c - the storage of an embedding table: the statement cache,
-** checked row reads and writes, scans, the optimizer state, versions and
-** transaction control (the API and the layout are in table/store.h;
-** store_schema.c creates, opens, renames and drops the shadow tables;
-** store_rows.c is the blob-handle row cursor).
+** store.c - the storage of an embedding table: checked row reads and
+** writes, scans, the optimizer state, versions and transaction control
+** (the API and the layout are in table/store.h; store_stmt.c has the
+** statement cache and the insert buffer; store_schema.c creates, opens,
+** renames and drops the shadow tables; store_rows.c is the blob-handle row
+** cursor).
 **
 ** Usage: see table/store.h. Every other file reaches the shadow tables
-** through the calls of these three files.
+** through the calls of the store files.
 **
 ** Design:
-**  - Each shadow table's name and DDL is spelled once (store_schema.c);
-**    opening a store computes its quoted name "S"."T_suffix" once, and
-**    every statement's SQL below names its table with a %s filled from
-**    there.
-**  - Statements are prepared on first use with SQLITE_PREPARE_PERSISTENT
-**    and SQLITE_PREPARE_NO_VTAB (a virtual table standing in for a shadow
-**    table is refused, never used), reset after each use and finalized by
-**    embed_store_close. store_prepare frees the SQL text and keeps a
-**    sticky result code, so a sequence of prepares checks once.
 **  - T_vectors is a rowid table keyed by the token id: a lookup is one
 **    b-tree descent, a write rewrites one record, a scan reads the leaves in
 **    id order. Vectors are bound without a copy on little-endian hosts.
@@ -30,62 +22,6 @@
 
 #include "table/store_int.h"
 
-static const struct {
-  int on;
-  const char *sql;
-} store_sql[STORE_N_STMT] = {
-    [STMT_READ] = {SHADOW_VECTORS, "SELECT vector FROM %s WHERE id = ?1"},
-    [STMT_WRITE] = {SHADOW_VECTORS, "UPDATE %s SET vector = ?2 WHERE id = ?1"},
-    [STMT_INSERT] = {SHADOW_VECTORS,
-                     "INSERT INTO %s(id, vector) VALUES (?1, ?2)"},
-    [STMT_INSERT_REPLACE] =
-        {SHADOW_VECTORS,
-         "INSERT OR REPLACE INTO %s(id, vector) VALUES (?1, ?2)"},
-    [STMT_INSERT_IGNORE] =
-        {SHADOW_VECTORS,
-         "INSERT OR IGNORE INTO %s(id, vector) VALUES (?1, ?2)"},
-    [STMT_DELETE] = {SHADOW_VECTORS, "DELETE FROM %s WHERE id = ?1"},
-    [STMT_MOVE] = {SHADOW_VECTORS, "UPDATE %s SET id = ?2 WHERE id = ?1"},
-    [STMT_MAXID] = {SHADOW_VECTORS, "SELECT max(id) FROM %s"},
-    [STMT_COUNT] = {SHADOW_VECTORS, "SELECT count(*) FROM %s"},
-    [STMT_STATE_READ] = {SHADOW_STATE, "SELECT state FROM %s WHERE id = ?1"},
-    [STMT_STATE_WRITE] =
-        {SHADOW_STATE, "INSERT OR REPLACE INTO %s(id, state) VALUES (?1, ?2)"},
-    [STMT_STATE_DELETE] = {SHADOW_STATE, "DELETE FROM %s WHERE id = ?1"},
-    [STMT_STATE_MOVE] = {SHADOW_STATE, "UPDATE %s SET id = ?2 WHERE id = ?1"},
-    [STMT_STATE_CLEAR] = {SHADOW_STATE, "DELETE FROM %s"},
-    [STMT_STEP_READ] = {SHADOW_CONFIG,
-                        "SELECT value FROM %s WHERE key = 'step'"},
-    [STMT_STEP_WRITE] =
-        {SHADOW_CONFIG,
-         "INSERT OR REPLACE INTO %s(key, value) VALUES ('step', ?1)"},
-    [STMT_CONFIG_WRITE] = {SHADOW_CONFIG,
-                           "INSERT INTO %s(key, value) VALUES (?1, ?2)"},
-    [STMT_DATA_VERSION] = {ON_SCHEMA, "PRAGMA %s.data_version"},
-    [STMT_SCHEMA_VERSION] = {ON_NONE, "PRAGMA main.schema_version"},
-    [STMT_ROLLBACK] = {ON_NONE, "ROLLBACK"},
-    [STMT_LOG_APPEND] = {SHADOW_LOG, "INSERT INTO %s(ids) VALUES (?1)"},
-    [STMT_LOG_HEAD] = {SHADOW_LOG, "SELECT max(seq) FROM %s"},
-    [STMT_LOG_TAIL] = {SHADOW_LOG, "SELECT min(seq) FROM %s"},
-    [STMT_LOG_READ] = {SHADOW_LOG,
-                       "SELECT ids FROM %s WHERE seq > ?1 AND seq <= ?2"},
-    [STMT_LOG_TRIM] = {SHADOW_LOG, "DELETE FROM %s WHERE seq <= ?1"},
-    [STMT_INDEX_HEAD] =
-        {SHADOW_CONFIG,
-         "SELECT key, value FROM %s WHERE key IN ('index_build', 'index_seq')"},
-    [STMT_INDEX_CODES] = {SHADOW_CONFIG,
-                          "SELECT value FROM %s WHERE key = 'index_codes'"},
-    [STMT_INDEX_CLEAR] = {SHADOW_CELLS, "DELETE FROM %s"},
-    [STMT_INDEX_PUT] =
-        {SHADOW_CELLS,
-         "INSERT INTO %s(cell, grp, centroid, ids) VALUES (?1, ?2, ?3, ?4)"},
-    [STMT_INDEX_READ] =
-        {SHADOW_CELLS, "SELECT cell, grp, centroid, ids FROM %s ORDER BY cell"},
-    [STMT_CONFIG_PUT] =
-        {SHADOW_CONFIG,
-         "INSERT OR REPLACE INTO %s(key, value) VALUES (?1, ?2)"},
-};
-
 struct embed_scan {
   embed_store *st;
   sqlite3_stmt *stmt[2]; /* ascending, descending */
@@ -93,40 +29,7 @@ struct embed_scan {
   int mapped;            /* embed_scan_map turned the memory map on */
 };
 
-/* --------------------------------------------------------- statements */
-
-int store_prepare(embed_store *st, sqlite3_stmt **slot, char *zSql, int *rc) {
-  if (*rc == SQLITE_OK) {
-    *rc = zSql ? sqlite3_prepare_v3(st->db, zSql, -1, STORE_PREPARE_FLAGS, slot,
-                                    0)
-               : SQLITE_NOMEM;
-  }
-  sqlite3_free(zSql);
-  return *rc;
-}
-
-/* The cached statement `which`, prepared on first use. */
-int store_stmt_get(embed_store *st, store_stmt which, sqlite3_stmt **out) {
-  int rc = SQLITE_OK;
-  if (!st->stmt[which]) {
-    const char *on =
-        store_sql[which].on == ON_NONE ? "" : st->names[store_sql[which].on];
-    store_prepare(st, &st->stmt[which],
-                  sqlite3_mprintf(store_sql[which].sql, on), &rc);
-  }
-  *out = st->stmt[which];
-  return rc;
-}
-
-/* Run a write statement to completion and reset it. Its parameters stay
-** bound (each use binds them all again); a BLOB bound SQLITE_STATIC is
-** never read after the reset. */
-int store_step_done(sqlite3_stmt *stmt) {
-  int rc = sqlite3_step(stmt);
-  int rc2 = sqlite3_reset(stmt);
-  if (rc == SQLITE_DONE) return SQLITE_OK;
-  return rc2 ? rc2 : rc;
-}
+/* ------------------------------------------------------------- helpers */
 
 /* Run a cached statement taking ids ?1 (and ?2) to completion. */
 static int store_run_ids(embed_store *st, store_stmt which, int64_t a,
@@ -137,44 +40,6 @@ static int store_run_ids(embed_store *st, store_stmt which, int64_t a,
   sqlite3_bind_int64(stmt, 1, a);
   if (sqlite3_bind_parameter_count(stmt) > 1) sqlite3_bind_int64(stmt, 2, b);
   return store_step_done(stmt);
-}
-
-/* Run a cached statement returning one integer (SQLITE_NOTFOUND: no row). */
-int store_int(embed_store *st, store_stmt which, int64_t *out) {
-  sqlite3_stmt *stmt;
-  int rc = store_stmt_get(st, which, &stmt);
-  if (rc) return rc;
-  rc = sqlite3_step(stmt);
-  if (rc == SQLITE_ROW) {
-    *out = sqlite3_column_int64(stmt, 0);
-    rc = SQLITE_OK;
-  } else if (rc == SQLITE_DONE) {
-    rc = SQLITE_NOTFOUND;
-  }
-  sqlite3_reset(stmt);
-  return rc;
-}
-
-/* Bind v as a float32 BLOB (little-endian) to parameter i of stmt. On a
-** little-endian host the floats are the BLOB, bound without a copy: callers
-** step and reset the statement before v goes away. */
-int store_bind_vector(sqlite3_stmt *stmt, int i, const float *v, int64_t dim) {
-  sqlite3_uint64 nbytes = (sqlite3_uint64)dim * EMBED_FLOAT_BYTES;
-  void *blob;
-  if (EMBED_HOST_LE)
-    return sqlite3_bind_blob64(stmt, i, v, nbytes, SQLITE_STATIC);
-  blob = sqlite3_malloc64(nbytes);
-  if (!blob) return SQLITE_NOMEM;
-  embed_blob_encode(v, dim, blob);
-  return sqlite3_bind_blob64(stmt, i, blob, nbytes, sqlite3_free);
-}
-
-void store_finalize_all(embed_store *st) {
-  int i;
-  for (i = 0; i < STORE_N_STMT; i++) {
-    sqlite3_finalize(st->stmt[i]);
-    st->stmt[i] = 0;
-  }
 }
 
 /* ------------------------------------------------------------ identity */
@@ -308,11 +173,14 @@ int embed_store_write(embed_store *st, int64_t id, const float *v) {
 int embed_store_insert(embed_store *st, int64_t id, const float *v,
                        const void *raw, int conflict, char **pzErr) {
   sqlite3_stmt *stmt;
-  int rc = store_stmt_get(st,
-                          conflict == SQLITE_REPLACE  ? STMT_INSERT_REPLACE
-                          : conflict == SQLITE_IGNORE ? STMT_INSERT_IGNORE
-                                                      : STMT_INSERT,
-                          &stmt);
+  int rc = store_pending_add(st, id, raw ? raw : (const void *)v);
+  if (rc != SQLITE_NOTFOUND) return rc; /* buffered (or out of memory) */
+  store_pending_saw(st, id);
+  rc = store_stmt_get(st,
+                      conflict == SQLITE_REPLACE  ? STMT_INSERT_REPLACE
+                      : conflict == SQLITE_IGNORE ? STMT_INSERT_IGNORE
+                                                  : STMT_INSERT,
+                      &stmt);
   if (rc) return rc;
   sqlite3_bind_int64(stmt, 1, id);
   rc = raw ? sqlite3_bind_blob64(
@@ -335,6 +203,7 @@ int embed_store_delete(embed_store *st, int64_t id) {
 
 int embed_store_move(embed_store *st, int64_t old_id, int64_t new_id) {
   int rc = store_run_ids(st, STMT_MOVE, old_id, new_id);
+  store_pending_saw(st, new_id);
   if (rc == SQLITE_OK) rc = store_run_ids(st, STMT_STATE_MOVE, old_id, new_id);
   return rc;
 }
@@ -385,7 +254,7 @@ void embed_scan_free(embed_scan *scan) {
 }
 
 int embed_scan_start(embed_scan *scan, int desc, int64_t lo, int64_t hi) {
-  int rc = SQLITE_OK;
+  int rc = store_pending_settle(scan->st);
   embed_scan_reset(scan);
   if (!scan->stmt[desc])
     store_prepare(
@@ -663,7 +532,7 @@ int embed_store_step_write(embed_store *st, int64_t step) {
 int embed_store_ids(embed_store *st, int of_state, int64_t **out, int64_t *n) {
   sqlite3_stmt *stmt = 0;
   int64_t cap = 0, *ids = 0;
-  int rc = SQLITE_OK;
+  int rc = of_state ? SQLITE_OK : store_pending_settle(st);
   *out = 0;
   *n = 0;
   store_prepare(

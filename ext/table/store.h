@@ -190,12 +190,15 @@ int embed_store_has_log(const embed_store *st);
 int64_t embed_store_instance(const embed_store *st);
 /* Log one call's writes: ids (any order, repeats allowed) as one entry. */
 int embed_store_log_append(embed_store *st, const int64_t *ids, int64_t n);
-/* Buffer one id written by the module; embed_store_log_flush writes the
-** buffer as one entry (xSync, xSavepoint); _discard forgets it (ROLLBACK,
-** ROLLBACK TO). */
+/* Buffer one id written by the module; embed_store_flush writes it. */
 int embed_store_log_note(embed_store *st, int64_t id);
-int embed_store_log_flush(embed_store *st);
-void embed_store_log_discard(embed_store *st);
+/* What the store keeps in memory for the module's writes, the rows
+** inserted (store_stmt.c) and the change log's ids: embed_store_flush
+** writes it (xSync, xSavepoint), embed_store_discard forgets it (COMMIT,
+** after xSync; ROLLBACK; ROLLBACK TO, whose undone writes all came after
+** the last flush). */
+int embed_store_flush(embed_store *st);
+void embed_store_discard(embed_store *st);
 /* The newest and oldest seq of the log as this transaction sees it (0
 ** and 0 when it is empty). Entries (after, head] are all present when
 ** after >= tail - 1 or after == head. */

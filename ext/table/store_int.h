@@ -1,9 +1,8 @@
 /*
-** table/store_int.h - private to the storage layer (store.c,
-** store_schema.c, store_log.c, store_check.c): the store's fields, its
-** statement cache and the helpers these files use. Nothing outside the
-** storage layer includes it;
-** table/store.h is the layer's interface.
+** table/store_int.h - private to the storage layer (the ext/table/store*.c
+** files): the store's fields, its statement cache and the helpers these
+** files use. Nothing outside the storage layer includes it; table/store.h
+** is the layer's interface.
 */
 #ifndef EMBED_STORE_INT_H
 #define EMBED_STORE_INT_H
@@ -27,6 +26,7 @@ typedef enum store_stmt {
   STMT_INSERT, /* the three conflict modes of INSERT */
   STMT_INSERT_REPLACE,
   STMT_INSERT_IGNORE,
+  STMT_INSERT_MANY, /* the insert buffer's rows (store_stmt.c) */
   STMT_DELETE,
   STMT_MOVE,
   STMT_MAXID,
@@ -70,6 +70,13 @@ struct embed_store {
   /* store_log.c: ids written through the module since the last flush */
   int64_t *pending;
   int64_t n_pending, cap_pending;
+  /* store_stmt.c: inserted rows not yet written (ascending ids), and an
+  ** upper bound of the table's ids when ins_bound_known */
+  int64_t *ins_ids;
+  unsigned char *ins_rows; /* [n_ins x 4D] stored-form vectors */
+  int64_t n_ins, cap_ins, ins_bound;
+  int ins_bound_known, ins_writing;
+  int ins_batch; /* rows per STMT_INSERT_MANY; 0: not chosen yet */
 };
 
 /* The storage layouts, recorded in T_config as ('layout', n):
@@ -81,10 +88,12 @@ struct embed_store {
 #define STORE_LAYOUT_CURRENT STORE_LAYOUT_LOG
 
 #define STORE_PREPARE_FLAGS (SQLITE_PREPARE_PERSISTENT | SQLITE_PREPARE_NO_VTAB)
-/* Prepare zSql (sqlite3_mprintf'd, NULL when out of memory; freed here)
-** into *slot, unless *rc already holds an error. Returns *rc. */
+/* store_stmt.c, the statement cache. Prepare zSql (sqlite3_mprintf'd, NULL when
+ *out of memory; freed here)
+ ** into *slot, unless *rc already holds an error. Returns *rc. */
 int store_prepare(embed_store *st, sqlite3_stmt **slot, char *zSql, int *rc);
-/* The cached statement `which`, prepared on first use. */
+/* The cached statement `which`, prepared on first use (a statement on
+** T_vectors first writes the insert buffer). */
 int store_stmt_get(embed_store *st, store_stmt which, sqlite3_stmt **out);
 /* Run a cached statement returning one integer (SQLITE_NOTFOUND: no row;
 ** a NULL reads as 0). */
@@ -104,6 +113,21 @@ int store_set_names(embed_store *st);
 /* T_config's rows that are not options: the step count, the layout, the
 ** instance number and the index's (store_index.c). */
 int store_is_internal_key(const char *key);
+/* store_stmt.c, the insert buffer: take row id (bytes: its stored form)
+** for a later write (SQLITE_NOTFOUND: it may conflict, insert it now);
+** write the buffer before T_vectors is read or written otherwise; note an
+** id the store wrote itself; forget the buffer (ROLLBACK) and the bound of
+** the ids (end of a transaction); free it; the rows one STMT_INSERT_MANY
+** writes. */
+int store_pending_add(embed_store *st, int64_t id, const void *bytes);
+int store_pending_settle(embed_store *st);
+void store_pending_saw(embed_store *st, int64_t id);
+void store_pending_forget(embed_store *st);
+void store_pending_free(embed_store *st);
+int store_pending_batch(embed_store *st);
+/* store_log.c: write the change log's buffer as one entry, or forget it. */
+int store_log_flush(embed_store *st);
+void store_log_discard(embed_store *st);
 /* Does the table have shadow table i (T_log only from layout 2, T_cells
 ** only with index=ivf)? */
 int store_has_shadow(const embed_store *st, int i);

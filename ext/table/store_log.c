@@ -8,8 +8,8 @@
 **
 **     embed_store_log_append(st, ids, n);     // a call that wrote rows
 **     embed_store_log_note(st, id);           // xUpdate: buffered ...
-**     embed_store_log_flush(st);              // ... written at
-*xSync/xSavepoint
+**     store_log_flush(st);                    // ... written at xSync,
+**                                             // xSavepoint (embed_store_flush)
 **     embed_store_log_head(st, &head, &tail); // the log as this txn sees it
 **     embed_store_log_since(st, seq, head, &ids, &n);  // changed after seq
 **
@@ -130,7 +130,19 @@ int embed_store_log_note(embed_store *st, int64_t id) {
   return SQLITE_OK;
 }
 
-int embed_store_log_flush(embed_store *st) {
+/* The module's transaction callbacks: the insert buffer (store_stmt.c)
+** and this log's buffer together. */
+int embed_store_flush(embed_store *st) {
+  int rc = store_pending_settle(st);
+  return rc ? rc : store_log_flush(st);
+}
+
+void embed_store_discard(embed_store *st) {
+  store_pending_forget(st);
+  store_log_discard(st);
+}
+
+int store_log_flush(embed_store *st) {
   int rc;
   if (st->n_pending == 0) return SQLITE_OK;
   st->n_pending = embed_ids_sort_unique(st->pending, st->n_pending);
@@ -139,7 +151,7 @@ int embed_store_log_flush(embed_store *st) {
   return rc;
 }
 
-void embed_store_log_discard(embed_store *st) {
+void store_log_discard(embed_store *st) {
   st->n_pending = 0;
 }
 

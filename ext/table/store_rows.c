@@ -28,7 +28,7 @@
 */
 #include <string.h>
 
-#include "table/store.h"
+#include "table/store_int.h"
 
 void embed_rows_init(embed_rows *r, embed_store *st, int writable) {
   r->st = st;
@@ -70,7 +70,8 @@ int embed_rows_seek(embed_rows *r, int64_t id, char **pzErr) {
   embed_store *st = r->st;
   sqlite3 *db = embed_store_db(st);
   const char *name = embed_store_name(st);
-  int rc;
+  int rc = r->of_state ? SQLITE_OK : store_pending_settle(st);
+  if (rc) return seek_failed(r, rc, pzErr);
   r->id = id;
   if (r->blob) {
     rc = sqlite3_blob_reopen(r->blob, id);

@@ -273,11 +273,13 @@ void embed_store_close(embed_store *st) {
   sqlite3_free(st->label);
   sqlite3_free(st->vectors_table);
   sqlite3_free(st->pending); /* the change log's buffer */
+  store_pending_free(st);
   sqlite3_free(st);
 }
 
 int embed_store_drop(embed_store *st) {
   int rc = SQLITE_OK, i;
+  embed_store_discard(st); /* the rows buffered go with the table */
   store_finalize_all(st);
   for (i = 0; rc == SQLITE_OK && i < STORE_N_SHADOW; i++)
     if (store_has_shadow(st, i))
@@ -288,7 +290,8 @@ int embed_store_drop(embed_store *st) {
 
 int embed_store_rename(embed_store *st, const char *zNew) {
   char *name;
-  int rc = SQLITE_OK, i;
+  int rc = store_pending_settle(st), i;
+  if (rc) return rc;
   store_finalize_all(st);
   for (i = 0; rc == SQLITE_OK && i < STORE_N_SHADOW; i++)
     if (store_has_shadow(st, i))

@@ -1,0 +1,280 @@
+"""Bulk INSERT through the insert buffer (README "Bulk insert"): a statement
+in autocommit mode hands rows with new, ascending ids to a buffer that is
+written many rows at a time; every test compares the result with the same
+statement on an ordinary table, or with the table before the statement.
+
+    EMBED_EXT=$PWD/embed /usr/bin/python3 -m pytest -q tests/py/test_bulk_insert.py
+"""
+import os
+import sqlite3
+
+import numpy as np
+import pytest
+
+from conftest import connect, one, to_blob, from_blob, rows
+
+DIM = 8
+N = 1000  # many batches of the buffer (64 rows in memory, 32 in a file)
+
+
+def make_src(conn, ids, seed=0):
+    rng = np.random.default_rng(seed)
+    conn.execute("CREATE TABLE src(id INTEGER PRIMARY KEY, v BLOB)")
+    data = {int(i): rng.standard_normal(DIM).astype(np.float32) for i in ids}
+    conn.executemany("INSERT INTO src VALUES (?, ?)",
+                     [(i, to_blob(v)) for i, v in data.items()])
+    return data
+
+
+def open_pair(tmp_path, where):
+    path = ":memory:" if where == "memory" else str(tmp_path / "bulk.db")
+    conn = connect(path)
+    if where == "file":
+        conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"CREATE VIRTUAL TABLE tok USING embedding(dim={DIM}, "
+                 "num_embeddings=10, seed=3)")
+    conn.execute("CREATE TABLE plain(id INTEGER PRIMARY KEY, vector BLOB)")
+    conn.execute("INSERT INTO plain SELECT id, vector FROM tok")
+    return conn
+
+
+def table_state(conn, table="tok"):
+    return {i: v.tobytes() for i, v in rows(conn, table).items()}
+
+
+@pytest.mark.parametrize("where", ["memory", "file"])
+def test_bulk_insert_equals_plain_table(tmp_path, where):
+    conn = open_pair(tmp_path, where)
+    make_src(conn, range(100, 100 + N))
+    for table in ("tok", "plain"):
+        conn.execute(f"INSERT INTO {table}(id, vector) SELECT id, v FROM src")
+        # what SQLite reports for the statement matches an ordinary table's
+        assert one(conn, "SELECT changes()") == N
+        assert conn.execute("SELECT last_insert_rowid()").fetchone()[0] == \
+            100 + N - 1
+    assert table_state(conn) == table_state(conn, "plain")
+    assert one(conn, "SELECT count(*) FROM tok_vectors") == N + 10
+    other = connect(str(tmp_path / "bulk.db")) if where == "file" else None
+    if other:  # committed: another connection sees every row
+        assert table_state(other) == table_state(conn, "plain")
+    check = conn.execute(
+        "INSERT INTO tok(tok) VALUES ('integrity-check')").fetchall()
+    assert check == []
+
+
+@pytest.mark.parametrize("where", ["memory", "file"])
+def test_statement_reads_its_own_earlier_rows(tmp_path, where):
+    # each odd id copies the even row the same statement inserted just
+    # before it: the buffer is written before the row is read
+    conn = open_pair(tmp_path, where)
+    data = make_src(conn, range(100, 100 + N))
+    conn.execute(
+        "INSERT INTO tok(id, vector) SELECT id, CASE WHEN id % 2 = 0 THEN v "
+        "ELSE embed_lookup('tok', id - 1) END FROM src ORDER BY id")
+    got = rows(conn, "tok")
+    for i in range(100, 100 + N):
+        want = data[i] if i % 2 == 0 else data[i - 1]
+        assert np.array_equal(got[i], want), i
+
+
+@pytest.mark.parametrize("where", ["memory", "file"])
+@pytest.mark.parametrize("bad", ["duplicate", "dimension", "nan"])
+def test_failing_row_late_in_statement_changes_nothing(tmp_path, where, bad):
+    conn = open_pair(tmp_path, where)
+    make_src(conn, range(100, 100 + N))
+    # the last row (after many buffered batches) fails the statement
+    if bad == "duplicate":
+        conn.execute("INSERT INTO src VALUES (?, ?)",
+                     (100 + N, None))
+        sql = ("INSERT INTO tok(id, vector) SELECT CASE WHEN v IS NULL "
+               "THEN 5 ELSE id END, coalesce(v, zeroblob(32)) FROM src "
+               "ORDER BY id")
+        err = sqlite3.IntegrityError
+    else:
+        value = (to_blob(np.zeros(DIM + 1)) if bad == "dimension" else
+                 to_blob(np.full(DIM, np.nan)))
+        conn.execute("INSERT INTO src VALUES (?, ?)", (100 + N, value))
+        sql = "INSERT INTO tok(id, vector) SELECT id, v FROM src ORDER BY id"
+        err = sqlite3.Error
+    before = table_state(conn)
+    log_before = one(conn, "SELECT count(*) FROM tok_log")
+    q = to_blob(np.ones(DIM))
+    search_before = conn.execute(
+        "SELECT id, distance FROM tok WHERE vector MATCH ? AND k = 5",
+        (q,)).fetchall()
+    with pytest.raises(err):
+        conn.execute(sql)
+    assert table_state(conn) == before
+    assert one(conn, "SELECT count(*) FROM tok_vectors") == 10
+    assert one(conn, "SELECT count(*) FROM tok_log") == log_before
+    assert conn.execute(
+        "SELECT id, distance FROM tok WHERE vector MATCH ? AND k = 5",
+        (q,)).fetchall() == search_before
+    # and the same statement without the bad row then works
+    conn.execute(f"DELETE FROM src WHERE id = {100 + N}")
+    conn.execute("INSERT INTO tok(id, vector) SELECT id, v FROM src")
+    assert one(conn, "SELECT count(*) FROM tok") == N + 10
+
+
+@pytest.mark.parametrize("mode", ["OR IGNORE", "OR REPLACE", ""])
+@pytest.mark.parametrize("order", ["ASC", "DESC", "RANDOM"])
+def test_conflict_modes_and_orders_equal_plain_table(tmp_path, mode, order):
+    # new ids above the table's, old ids inside it, in every order: the
+    # buffered and the direct path together give the ordinary table's result
+    conn = open_pair(tmp_path, "memory")
+    ids = list(range(5, 10)) + list(range(200, 200 + 300)) + [-3, 0]
+    if mode == "":
+        ids = [i for i in ids if i >= 10 or i < 0]
+    make_src(conn, ids, seed=1)
+    by = {"ASC": "id", "DESC": "id DESC", "RANDOM": "(id * 7919) % 301"}[order]
+    for table in ("tok", "plain"):
+        conn.execute(f"INSERT {mode} INTO {table}(id, vector) "
+                     f"SELECT id, v FROM src ORDER BY {by}")
+    assert table_state(conn) == table_state(conn, "plain")
+
+
+def test_explicit_transaction_rows_are_in_the_shadow_table_at_once(tmp_path):
+    # inside BEGIN a statement's end gives no signal: rows go in directly,
+    # so the shadow table shows them and ROLLBACK removes them
+    conn = open_pair(tmp_path, "file")
+    make_src(conn, range(100, 100 + N))
+    before = table_state(conn)
+    conn.execute("BEGIN")
+    conn.execute("INSERT INTO tok(id, vector) VALUES (50, ?)",
+                 (to_blob(np.ones(DIM)),))
+    assert one(conn, "SELECT count(*) FROM tok_vectors") == 11
+    conn.execute("INSERT INTO tok(id, vector) SELECT id, v FROM src")
+    assert one(conn, "SELECT count(*) FROM tok_vectors") == N + 11
+    conn.execute("ROLLBACK")
+    assert table_state(conn) == before
+
+
+def test_bulk_insert_while_another_statement_reads(tmp_path):
+    # a statement of the same connection is still stepping (SQLite then
+    # gives the insert a statement journal): rows land, the reader goes on
+    conn = open_pair(tmp_path, "file")
+    data = make_src(conn, range(100, 100 + N))
+    reader = conn.execute("SELECT id FROM src ORDER BY id")
+    first = reader.fetchone()
+    conn.execute("INSERT INTO tok(id, vector) SELECT id, v FROM src")
+    rest = reader.fetchall()
+    assert [first[0]] + [r[0] for r in rest] == sorted(data)
+    got = rows(conn, "tok")
+    assert all(np.array_equal(got[i], data[i]) for i in data)
+
+
+def test_search_after_bulk_insert_sees_every_row(tmp_path):
+    conn = open_pair(tmp_path, "file")
+    q = np.ones(DIM, dtype=np.float32)
+    conn.execute("SELECT id FROM tok WHERE vector MATCH ? AND k = 3",
+                 (to_blob(q),)).fetchall()  # a copy exists before the insert
+    data = make_src(conn, range(100, 100 + N), seed=2)
+    data.update(rows(conn, "tok"))
+    conn.execute("INSERT INTO tok(id, vector) SELECT id, v FROM src")
+    got = conn.execute(
+        "SELECT id FROM tok WHERE vector MATCH ? AND k = 10",
+        (to_blob(q),)).fetchall()
+    ids = sorted(data)
+    mat = np.stack([data[i] for i in ids]).astype(np.float64)
+    cos = mat @ q / (np.linalg.norm(mat, axis=1) * np.linalg.norm(q))
+    want = [ids[j] for j in np.argsort(-cos, kind="stable")[:10]]
+    assert [r[0] for r in got] == want
+
+
+
+# ------------------------------------------------ I/O errors (apsw's VFS)
+
+def _faulty_vfs(apsw, plan):
+    """A VFS over the default one whose xWrite and xSync calls are counted
+    across every file (database, journal, WAL, statement journal) and fail
+    from call number plan["at"] on (SQLITE_IOERR)."""
+
+    class File(apsw.VFSFile):
+        def __init__(self, vfs, name, flags):
+            super().__init__("", name, flags)
+
+        def _tick(self):
+            plan["calls"] += 1
+            if plan["at"] and plan["calls"] >= plan["at"]:
+                plan["hit"] += 1
+                raise apsw.IOError("injected")
+
+        def xWrite(self, data, offset):
+            self._tick()
+            return super().xWrite(data, offset)
+
+        def xSync(self, flags):
+            self._tick()
+            return super().xSync(flags)
+
+    class VFS(apsw.VFS):
+        def __init__(self):
+            super().__init__("bulkfaulty", "")
+
+        def xOpen(self, name, flags):
+            return File(self, name, flags)
+
+    return VFS()
+
+
+@pytest.mark.parametrize("journal", ["wal", "delete"])
+def test_io_error_anywhere_in_bulk_insert_is_all_or_nothing(tmp_path, journal):
+    apsw = pytest.importorskip("apsw")
+    from conftest import EXT
+    plan = {"at": 0, "calls": 0, "hit": 0}
+    vfs = _faulty_vfs(apsw, plan)  # noqa: F841 (registered while alive)
+    path = str(tmp_path / "faults.db")
+    n = 1500  # 23 batches of 64 rows, with a 5-page cache: spills mid-way
+    src = np.random.default_rng(4).standard_normal((n, DIM)).astype(np.float32)
+    setup = connect(path)
+    setup.execute(f"PRAGMA journal_mode={journal}")
+    setup.execute(f"CREATE VIRTUAL TABLE tok USING embedding(dim={DIM}, "
+                  "num_embeddings=20, seed=9)")
+    setup.execute("CREATE TABLE src(id INTEGER PRIMARY KEY, v BLOB)")
+    setup.executemany("INSERT INTO src VALUES (?, ?)",
+                      [(100 + i, to_blob(src[i])) for i in range(n)])
+    before = table_state(setup)
+    after = dict(before)
+    after.update({100 + i: src[i].tobytes() for i in range(n)})
+    setup.close()
+    image = open(path, "rb").read()
+
+    def attempt(at):
+        for suffix in ("-wal", "-shm", "-journal"):
+            if os.path.exists(path + suffix):
+                os.remove(path + suffix)
+        with open(path, "wb") as f:
+            f.write(image)
+        plan.update(at=0, calls=0)
+        conn = apsw.Connection(path, vfs="bulkfaulty")
+        conn.enableloadextension(True)
+        conn.loadextension(EXT)
+        conn.execute("PRAGMA cache_size=5")
+        plan.update(at=at, calls=0, hit=0)
+        failed = False
+        try:
+            conn.execute("INSERT INTO tok(id, vector) SELECT id, v FROM src")
+        except apsw.Error:
+            failed = True
+        plan["at"] = 0
+        calls, hit = plan["calls"], plan["hit"]
+        conn.close()
+        check = connect(path)
+        assert check.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        state = table_state(check)
+        assert state in (before, after), f"fault at call {at}: partial insert"
+        if not failed:
+            assert state == after, f"fault at call {at}: success lost rows"
+        assert check.execute(
+            "INSERT INTO tok(tok) VALUES ('integrity-check')").fetchall() == []
+        check.close()
+        return calls, hit, failed
+
+    total, _, failed = attempt(0)
+    assert not failed and total > 10
+    outcomes = set()
+    for at in range(1, total + 1):
+        _, hit, failed = attempt(at)
+        assert hit > 0, f"call {at} was never made"
+        outcomes.add(failed)
+    assert True in outcomes  # the faults did surface as errors
