@@ -147,9 +147,9 @@ static int embedSavepoint(sqlite3_vtab *pVtab, int iSavepoint) {
 }
 
 static int embedRelease(sqlite3_vtab *pVtab, int iSavepoint) {
-  (void)pVtab;
-  (void)iSavepoint;
-  return SQLITE_OK;
+  embed_vtab *tab = (embed_vtab *)pVtab;
+  (void)iSavepoint; /* a statement's end: its buffered rows go in now */
+  return embed_vtab_named(tab, embed_store_flush(tab->st));
 }
 
 static int embedRollbackTo(sqlite3_vtab *pVtab, int iSavepoint) {

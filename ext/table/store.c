@@ -174,7 +174,10 @@ int embed_store_insert(embed_store *st, int64_t id, const float *v,
                        const void *raw, int conflict, char **pzErr) {
   sqlite3_stmt *stmt;
   int rc = store_pending_add(st, id, raw ? raw : (const void *)v);
-  if (rc != SQLITE_NOTFOUND) return rc; /* buffered (or out of memory) */
+  if (rc != SQLITE_NOTFOUND) { /* buffered (or out of memory) */
+    store_pending_note_run(st, rc == SQLITE_OK);
+    return rc;
+  }
   store_pending_saw(st, id);
   rc = store_stmt_get(st,
                       conflict == SQLITE_REPLACE  ? STMT_INSERT_REPLACE
@@ -188,6 +191,7 @@ int embed_store_insert(embed_store *st, int64_t id, const float *v,
                  SQLITE_STATIC)
            : store_bind_vector(stmt, 2, v, st->cfg.dim);
   if (rc == SQLITE_OK) rc = store_step_done(stmt);
+  store_pending_note_run(st, rc == SQLITE_OK);
   if ((rc & 0xff) == SQLITE_CONSTRAINT) {
     *pzErr = sqlite3_mprintf("UNIQUE constraint failed: %s.id", st->name);
     return *pzErr ? SQLITE_CONSTRAINT : SQLITE_NOMEM;

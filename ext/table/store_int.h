@@ -77,6 +77,10 @@ struct embed_store {
   int64_t n_ins, cap_ins, ins_bound;
   int ins_bound_known, ins_writing;
   int ins_batch; /* rows per STMT_INSERT_MANY; 0: not chosen yet */
+  int ins_file;  /* the schema is a database file (set with ins_batch) */
+  sqlite3_stmt *ins_owner;   /* in BEGIN: the statement that inserted last */
+  int ins_owner_runs;        /* its SQLITE_STMTSTATUS_RUN then */
+  int64_t ins_owner_changes; /* total_changes() after that insert */
 };
 
 /* The storage layouts, recorded in T_config as ('layout', n):
@@ -116,13 +120,15 @@ int store_is_internal_key(const char *key);
 /* store_stmt.c, the insert buffer: take row id (bytes: its stored form)
 ** for a later write (SQLITE_NOTFOUND: it may conflict, insert it now);
 ** write the buffer before T_vectors is read or written otherwise; note an
-** id the store wrote itself; forget the buffer (ROLLBACK) and the bound of
-** the ids (end of a transaction); free it; the rows one STMT_INSERT_MANY
-** writes. */
+** id the store wrote itself; note the end of an insert (inside BEGIN, the
+** next insert of the same statement run may wait); forget the buffer
+** (ROLLBACK) and the bound of the ids (end of a transaction); free it; the
+** rows one STMT_INSERT_MANY writes. */
 int store_pending_add(embed_store *st, int64_t id, const void *bytes);
 int store_pending_settle(embed_store *st);
 void store_pending_saw(embed_store *st, int64_t id);
 void store_pending_forget(embed_store *st);
+void store_pending_note_run(embed_store *st, int inserted);
 void store_pending_free(embed_store *st);
 int store_pending_batch(embed_store *st);
 /* store_log.c: write the change log's buffer as one entry, or forget it. */

@@ -133,20 +133,57 @@ def test_conflict_modes_and_orders_equal_plain_table(tmp_path, mode, order):
     assert table_state(conn) == table_state(conn, "plain")
 
 
-def test_explicit_transaction_rows_are_in_the_shadow_table_at_once(tmp_path):
-    # inside BEGIN a statement's end gives no signal: rows go in directly,
-    # so the shadow table shows them and ROLLBACK removes them
-    conn = open_pair(tmp_path, "file")
-    make_src(conn, range(100, 100 + N))
+@pytest.mark.parametrize("where", ["memory", "file"])
+def test_explicit_transaction_rows_are_in_the_shadow_table_after_each_statement(
+        tmp_path, where):
+    # inside BEGIN (a memory database buffers there, a file does not) a
+    # multi-row statement's rows wait only until its end (its statement
+    # journal's release); a one-row INSERT, which has no such end, goes in
+    # at once; ROLLBACK TO and ROLLBACK take rows back
+    conn = open_pair(tmp_path, where)
+    data = make_src(conn, range(100, 100 + N))
     before = table_state(conn)
     conn.execute("BEGIN")
     conn.execute("INSERT INTO tok(id, vector) VALUES (50, ?)",
                  (to_blob(np.ones(DIM)),))
     assert one(conn, "SELECT count(*) FROM tok_vectors") == 11
-    conn.execute("INSERT INTO tok(id, vector) SELECT id, v FROM src")
+    conn.execute("INSERT INTO tok(id, vector) SELECT id, v FROM src "
+                 "WHERE id < 600")
+    assert one(conn, "SELECT count(*) FROM tok_vectors") == 11 + 500
+    conn.execute("SAVEPOINT s")
+    conn.execute("INSERT INTO tok(id, vector) SELECT id, v FROM src "
+                 "WHERE id >= 600")
     assert one(conn, "SELECT count(*) FROM tok_vectors") == N + 11
+    conn.execute("ROLLBACK TO s")
+    assert one(conn, "SELECT count(*) FROM tok_vectors") == 11 + 500
+    conn.execute("INSERT INTO tok(id, vector) SELECT id, v FROM src "
+                 "WHERE id >= 600")
+    conn.execute("RELEASE s")
+    got = rows(conn, "tok")
+    assert all(np.array_equal(got[i], data[i]) for i in data)
     conn.execute("ROLLBACK")
     assert table_state(conn) == before
+
+
+@pytest.mark.parametrize("where", ["memory", "file"])
+def test_explicit_transaction_one_row_statements_never_wait(tmp_path, where):
+    # without a statement cache every statement is prepared and finalized,
+    # so a new one often gets the address of the one before: each one-row
+    # INSERT must still be in the shadow table when it returns
+    path = ":memory:" if where == "memory" else str(tmp_path / "one.db")
+    conn = sqlite3.connect(path, isolation_level=None, cached_statements=0)
+    conn.enable_load_extension(True)
+    from conftest import EXT
+    conn.load_extension(EXT)
+    conn.execute(f"CREATE VIRTUAL TABLE tok USING embedding(dim={DIM})")
+    conn.execute("BEGIN")
+    for i in range(200):
+        conn.execute(f"INSERT INTO tok(id, vector) VALUES ({1000 + i}, "
+                     f"embed_vector('[{i}, 1, 2, 3, 4, 5, 6, 7]'))")
+        assert conn.execute("SELECT count(*) FROM tok_vectors").fetchone()[0] \
+            == i + 1
+    conn.execute("COMMIT")
+    assert conn.execute("SELECT count(*) FROM tok").fetchone()[0] == 200
 
 
 def test_bulk_insert_while_another_statement_reads(tmp_path):

@@ -161,6 +161,14 @@ static const char *WORKLOAD[] = {
     " x < 70) INSERT INTO t(id, vector) SELECT 200 + x,"
     " embed_scale('[1, 2, 3, 4]', x) FROM c",
     "SELECT id, distance FROM t WHERE vector MATCH '[0, 0, 1, 1]' AND k = 3",
+    /* the insert buffer inside a transaction: written at the statement's
+    ** end, read back by the next statement */
+    "BEGIN",
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE"
+    " x < 70) INSERT INTO t(id, vector) SELECT 400 + x,"
+    " embed_scale('[4, 3, 2, 1]', x) FROM c",
+    "SELECT count(*), sum(length(vector)) FROM t_vectors WHERE id > 400",
+    "COMMIT",
     "BEGIN",
     "SAVEPOINT s",
     "UPDATE t SET vector = '[5, 5, 5, 5]' WHERE id = 3",
