@@ -301,7 +301,8 @@ static int pending_reserve(embed_store *st) {
   int64_t *ids;
   unsigned char *rows;
   if (st->n_ins < st->cap_ins) return SQLITE_OK;
-  cap = store_pending_batch(st);
+  cap = store_pending_batch(st); /* more only after a failed write */
+  if (cap <= st->cap_ins) cap = 2 * st->cap_ins;
   ids = (int64_t *)sqlite3_realloc64(st->ins_ids,
                                      (sqlite3_uint64)cap * EMBED_ID_BYTES);
   if (!ids) return SQLITE_NOMEM;
