@@ -252,6 +252,12 @@ int store_pending_batch(embed_store *st) {
   return st->ins_batch;
 }
 
+/* Is the table's schema a database file (no buffer inside BEGIN)? */
+static int pending_is_file(embed_store *st) {
+  store_pending_batch(st); /* decides it */
+  return st->ins_file;
+}
+
 /* Write the buffer's rows, oldest first, a batch per statement, and drop
 ** those written. */
 static int pending_write(embed_store *st) {
@@ -352,6 +358,7 @@ static int pending_in_statement(embed_store *st) {
 }
 
 void store_pending_note_run(embed_store *st, int inserted) {
+  if (sqlite3_get_autocommit(st->db)) return; /* only BEGIN asks for runs */
   st->ins_owner_changes = sqlite3_total_changes64(st->db);
   if (!inserted) st->ins_owner = 0; /* a failed statement adds no change */
 }
@@ -360,7 +367,7 @@ int store_pending_add(embed_store *st, int64_t id, const void *bytes) {
   int rc;
   if (!EMBED_HOST_LE) return SQLITE_NOTFOUND;
   if (!sqlite3_get_autocommit(st->db) &&
-      (store_pending_batch(st), st->ins_file || !pending_in_statement(st)))
+      (pending_is_file(st) || !pending_in_statement(st)))
     return SQLITE_NOTFOUND;
   if (!st->ins_bound_known) { /* no row reads 0: ids <= 0 go in at once */
     rc = store_int(st, STMT_MAXID, &st->ins_bound);

@@ -11,7 +11,7 @@ import sqlite3
 import numpy as np
 import pytest
 
-from conftest import connect, one, to_blob, from_blob, rows
+from conftest import EXT, connect, one, to_blob, rows
 
 DIM = 8
 N = 1000  # many batches of the buffer (64 rows in memory, 32 in a file)
@@ -173,7 +173,6 @@ def test_explicit_transaction_one_row_statements_never_wait(tmp_path, where):
     path = ":memory:" if where == "memory" else str(tmp_path / "one.db")
     conn = sqlite3.connect(path, isolation_level=None, cached_statements=0)
     conn.enable_load_extension(True)
-    from conftest import EXT
     conn.load_extension(EXT)
     conn.execute(f"CREATE VIRTUAL TABLE tok USING embedding(dim={DIM})")
     conn.execute("BEGIN")
@@ -257,7 +256,6 @@ def _faulty_vfs(apsw, plan):
 @pytest.mark.parametrize("journal", ["wal", "delete"])
 def test_io_error_anywhere_in_bulk_insert_is_all_or_nothing(tmp_path, journal):
     apsw = pytest.importorskip("apsw")
-    from conftest import EXT
     plan = {"at": 0, "calls": 0, "hit": 0}
     vfs = _faulty_vfs(apsw, plan)  # noqa: F841 (registered while alive)
     path = str(tmp_path / "faults.db")

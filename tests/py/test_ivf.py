@@ -45,6 +45,14 @@ def make_table(conn, x, options="", name="tok"):
     conn.execute("COMMIT")
 
 
+def indexed_table(x):
+    """A `:memory:` connection with tok (index=ivf) holding x, built."""
+    conn = connect()
+    make_table(conn, x)
+    conn.execute("INSERT INTO tok(tok) VALUES ('build-index')")
+    return conn
+
+
 def knn(conn, q, k=10, extra="", name="tok"):
     return conn.execute(
         f"SELECT id, distance FROM {name} WHERE vector MATCH ? AND k = ?"
@@ -145,9 +153,7 @@ def test_recall_rises_with_nprobe_and_distances_are_exact(data):
 
 def test_filters_still_return_k_rows(data):
     x, queries = data
-    conn = connect()
-    make_table(conn, x)
-    conn.execute("INSERT INTO tok(tok) VALUES ('build-index')")
+    conn = indexed_table(x)
     q = queries[0]
     got = conn.execute("SELECT id, distance FROM tok WHERE vector MATCH ? "
                        "AND k = 10 AND nprobe = 1 AND id BETWEEN 100 AND 140",
@@ -170,9 +176,7 @@ def test_filters_still_return_k_rows(data):
 
 def test_every_write_is_found_at_its_new_place(data):
     x, queries = data
-    conn = connect()
-    make_table(conn, x)
-    conn.execute("INSERT INTO tok(tok) VALUES ('build-index')")
+    conn = indexed_table(x)
     q = queries[3]
     far = -q
     # the default probe: a moved row is assigned by the two nearest groups
@@ -245,9 +249,7 @@ def test_training_every_row_keeps_recall(data):
     """Random steps that move every row by about its neighbour distance:
     the index follows without a rebuild."""
     x, queries = data
-    conn = connect()
-    make_table(conn, x)
-    conn.execute("INSERT INTO tok(tok) VALUES ('build-index')")
+    conn = indexed_table(x)
     rng = np.random.default_rng(3)
     cur = x.copy()
     n = len(x)
