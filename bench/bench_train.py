@@ -61,9 +61,10 @@ against torch and embed.
 
 Then bench_train_mem.py runs (unless --no-memory): the same comparison in a
 `:memory:` database, one transaction, CPU time per batch row, for sgd, sgd
-with momentum, adagrad and adam (see its docstring), and bench_insert.py
-(unless --no-insert): bulk INSERT ... SELECT against an ordinary table, in
-memory and in a WAL file (see its docstring).
+with momentum, adagrad and adam (see its docstring), once more for the
+steady state of a long transaction (100 steps timed after 300), and
+bench_insert.py (unless --no-insert): bulk INSERT ... SELECT against an
+ordinary table, in memory and in a WAL file (see its docstring).
 """
 import argparse
 import json
@@ -256,6 +257,10 @@ def main(argv=None):
         import bench_train_mem
         rc = bench_train_mem.main(["--reps", str(max(args.reps, 3)),
                                    "--ext", EXT])
+        print()  # the same in a long transaction's steady state
+        rc = bench_train_mem.main(
+            ["--reps", "3", "--warm", "300", "--steps", "100", "--ext", EXT,
+             "--only", "sgd", "--only", "adagrad", "--only", "adam"]) or rc
     if not args.no_insert:  # bulk insert against an ordinary table (1.2x)
         print()
         import bench_insert

@@ -5,7 +5,8 @@ thread, per optimizer (issue 12's CPU goal: within 2.5x).
 
 Run from the repository root after `make`:
 
-    /usr/bin/python3 bench/bench_train_mem.py [--steps 20] [--reps 5]
+    /usr/bin/python3 bench/bench_train_mem.py [--steps 20] [--warm 2]
+        [--reps 5]
         [--ext PATH [--ext PATH ...]]
 
 What it measures:
@@ -16,7 +17,7 @@ What it measures:
            the same weights in nn.Embedding.from_pretrained(W, freeze=False,
            sparse=True) with torch.optim.SGD / Adagrad / SparseAdam, lr 0.01,
            torch.set_num_threads(1).
-  batches  2 warm-up + steps batches of 1,024 ids drawn uniformly from
+  batches  `warm` warm-up + steps batches of 1,024 ids drawn uniformly from
            0..99,999 (numpy default_rng(0); a few repeats per batch) with a
            1,024 x 128 float32 gradient; the same batches on both sides.
   embed    one repetition = `steps` x SELECT embed_update('t', :ids_json,
@@ -42,6 +43,14 @@ write back in place, and the same for a state row of the optimizer's size
 It is what any in-place write through SQLite's public API costs, most of
 it the first write of each page in the transaction copying the page to
 the rollback journal; embed is printed against it too.
+
+The journal copy is paid once per page and transaction, so the longer a
+transaction, the less of it each step carries: bench_train.py also runs
+`--warm 300 --steps 100 --only sgd adagrad adam` (100 steps timed after
+300 in the same transaction, by which time every page has been journaled
+and most rows of adagrad and adam have a state row), the steady state of
+a long training transaction. Momentum is left out there: each of its
+steps moves every row with a buffer, most of the table by then.
 """
 import argparse
 import json
@@ -92,16 +101,17 @@ def batches(n):
     return out
 
 
-def child(ext, name, steps):
+def child(ext, name, steps, warm):
     """One repetition of one optimizer: CPU seconds of embed or torch."""
     option, opt_name, kwargs = OPTIMIZERS[name]
     if ext == "floor":
         out = subprocess.run(
             [FLOOR_BIN, str(N_ROWS), str(DIM), str(steps), str(BATCH),
-             str(FLOOR_STATE[name])], check=True, capture_output=True,
+             str(FLOOR_STATE[name]), ":memory:", "0", str(warm)],
+            check=True, capture_output=True,
             text=True).stdout
         return float(out.split()[1]) * 1e-6 * BATCH * steps
-    bs = batches(2 + steps)
+    bs = batches(warm + steps)
     if ext == "torch":
         import numpy as np
         import torch
@@ -129,15 +139,18 @@ def child(ext, name, steps):
         def run(part):
             for a in part:
                 conn.execute("SELECT embed_update('t', ?, ?, ?)", a).fetchone()
-    run(items[:2])
+    run(items[:warm])
     c0 = time.process_time()
-    run(items[2:])
+    run(items[warm:])
     return time.process_time() - c0
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--warm", type=int, default=2,
+                    help="warm-up steps before the timed ones, in the same "
+                         "transaction")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--ext", action="append",
                     help="extension to load (repeatable); default ./embed")
@@ -146,14 +159,16 @@ def main(argv=None):
                     help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        print(json.dumps(child(args.child[0], args.child[1], args.steps)))
+        print(json.dumps(child(args.child[0], args.child[1], args.steps,
+                               args.warm)))
         return 0
     exts = args.ext or [DEFAULT_EXT]
     names = args.only or list(OPTIMIZERS)
     floor = build_floor()
     rows = BATCH * args.steps
     print(f"bench_train_mem: :memory:, {N_ROWS:,} rows x {DIM} dims, "
-          f"{args.reps} reps x {args.steps} steps of {BATCH:,} ids; SQLite "
+          f"{args.reps} reps x {args.steps} steps of {BATCH:,} ids after "
+          f"{args.warm} warm-up steps in the same transaction; SQLite "
           f"{sqlite3.sqlite_version}; CPU us per batch row, median [min, max]")
     width = max(len(s) for s in exts + ["SQLite floor"]) + 2
     for name in names:
@@ -164,7 +179,8 @@ def main(argv=None):
             for s in sides:
                 out = subprocess.run(
                     [sys.executable, os.path.abspath(__file__), "--steps",
-                     str(args.steps), "--child", s, name],
+                     str(args.steps), "--warm", str(args.warm), "--child", s,
+                     name],
                     check=True, capture_output=True, text=True).stdout
                 us[s].append(json.loads(out) * 1e6 / rows)
         med_t = statistics.median(us["torch"])

@@ -3,15 +3,15 @@
 ** embed_update for bench_train_mem.py. Built and run by the bench:
 **
 **     cc -O2 -o train_floor bench/train_floor.c -lsqlite3
-**     ./train_floor ROWS DIM STEPS BATCH [STATE_FLOATS [PATH EVERY]]
+**     ./train_floor ROWS DIM STEPS BATCH [STATE_FLOATS [PATH EVERY [WARM]]]
 **
 ** A `:memory:` database (or, with PATH, a fresh WAL file there with
 ** synchronous=NORMAL, a 400 MB page cache and a COMMIT and a passive
-** checkpoint every EVERY steps, as bench_train.py runs embed) with T(id INTEGER
-*PRIMARY KEY, vector BLOB) of ROWS
-** rows of DIM float32 (and, with STATE_FLOATS > 0, S(id INTEGER PRIMARY KEY,
-** state BLOB) of that many floats per row, as adagrad and adam keep), one
-** transaction, 2 warm-up steps and then STEPS steps of BATCH ids drawn
+** checkpoint every EVERY steps, as bench_train.py runs embed) with
+** T(id INTEGER PRIMARY KEY, vector BLOB) of ROWS rows of DIM float32
+** (and, with STATE_FLOATS > 0, S(id INTEGER PRIMARY KEY, state BLOB) of
+** that many floats per row, as adagrad and adam keep), one transaction,
+** WARM (default 2) warm-up steps and then STEPS steps of BATCH ids drawn
 ** uniformly (a xorshift generator; ids sorted, as embed sorts a batch).
 ** For each id: move one sqlite3_blob handle to the row
 ** (sqlite3_blob_reopen), read the vector, add a constant gradient times
@@ -104,6 +104,7 @@ int main(int argc, char **argv) {
   int state = argc > 5 ? atoi(argv[5]) : 0;
   const char *path = argc > 6 ? argv[6] : ":memory:";
   int every = argc > 7 ? atoi(argv[7]) : 0;
+  int warm = argc > 8 ? atoi(argv[8]) : 2;
   double w0 = 0;
   sqlite3 *db;
   sqlite3_blob *vec = 0, *st = 0;
@@ -132,8 +133,8 @@ int main(int argc, char **argv) {
   if (state > 0) floor_fill(db, "S", rows, state);
   floor_check(sqlite3_exec(db, "COMMIT; BEGIN", 0, 0, 0), db, "begin");
   c0 = 0;
-  for (s = 0; s < 2 + steps; s++) {
-    if (s == 2) {
+  for (s = 0; s < warm + steps; s++) {
+    if (s == warm) {
       c0 = clock();
       w0 = floor_wall();
     }

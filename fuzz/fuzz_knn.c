@@ -3,9 +3,8 @@
 ** plans: MATCH with k, LIMIT/OFFSET, id filters (=, IN, ranges, subqueries),
 ** joins, repeated and contradictory constraints, on tables with each
 ** metric, with and without the search snapshot, with an index=ivf (nprobe), in
-*and out of a write
-** transaction (the table-scan path). Constraint values and query vectors
-** come from the input (fuzz_common.h encodes them).
+** and out of a write transaction (the table-scan path). Constraint values and
+** query vectors come from the input (fuzz_common.h encodes them).
 **
 ** Input: up to 3 rows inserted with input vectors (zero, huge, odd
 ** lengths), then a template number, a table number, a transaction flag and

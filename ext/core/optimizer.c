@@ -65,10 +65,9 @@ void embed_optimizer_state_init(const embed_config *cfg, float *state,
 /* The loops below are written once (OPT_LOOPS) and compiled twice on
 ** x86: with AVX2 and FMA (vectorized), chosen at run time when the CPU
 ** has them, and without, where fmaf is a libm call. fmaf rounds once either
-*way,
-** so both give the same bits; the order of every other operation is
-** torch's. Hoisting the option tests out of the element loop lets plain
-** sgd and the other common cases run as straight (vectorizable) loops. */
+** way, so both give the same bits; the order of every other operation is
+** torch's. Hoisting the option tests out of the element loop lets plain sgd and
+** the other common cases run as straight (vectorizable) loops. */
 /* a * b + c stays two roundings where torch rounds twice: no contraction
 ** into an FMA, which GCC does by default wherever the target has one (the
 ** FMA build here, every ARM64 build); restored at the end of the file, for

@@ -6,11 +6,9 @@
 **     embed_error err;
 **     int64_t dim = embed_blob_dim(nbytes, &err);          // -1 on error
 **     embed_blob_decode(blob, dim, floats, &err);          // checks finiteness
-**     int64_t cap = embed_json_capacity(text, n);          // allocate cap
-*floats
+**     int64_t cap = embed_json_capacity(text, n);    // room for cap floats
 **     embed_json_parse_floats(text, n, 0, out, cap, &rows, &dim, &err);
-**     embed_json_format(floats, dim, buf);   // buf:
-*embed_json_format_size(dim)
+**     embed_json_format(floats, dim, buf);  // embed_json_format_size(dim)
 **
 ** Design:
 **  - A BLOB is D little-endian IEEE-754 float32 values with no header (numpy's

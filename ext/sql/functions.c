@@ -17,12 +17,10 @@
 **
 ** Design: every function is DETERMINISTIC | INNOCUOUS and takes vectors as
 ** BLOB or JSON (value/value.c). One implementation serves each family
-*(reductions
-** to REAL, element-wise to BLOB, aggregates); the registration table gives
-** each SQL name its operation through the user-data pointer. NULL arguments
-** give NULL; an aggregate over no non-NULL rows gives NULL; dimension
-** mismatches and non-finite results are errors naming the function.
-*/
+** (reductions to REAL, element-wise to BLOB, aggregates); the registration
+** table gives each SQL name its operation through the user-data pointer. NULL
+** arguments give NULL; an aggregate over no non-NULL rows gives NULL; dimension
+** mismatches and non-finite results are errors naming the function. */
 #include <math.h>
 #include <string.h>
 

@@ -25,13 +25,12 @@
 **    and `seq` relabelled (a connection pinning it then sees a newer
 **    version, which a search at an older snapshot refuses). Training keeps
 **    the copy contiguous this way, at O(m) per step.
-**  - Otherwise, deriving a version from an older one with m changed rows copies
-*the
-**    id, pointer and norm arrays (24 bytes a row) and one chunk of the m
-**    new rows: O(n) small copies and O(m) rows, not a rebuild. When the
+**  - Otherwise, deriving a version from an older one with m changed rows
+**    copies the id, pointer and norm arrays (24 bytes a row) and one chunk of
+**    the m new rows: O(n) small copies and O(m) rows, not a rebuild. When the
 **    rows no version points to pass a quarter of the table, or after 64
-**    derivations, the derivation compacts every row into one fresh chunk.
-**    A build reads the rows into chunks growing to about 16 MB, never
+**    derivations, the derivation compacts every row into one fresh chunk. A
+**    build reads the rows into chunks growing to about 16 MB, never
 **    moved, and faults in the next chunk's pages on a second thread. Each
 **    row is checked, copied and its norm taken in one pass; a table ranked
 **    by l2 or dot, which never read norms, stores 0 for them.

@@ -19,11 +19,10 @@
 ** Design: each connection has one registry (the module's client data) that
 ** lists the embedding tables connected on it; the module (module.c) adds
 ** and removes entries in xConnect/xCreate and xDisconnect/xDestroy. A name that
-*is not
-** connected yet is connected by preparing a statement that reads it. The
+** is not connected yet is connected by preparing a statement that reads it. The
 ** unnamed form reads main.sqlite_schema and picks the CREATE VIRTUAL TABLE
-** statements whose module is `embedding` (the module name is found with a
-** small tokenizer that respects quoting, so no table name can fool it).
+** statements whose module is `embedding` (the module name is found with a small
+** tokenizer that respects quoting, so no table name can fool it).
 */
 #include <string.h>
 

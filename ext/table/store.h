@@ -8,8 +8,7 @@
 **
 **     embed_store *st;
 **     rc = embed_store_open(db, "main", "tok", &cfg, 1, &st, &zErr);  // CREATE
-**     rc = embed_store_open(db, "main", "tok", 0, 0, &st, &zErr);     //
-*CONNECT
+**     rc = embed_store_open(db, "main", "tok", 0, 0, &st, &zErr);  // CONNECT
 **     rc = embed_store_read(st, 7, row, &zErr);   // SQLITE_NOTFOUND: no row
 **     rc = embed_store_write(st, 7, row);
 **     embed_store_close(st);

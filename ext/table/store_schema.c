@@ -8,8 +8,7 @@
 ** Usage:
 **
 **     rc = embed_store_open(db, "main", "tok", &cfg, 1, &st, &zErr);  // CREATE
-**     rc = embed_store_open(db, "main", "tok", 0, 0, &st, &zErr);     //
-*CONNECT
+**     rc = embed_store_open(db, "main", "tok", 0, 0, &st, &zErr);  // CONNECT
 **     rc = embed_store_rename(st, "tok2");
 **     rc = embed_store_drop(st);
 **     embed_store_close(st);

@@ -123,8 +123,7 @@ int embed_ivf_build(embed_store *st, embed_scan *scan, int64_t *n_cells,
 ** (sqlite3_malloc64'd, ascending by (distance, id)). On an index=ivf
 ** table with a built index, a search with k > 0 and no id list probes
 ** nprobe cells (-1: the table's default; 0: search exactly). Searches the
-*table's
-** shared copy (copies), brought up to the caller's transaction by the
+** table's shared copy (copies), brought up to the caller's transaction by the
 ** change log, or reads the table through scan when no copy can serve. */
 int embed_search_knn(embed_copies *copies, embed_store *st, embed_scan *scan,
                      const float *q, int64_t k, int64_t nprobe,

@@ -88,7 +88,7 @@ static void print_findings(const char *name) {
 ** database's content between runs. An embedding table's config holds a
 ** random instance number drawn at CREATE, and an index=ivf table's a
 ** random build number, different in every run: they are left out. The caller
-*frees the text with sqlite3_free. */
+** frees the text with sqlite3_free. */
 static inline char *content_sql(const char *table) {
   size_t n = strlen(table);
   int config = n > 7 && strcmp(table + n - 7, "_config") == 0;

@@ -15,12 +15,12 @@
 ** fails allocation number N. A workload that touches every SQL function,
 ** every table operation, search, training and command (WORKLOAD below)
 ** runs once without faults to count its allocations and record, for each
-** step, its output and a hash of the database content after it. Then, for every
-*N,
-** the workload runs again on a fresh :memory: database with allocation N
-** failing (and once more with every allocation from N on failing: the
-** persistent variant). After the faulty step, 5 more steps run (--all: all
-** of them), to show that the connection still works. For each run:
+** step, its output and a hash of the database content after it. Then, for
+** every N, the workload runs again on a fresh :memory: database with
+** allocation N failing (and once more with every allocation from N on
+** failing: the persistent variant). After the faulty step, 5 more steps run
+** (--all: all of them), to show that the connection still works. For each
+** run:
 **
 **   - no crash (ASan/UBSan in the sanitizer build; a signal handler names
 **     the run otherwise);

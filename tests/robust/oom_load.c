@@ -15,10 +15,9 @@
 **
 ** How: each allocation point runs in a child process of its own (the
 ** library is mapped afresh, so a stale pointer crashes). The allocator
-*(SQLITE_CONFIG_MALLOC, as in oom.c) fails allocation
-** N (transient), or every allocation from N on (persistent), counting from
-** the sqlite3_load_extension() call. For each run, on a fresh :memory:
-** connection:
+** (SQLITE_CONFIG_MALLOC, as in oom.c) fails allocation N (transient), or every
+** allocation from N on (persistent), counting from the sqlite3_load_extension()
+** call. For each run, on a fresh :memory: connection:
 **
 **   - no crash (a signal handler names the run);
 **   - a failed load leaves the connection as it was: PRAGMA function_list
