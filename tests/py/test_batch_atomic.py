@@ -4,6 +4,8 @@ autocommit mode it commits as a whole, and when the commit cannot happen
 left open."""
 import sqlite3
 
+import pytest
+
 from conftest import EXT
 
 
@@ -126,3 +128,36 @@ def test_momentum_reads_other_rows_states_by_one_scan_and_checks_them(tmp_path):
         raised = str(e)
     assert raised is not None and "corrupt optimizer state for id 3" in raised, raised
     assert rows(a) == before
+
+
+@pytest.mark.parametrize("optimizer", ["adagrad", "adam", "sgd, momentum=0.9"])
+def test_batch_failing_late_inside_a_transaction_keeps_states(tmp_path, optimizer):
+    """The rows a failing batch steps before its bad row already have
+    optimizer states (an earlier step made them): the late failure leaves
+    those states, the step count and the rows as they were, and keeps the
+    caller's transaction."""
+    a = open_db(str(tmp_path / "db"))
+    a.execute("CREATE VIRTUAL TABLE t USING embedding(dim=2, num_embeddings=4, "
+              f"init=zeros, optimizer={optimizer})")
+    a.execute("SELECT embed_update('t', '[0, 1, 2]', "
+              "'[[1, 1], [2, 2], [3, 3]]', 0.1)").fetchone()
+
+    def everything():
+        return (rows(a),
+                a.execute("SELECT id, hex(state) FROM t_state ORDER BY id").fetchall(),
+                a.execute("SELECT key, value FROM t_config ORDER BY key").fetchall())
+
+    a.execute("BEGIN")
+    before = everything()
+    assert [i for i, _ in before[1]] == [0, 1, 2]
+    try:  # ids 0 and 1 step first; 3's gradient overflows its state or row
+        a.execute("SELECT embed_update('t', '[0, 1, 3]', "
+                  "'[[1, 1], [1, 1], [3e38, 3e38]]', 10)").fetchone()
+        raised = None
+    except sqlite3.OperationalError as e:
+        raised = str(e)
+    assert raised is not None and "id 3 not finite" in raised, raised
+    assert a.in_transaction
+    assert everything() == before
+    a.execute("COMMIT")
+    assert everything() == before
