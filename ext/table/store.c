@@ -350,6 +350,36 @@ void embed_scan_map(embed_scan *scan, int on) {
 
 /* ------------------------------------------------------ optimizer state */
 
+int embed_store_states_mostly_stored(const embed_store *st) {
+  return st->states_stored;
+}
+
+void embed_store_states_found(embed_store *st, int64_t found, int64_t n) {
+  st->states_stored = n > 0 && found * 2 > n;
+}
+
+int store_state_decode(embed_store *st, int64_t id, int type, const void *bytes,
+                       int64_t nbytes, int64_t n, float *out, char **pzErr) {
+  embed_error err;
+  if (type == SQLITE_BLOB && nbytes == n * EMBED_FLOAT_BYTES) {
+    if (!bytes) return SQLITE_NOMEM; /* n > 0: SQLite could not copy it */
+    if (embed_blob_decode(bytes, n, out, &err) == EMBED_OK) return SQLITE_OK;
+  }
+  *pzErr = sqlite3_mprintf(
+      "embedding %s: corrupt optimizer state for id %lld (%lld bytes, expected %lld finite floats)",
+      st->name, (long long)id, (long long)nbytes, (long long)n);
+  return *pzErr ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
+}
+
+/* The state in column col of stmt's row, for row id. */
+static int state_from_column(embed_store *st, int64_t id, sqlite3_stmt *stmt,
+                             int col, int64_t n, float *out, char **pzErr) {
+  int type = sqlite3_column_type(stmt, col); /* before any conversion */
+  const void *bytes = type == SQLITE_BLOB ? sqlite3_column_blob(stmt, col) : 0;
+  return store_state_decode(st, id, type, bytes,
+                            sqlite3_column_bytes(stmt, col), n, out, pzErr);
+}
+
 int embed_store_state_read(embed_store *st, int64_t id, float *out, int64_t n,
                            char **pzErr) {
   sqlite3_stmt *stmt;
@@ -358,17 +388,7 @@ int embed_store_state_read(embed_store *st, int64_t id, float *out, int64_t n,
   sqlite3_bind_int64(stmt, 1, id);
   rc = sqlite3_step(stmt);
   if (rc == SQLITE_ROW) {
-    embed_error err;
-    if (sqlite3_column_type(stmt, 0) != SQLITE_BLOB ||
-        sqlite3_column_bytes(stmt, 0) != n * EMBED_FLOAT_BYTES ||
-        embed_blob_decode(sqlite3_column_blob(stmt, 0), n, out, &err)) {
-      *pzErr = sqlite3_mprintf(
-          "embedding %s: corrupt optimizer state for id %lld (%d bytes, expected %lld finite floats)",
-          st->name, (long long)id, sqlite3_column_bytes(stmt, 0), (long long)n);
-      rc = *pzErr ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
-    } else {
-      rc = SQLITE_OK;
-    }
+    rc = state_from_column(st, id, stmt, 0, n, out, pzErr);
   } else if (rc == SQLITE_DONE) {
     rc = SQLITE_NOTFOUND;
   }
@@ -407,7 +427,6 @@ int embed_store_state_read_many(embed_store *st, const int64_t *ids,
       sqlite3_bind_int64(stmt, k + 1, ids[at + (k < m ? k : m - 1)]);
     while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
       int64_t id = sqlite3_column_int64(stmt, 0), lo = at, hi = at + m;
-      embed_error err;
       while (lo < hi) { /* ids[at..at+m) is ascending */
         i = lo + (hi - lo) / 2;
         if (ids[i] < id)
@@ -416,17 +435,8 @@ int embed_store_state_read_many(embed_store *st, const int64_t *ids,
           hi = i;
       }
       if (lo >= at + m || ids[lo] != id) continue; /* cannot happen */
-      if (sqlite3_column_type(stmt, 1) != SQLITE_BLOB ||
-          sqlite3_column_bytes(stmt, 1) != n * EMBED_FLOAT_BYTES ||
-          embed_blob_decode(sqlite3_column_blob(stmt, 1), n, out + lo * n,
-                            &err)) {
-        *pzErr = sqlite3_mprintf(
-            "embedding %s: corrupt optimizer state for id %lld (%d bytes, expected %lld finite floats)",
-            st->name, (long long)id, sqlite3_column_bytes(stmt, 1),
-            (long long)n);
-        rc = *pzErr ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
-        break;
-      }
+      rc = state_from_column(st, id, stmt, 1, n, out + lo * n, pzErr);
+      if (rc) break;
       found[lo] = 1;
     }
     if (rc == SQLITE_DONE) rc = SQLITE_OK;
@@ -455,20 +465,11 @@ int embed_store_state_scan(embed_store *st, const int64_t *ids, int64_t count,
   sqlite3_bind_int64(stmt, 2, ids[count - 1]);
   while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
     int64_t id = sqlite3_column_int64(stmt, 0);
-    embed_error err;
     while (at < count && ids[at] < id) at++;
     if (at == count) break;
     if (ids[at] != id) continue; /* a state the caller did not ask for */
-    if (sqlite3_column_type(stmt, 1) != SQLITE_BLOB ||
-        sqlite3_column_bytes(stmt, 1) != n * EMBED_FLOAT_BYTES ||
-        embed_blob_decode(sqlite3_column_blob(stmt, 1), n, out + at * n,
-                          &err)) {
-      *pzErr = sqlite3_mprintf(
-          "embedding %s: corrupt optimizer state for id %lld (%d bytes, expected %lld finite floats)",
-          st->name, (long long)id, sqlite3_column_bytes(stmt, 1), (long long)n);
-      rc = *pzErr ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
-      break;
-    }
+    rc = state_from_column(st, id, stmt, 1, n, out + at * n, pzErr);
+    if (rc) break;
     found[at] = 1;
   }
   if (rc == SQLITE_DONE || rc == SQLITE_ROW) rc = SQLITE_OK;

@@ -139,9 +139,13 @@ typedef struct embed_rows {
   int64_t n;          /* floats per row */
 } embed_rows;
 void embed_rows_init(embed_rows *r, embed_store *st, int writable);
-/* A writable handle on the optimizer states (n floats) instead: seek a row
-** known to have one and rewrite it in place with embed_rows_write. */
+/* A writable handle on the optimizer states (n floats) instead: read a
+** row's state (embed_rows_read_state) or seek a row known to have one, and
+** rewrite it in place with embed_rows_write. */
 void embed_rows_init_state(embed_rows *r, embed_store *st, int64_t n);
+/* Row id's state into out[n], checked: SQLITE_OK (the handle is then on
+** the row), SQLITE_NOTFOUND (never stepped), or an error. */
+int embed_rows_read_state(embed_rows *r, int64_t id, float *out, char **pzErr);
 /* Move to row id: SQLITE_OK, SQLITE_NOTFOUND, or an error. */
 int embed_rows_seek(embed_rows *r, int64_t id, char **pzErr);
 /* The row's stored bytes (dim*4), or its floats; checked either way. */
@@ -152,6 +156,13 @@ int embed_rows_write(embed_rows *r, const float *v, char **pzErr);
 void embed_rows_close(embed_rows *r);
 
 /* ------------------------------------------------------ optimizer state */
+
+/* A hint for the next batch step, kept per connection: did the last one
+** find most of its rows' optimizer states stored (then reading each
+** through the state handle as its row is stepped pays; else one statement
+** for all is cheaper)? It never changes a result. */
+int embed_store_states_mostly_stored(const embed_store *st);
+void embed_store_states_found(embed_store *st, int64_t found, int64_t n);
 
 /* Row id's optimizer state (n floats) into out: SQLITE_OK, SQLITE_NOTFOUND
 ** (never stepped), or an error (a damaged state names the id). */

@@ -64,9 +64,10 @@ struct embed_store {
   char *vectors_table;        /* T_vectors, for sqlite3_blob_open */
   embed_config cfg;
   sqlite3_stmt *stmt[STORE_N_STMT];
-  int64_t writes;   /* in-place vector writes (store_rows.c) */
-  int layout;       /* STORE_LAYOUT_* the table was made with */
-  int64_t instance; /* random, chosen at CREATE: tells tables apart */
+  int64_t writes;    /* in-place vector writes (store_rows.c) */
+  int states_stored; /* the last batch found most of its states stored */
+  int layout;        /* STORE_LAYOUT_* the table was made with */
+  int64_t instance;  /* random, chosen at CREATE: tells tables apart */
   /* store_log.c: ids written through the module since the last flush */
   int64_t *pending;
   int64_t n_pending, cap_pending;
@@ -111,6 +112,10 @@ int store_bind_ids(sqlite3_stmt *stmt, int i, const int64_t *ids, int64_t n);
 void store_ids_decode(const unsigned char *blob, int64_t count, int64_t *out);
 /* Bind v (dim floats) as a little-endian float32 BLOB to parameter i. */
 int store_bind_vector(sqlite3_stmt *stmt, int i, const float *v, int64_t dim);
+/* A stored optimizer state of row id (SQLite type, bytes) into out[n]:
+** SQLITE_OK, or SQLITE_CORRUPT_VTAB naming the id (store.c). */
+int store_state_decode(embed_store *st, int64_t id, int type, const void *bytes,
+                       int64_t nbytes, int64_t n, float *out, char **pzErr);
 void store_finalize_all(embed_store *st);
 /* (Re)compute the names derived from st->schema and st->name. */
 int store_set_names(embed_store *st);

@@ -12,8 +12,9 @@
 **     embed_rows_close(&r);
 **
 **     embed_rows_init_state(&r, st, n);  // optimizer states, n floats each
+**     rc = embed_rows_read_state(&r, id, state, &zErr);  // or SQLITE_NOTFOUND
+**     rc = embed_rows_write(&r, state, &zErr);           // back in place
 **     rc = embed_rows_seek(&r, id, &zErr);   // a row known to have one
-**     rc = embed_rows_write(&r, state, &zErr);
 **
 ** Design: a nested statement per row costs a full VDBE run and a fresh
 ** b-tree cursor; one blob handle moved with sqlite3_blob_reopen() costs a
@@ -22,7 +23,11 @@
 ** changes or does not exist, so seek reopens a fresh handle after any
 ** failure, and a read or write that finds its handle expired seeks again
 ** once. A row that does not exist is told apart from an error by
-** embed_store_exists. The handle is closed by embed_rows_close
+** embed_store_exists. A state handle that finds no state (a row never
+** stepped) is left closed, and while it is closed a state is looked up
+** through a cached statement first, where a miss costs a seek and no new
+** handle; a handle is opened again at the next state that exists. The
+** handle is closed by embed_rows_close
 ** (at the end of a call, or when a cursor closes), so no handle outlives
 ** the statement that opened it.
 */
@@ -142,6 +147,30 @@ int embed_rows_read(embed_rows *r, float *out, char **pzErr) {
     embed_blob_decode(out, embed_store_config(r->st)->dim, out, &err);
   }
   return rc;
+}
+
+int embed_rows_read_state(embed_rows *r, int64_t id, float *out, char **pzErr) {
+  int64_t nbytes = r->n * EMBED_FLOAT_BYTES;
+  int rc;
+  r->id = id;
+  if (r->blob) {
+    rc = sqlite3_blob_reopen(r->blob, id);
+    if (rc == SQLITE_OK) {
+      int64_t have = sqlite3_blob_bytes(r->blob);
+      if (have == nbytes) rc = sqlite3_blob_read(r->blob, out, (int)nbytes, 0);
+      if (rc == SQLITE_OK) /* checked (and decoded) in place */
+        return store_state_decode(r->st, id, SQLITE_BLOB, out, have, r->n, out,
+                                  pzErr);
+    }
+    embed_rows_close(r); /* unusable after a failed reopen */
+    /* no state (ERROR), or it changed (ABORT): the statement says which */
+    if (rc != SQLITE_ERROR && rc != SQLITE_ABORT)
+      return seek_failed(r, rc, pzErr);
+  }
+  if (lost_transaction(r)) return seek_failed(r, SQLITE_ABORT, pzErr);
+  rc = embed_store_state_read(r->st, id, out, r->n, pzErr);
+  if (rc) return rc;                    /* SQLITE_NOTFOUND: never stepped */
+  return embed_rows_seek(r, id, pzErr); /* on it, for its write and more */
 }
 
 int embed_rows_write(embed_rows *r, const float *v, char **pzErr) {

@@ -148,6 +148,26 @@ void embed_registry_reading(embed_registry_entry *entry, int delta);
 int embed_registry_resolve(embed_registry *reg, sqlite3_value *name,
                            const char *who, embed_store **out, char **pzErr);
 
+/* train_call.c ------------------------------------------------------------ */
+
+/* How a training call holds its writes together: its own transaction (from
+** autocommit), none (a writing statement's journal covers it, or a single
+** write needs none), or the caller's (a failure after a write rolls it
+** back). */
+enum {
+  EMBED_TRAIN_CALL_NONE,
+  EMBED_TRAIN_CALL_TRANSACTION,
+  EMBED_TRAIN_CALL_INSIDE
+};
+/* Before the call's first read. several: it may write more than one
+** statement's worth (a batch, optimizer state, a step count). */
+int embed_train_call_begin(embed_store *st, int several, int *mode);
+/* After its last write (or its failure rc): commits, or rolls back as the
+** mode requires; wrote: some write of the call succeeded before rc. Words
+** *pzErr with who when SQLite's error is all there is. */
+int embed_train_call_end(embed_store *st, int mode, int rc, int wrote,
+                         const char *who, char **pzErr);
+
 /* train.c ----------------------------------------------------------------- */
 
 /* embed_lookup, embed_update and embed_optimizer_reset on table st, as SQL

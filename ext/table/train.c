@@ -307,15 +307,6 @@ static int train_is_padding(embed_store *st, int64_t id) {
   return cfg->has_padding_idx && id == cfg->padding_idx;
 }
 
-/* Is a statement that writes running on db? Then our writes are already
-** inside its (statement) transaction. */
-static int train_writer_running(sqlite3 *db) {
-  sqlite3_stmt *stmt = 0;
-  while ((stmt = sqlite3_next_stmt(db, stmt)) != 0)
-    if (sqlite3_stmt_busy(stmt) && !sqlite3_stmt_readonly(stmt)) return 1;
-  return 0;
-}
-
 /* The rows one embed_update call changes, computed before any is written. */
 typedef struct train_batch {
   int64_t dim, state_size;
@@ -324,9 +315,11 @@ typedef struct train_batch {
   float *rows;              /* [n x dim] new weights */
   float *states;            /* [n x state_size] new optimizer states */
   unsigned char *had_state; /* [n] the row had a stored state */
-  int64_t step;    /* the table's step count after this call; 0: unused */
-  float *old;      /* [n x dim] the stored rows, for train_undo (batches) */
-  int64_t written; /* rows [0, written) already rewritten in place */
+  int64_t step;        /* the table's step count after this call; 0: unused */
+  float *old;          /* [n x dim] the stored rows, for train_undo (batches) */
+  float *old_states;   /* [n x state_size] the stored states, likewise */
+  int64_t written;     /* rows [0, written) already rewritten in place */
+  int64_t states_done; /* the stored states of rows [0, states_done) too */
 } train_batch;
 
 /* The optimizer states of the rows b->ids[at..at+count) (ascending) into
@@ -379,7 +372,8 @@ static int train_step_row(embed_store *st, const char *who, train_batch *b,
 ** states, step count (inside the call's transaction, see
 ** train_call_begin). Rows of a batch go in place through many, the
 ** writable handle they were read with (a single row through a statement);
-** the states that existed in place through states, the others inserted. */
+** the states that existed and are not written yet (those of rows past
+** states_done) in place through states, the others inserted. */
 static int train_write_batch(embed_store *st, train_batch *b, embed_rows *many,
                              embed_rows *states, int *wrote, char **pzErr) {
   int64_t i;
@@ -399,6 +393,7 @@ static int train_write_batch(embed_store *st, train_batch *b, embed_rows *many,
   if (rc == SQLITE_OK) rc = embed_store_log_append(st, b->ids, b->n);
   for (i = 0; rc == SQLITE_OK && b->states && i < b->n; i++) {
     const float *state = b->states + i * b->state_size;
+    if (b->had_state[i] && i < b->states_done) continue; /* in place */
     if (b->had_state[i]) {
       rc = embed_rows_seek(states, b->ids[i], pzErr);
       if (rc == SQLITE_OK) rc = embed_rows_write(states, state, pzErr);
@@ -410,13 +405,14 @@ static int train_write_batch(embed_store *st, train_batch *b, embed_rows *many,
   return rc;
 }
 
-/* A batch rewrites each row in place as soon as its step is computed and
-** checked: one b-tree descent per row (the read's) instead of two. A
-** later failure (a missing id, a damaged row, a step that is not finite)
-** puts the stored rows back from b->old, so the call still changes
-** nothing. Returns 0 when every row is back; else the call's transaction
+/* A batch rewrites each row (and its stored optimizer state) in place as
+** soon as its step is computed and checked: one b-tree descent per row
+** and per state (the read's) instead of two. A later failure (a missing
+** id, a damaged row, a step that is not finite) puts the stored rows and
+** states back from b->old and b->old_states, so the call still changes
+** nothing. Returns 0 when everything is back; else the call's transaction
 ** must be rolled back. */
-static int train_undo(train_batch *b, embed_rows *many) {
+static int train_undo(train_batch *b, embed_rows *many, embed_rows *states) {
   char *zErr = 0;
   int64_t i;
   int rc = SQLITE_OK;
@@ -425,87 +421,71 @@ static int train_undo(train_batch *b, embed_rows *many) {
     if (rc == SQLITE_OK)
       rc = embed_rows_write(many, b->old + i * b->dim, &zErr);
   }
+  for (i = 0; rc == SQLITE_OK && i < b->states_done; i++) {
+    if (!b->had_state[i]) continue; /* none stored yet: nothing written */
+    rc = embed_rows_seek(states, b->ids[i], &zErr);
+    if (rc == SQLITE_OK)
+      rc = embed_rows_write(states, b->old_states + i * b->state_size, &zErr);
+  }
   sqlite3_free(zErr);
-  if (rc == SQLITE_OK) b->written = 0;
+  if (rc == SQLITE_OK) b->written = b->states_done = 0;
+  return rc;
+}
+
+/* Row id's stored optimizer state into the batch's next slot through the
+** states handle (kept in b->old_states for train_undo), or the initial
+** state for a row never stepped. */
+static int train_read_state_in_place(embed_store *st, train_batch *b,
+                                     embed_rows *states, int64_t id,
+                                     char **pzErr) {
+  float *state = b->states + b->n * b->state_size;
+  int rc = embed_rows_read_state(states, id, state, pzErr);
+  b->had_state[b->n] = rc == SQLITE_OK;
+  if (rc == SQLITE_OK) {
+    memcpy(b->old_states + b->n * b->state_size, state,
+           (size_t)b->state_size * EMBED_FLOAT_BYTES);
+  } else if (rc == SQLITE_NOTFOUND) {
+    const embed_config *cfg = embed_store_config(st);
+    embed_optimizer_state_init(cfg, state, cfg->dim);
+    rc = SQLITE_OK;
+  }
   return rc;
 }
 
 /* Read row id into the batch's next slot (its stored form kept in b->old
-** for train_undo), step it unless it is padding (train_step_row), and
-** rewrite it in place. */
+** for train_undo), and with states its optimizer state; step it unless it
+** is padding (train_step_row), and rewrite the state (when one was stored)
+** and the row in place. Without states the slot's state was read before
+** (train_read_states) and is written by train_write_batch. */
 static int train_step_in_place(embed_store *st, const char *who, train_batch *b,
-                               embed_rows *many, int64_t id, const float *g,
-                               double lr, int looked_up, int *wrote,
-                               char **pzErr) {
+                               embed_rows *many, embed_rows *states, int64_t id,
+                               const float *g, double lr, int looked_up,
+                               int *wrote, char **pzErr) {
   const embed_config *cfg = embed_store_config(st);
   float *old = b->old + b->n * b->dim, *w = b->rows + b->n * b->dim;
+  int64_t at = b->n;
   int rc = train_read_row(st, who, id, old, many, 0, pzErr);
   if (rc || train_is_padding(st, id)) return rc;
+  if (states && b->states)
+    rc = train_read_state_in_place(st, b, states, id, pzErr);
+  if (rc) return rc;
   memcpy(w, old, (size_t)b->dim * EMBED_FLOAT_BYTES);
   if (looked_up && cfg->max_norm > 0) /* the forward pass renorms */
     embed_renorm(w, cfg->dim, cfg->max_norm, cfg->norm_type);
   rc = train_step_row(st, who, b, id, g, lr, pzErr);
+  if (rc == SQLITE_OK && states && b->states) {
+    /* the handle is still on the row's state, when it has one */
+    if (b->had_state[at])
+      rc = embed_rows_write(states, b->states + at * b->state_size, pzErr);
+    if (rc == SQLITE_OK) {
+      b->states_done = b->n;
+      if (b->had_state[at]) *wrote = 1;
+    }
+  }
   if (rc == SQLITE_OK) rc = embed_rows_write(many, w, pzErr);
   if (rc == SQLITE_OK) {
     b->written = b->n;
     *wrote = 1;
-  }
-  return rc;
-}
-
-/* In autocommit mode, from a statement that does not write (SELECT
-** embed_update(...)), nothing would hold one transaction around the call's
-** reads and writes: each nested statement would run in its own, another
-** connection could commit in between, and a step computed from rows read
-** before would overwrite its work. The call therefore begins an IMMEDIATE
-** transaction (the write lock first, waiting as the busy timeout allows)
-** before its first read and commits it after its last write: a conflict is
-** then SQLITE_BUSY, and nothing changes. Inside the caller's transaction a
-** failed call that wrote rolls the transaction back; inside a writing
-** statement, that statement's own journal makes it all or nothing. */
-enum { TRAIN_CALL_NONE, TRAIN_CALL_TRANSACTION, TRAIN_CALL_INSIDE };
-
-/* several: the call may write more than one statement's worth (a batch,
-** optimizer state, a step count); a single-row write is atomic alone. */
-static int train_call_begin(embed_store *st, int several, int *mode) {
-  sqlite3 *db = embed_store_db(st);
-  int rc;
-  *mode = TRAIN_CALL_NONE;
-  if (train_writer_running(db)) return SQLITE_OK; /* its statement journal */
-  if (sqlite3_get_autocommit(db)) {
-    rc = embed_store_prepare_rollback(st);
-    if (rc == SQLITE_OK) rc = embed_store_begin(st);
-    if (rc == SQLITE_OK) *mode = TRAIN_CALL_TRANSACTION;
-    return rc;
-  }
-  if (!several) return SQLITE_OK; /* one write statement is atomic alone */
-  /* Inside the caller's transaction no savepoint: its sub-journal would
-  ** copy every page the call touches. A write that fails after others
-  ** succeeded rolls the transaction back instead, as SQLite itself does
-  ** after an I/O or out-of-memory error. */
-  rc = embed_store_prepare_rollback(st);
-  if (rc == SQLITE_OK) *mode = TRAIN_CALL_INSIDE;
-  return rc;
-}
-
-/* wrote: some write of the call succeeded before rc. */
-static int train_call_end(embed_store *st, int mode, int rc, int wrote,
-                          const char *who, char **pzErr) {
-  sqlite3 *db = embed_store_db(st);
-  if (mode == TRAIN_CALL_TRANSACTION && rc == SQLITE_OK)
-    rc = embed_store_commit(st);
-  if (rc == SQLITE_OK || mode == TRAIN_CALL_NONE) return rc;
-  if (mode == TRAIN_CALL_TRANSACTION) { /* the call's alone: end it */
-    if (!*pzErr)
-      *pzErr = sqlite3_mprintf("%s: %s; nothing was changed", who,
-                               sqlite3_errmsg(db));
-    embed_store_rollback(st);
-  } else if (wrote) { /* half a call must not stay in the transaction */
-    char *why =
-        *pzErr ? *pzErr : sqlite3_mprintf("%s: %s", who, sqlite3_errmsg(db));
-    *pzErr = sqlite3_mprintf("%s; the transaction was rolled back", why);
-    sqlite3_free(why);
-    embed_store_rollback(st);
   }
   return rc;
 }
@@ -556,7 +536,7 @@ static int train_space_get(train_space *sp, train_batch *b, int64_t n,
                            size_t stack_bytes) {
   sqlite3_uint64 rows = (sqlite3_uint64)(n + n_extra);
   sqlite3_uint64 per_row =
-      (sqlite3_uint64)(b->dim * (in_place ? 2 : 1) + b->state_size);
+      (sqlite3_uint64)((b->dim + b->state_size) * (in_place ? 2 : 1));
   sqlite3_uint64 bytes =
       2 * (sqlite3_uint64)n * sizeof(train_id_pos) + rows * EMBED_ID_BYTES +
       (rows * per_row + (sqlite3_uint64)b->dim) * EMBED_FLOAT_BYTES + rows;
@@ -575,6 +555,8 @@ static int train_space_get(train_space *sp, train_batch *b, int64_t n,
   b->rows = (float *)(b->ids + rows);
   b->states = b->state_size ? b->rows + rows * b->dim : 0;
   b->old = in_place ? b->rows + rows * (b->dim + b->state_size) : 0;
+  b->old_states = in_place && b->state_size ? b->old + rows * b->dim
+                                            : 0; /* then [rows x state_size] */
   sp->sum = b->rows + rows * per_row;
   b->had_state = (unsigned char *)(sp->sum + b->dim);
   return SQLITE_OK;
@@ -590,7 +572,7 @@ int embed_train_step(embed_store *st, const char *who, sqlite3_value *idv,
   train_space sp;
   embed_rows many, states;
   int64_t stack[512]; /* 4 KB: one row of up to ~300 dims needs no malloc */
-  int own = 0, wrote = 0, grads_owned = 0, in_place = 0;
+  int own = 0, wrote = 0, grads_owned = 0, in_place = 0, state_in_place = 0;
   const embed_config *cfg = embed_store_config(st);
   int64_t dim = cfg->dim, i, j, k, n_groups = 0, n_extra = 0, *extra = 0;
   double lr = 0;
@@ -615,11 +597,12 @@ int embed_train_step(embed_store *st, const char *who, sqlite3_value *idv,
                           &grads_owned, &zErr);
   if (rc) goto done;
 
-  rc = train_call_begin(st,
-                        ids.n > 1 || embed_optimizer_state_size(cfg, dim) > 0 ||
-                            embed_optimizer_counts_steps(cfg) ||
-                            embed_optimizer_steps_untouched_rows(cfg),
-                        &own);
+  rc = embed_train_call_begin(st,
+                              ids.n > 1 ||
+                                  embed_optimizer_state_size(cfg, dim) > 0 ||
+                                  embed_optimizer_counts_steps(cfg) ||
+                                  embed_optimizer_steps_untouched_rows(cfg),
+                              &own);
   if (rc) goto done;
   embed_rows_init(&many, st, 1); /* inside the call's transaction */
   b.dim = dim;
@@ -643,13 +626,18 @@ int embed_train_step(embed_store *st, const char *who, sqlite3_value *idv,
   }
   train_sort_ids(order, sp.tmp, ids.n);
 
-  /* The states of the rows the batch steps (its distinct ids but padding,
-  ** in the slots those rows will take), read in one go. */
-  for (i = 0, j = 0; i < ids.n; i++)
+  /* The states of the rows the call steps (its distinct ids but padding,
+  ** in the slots those rows will take): a batch whose last call found most
+  ** states stored reads each through the states handle as it steps the
+  ** row (one descent per state, read and write); otherwise, and for a
+  ** single row, they are read here in one go (a state not stored costs
+  ** no handle) and written after. */
+  state_in_place = in_place && b.states && embed_store_states_mostly_stored(st);
+  for (i = 0, j = 0; !state_in_place && i < ids.n; i++)
     if ((i == 0 || order[i].id != order[i - 1].id) &&
         !train_is_padding(st, order[i].id))
       b.ids[j++] = order[i].id;
-  rc = train_read_states(st, &b, 0, j, 0, &zErr);
+  if (!state_in_place) rc = train_read_states(st, &b, 0, j, 0, &zErr);
 
   /* Compute every new row (and state), in ascending id order: a batch
   ** rewrites each row in place through the handle that read it
@@ -663,13 +651,19 @@ int embed_train_step(embed_store *st, const char *who, sqlite3_value *idv,
             ? 0
             : train_coalesce(st, grads, order, i, j, sp.sum);
     if (in_place) {
-      rc = train_step_in_place(st, who, &b, &many, id, g, lr, 1, &wrote, &zErr);
+      rc = train_step_in_place(st, who, &b, &many, state_in_place ? &states : 0,
+                               id, g, lr, 1, &wrote, &zErr);
     } else {
       rc = train_read_row(st, who, id, b.rows + b.n * dim, 0, 1, &zErr);
       if (rc == SQLITE_OK && g)
         rc = train_step_row(st, who, &b, id, g, lr, &zErr);
     }
     order[n_groups++].id = id; /* compact: the batch's distinct ids */
+  }
+  if (rc == SQLITE_OK && b.states) { /* for the next call's choice */
+    int64_t found = 0;
+    for (i = 0; i < b.n; i++) found += b.had_state[i];
+    embed_store_states_found(st, found, b.n);
   }
   /* Rows outside the batch that torch's step moves too, with g = 0: their
   ** ids (ascending) into the next slots, their states, then the steps. */
@@ -684,20 +678,20 @@ int embed_train_step(embed_store *st, const char *who, sqlite3_value *idv,
   if (rc == SQLITE_OK && k > b.n)
     rc = train_read_states(st, &b, b.n, k - b.n, 1, &zErr);
   while (rc == SQLITE_OK && b.n < k)
-    rc = train_step_in_place(st, who, &b, &many, b.ids[b.n], sp.sum, lr, 0,
+    rc = train_step_in_place(st, who, &b, &many, 0, b.ids[b.n], sp.sum, lr, 0,
                              &wrote, &zErr);
   /* A failure while computing puts back the rows written so far (the
   ** call's own transaction is rolled back instead); one in writing the
   ** rest rolls back. */
-  if (rc && wrote && own != TRAIN_CALL_TRANSACTION && b.written == b.n &&
-      train_undo(&b, &many) == SQLITE_OK)
+  if (rc && wrote && own != EMBED_TRAIN_CALL_TRANSACTION && b.written == b.n &&
+      train_undo(&b, &many, &states) == SQLITE_OK)
     wrote = 0;
   if (rc == SQLITE_OK)
     rc = train_write_batch(st, &b, &many, &states, &wrote, &zErr);
 done:
   embed_rows_close(&many);
   embed_rows_close(&states);
-  rc = train_call_end(st, own, rc, wrote, who, &zErr);
+  rc = embed_train_call_end(st, own, rc, wrote, who, &zErr);
   *changed = rc == SQLITE_OK ? b.n : 0;
   if (rc && !zErr && rc != SQLITE_NOMEM) {
     zErr = sqlite3_mprintf("%s: embedding %s: %s", who, embed_store_name(st),
@@ -734,14 +728,14 @@ void embed_train_update(sqlite3_context *ctx, embed_store *st,
 ** table's reset-optimizer command. */
 int embed_train_reset_state(embed_store *st, const char *who, int64_t *deleted,
                             char **pzErr) {
-  int mode, wrote = 0, rc = train_call_begin(st, 1, &mode);
+  int mode, wrote = 0, rc = embed_train_call_begin(st, 1, &mode);
   *deleted = 0;
   if (rc == SQLITE_OK) {
     rc = embed_store_state_clear(st, deleted);
     wrote = rc == SQLITE_OK;
   }
   if (rc == SQLITE_OK) rc = embed_store_step_write(st, 0);
-  rc = train_call_end(st, mode, rc, wrote, who, pzErr);
+  rc = embed_train_call_end(st, mode, rc, wrote, who, pzErr);
   if (rc && rc != SQLITE_NOMEM && !*pzErr) { /* who names the table, or */
     sqlite3 *db = embed_store_db(st);        /* the message does */
     const char *why = sqlite3_errcode(db) != SQLITE_OK ? sqlite3_errmsg(db)

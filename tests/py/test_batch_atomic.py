@@ -131,16 +131,21 @@ def test_momentum_reads_other_rows_states_by_one_scan_and_checks_them(tmp_path):
 
 
 @pytest.mark.parametrize("optimizer", ["adagrad", "adam", "sgd, momentum=0.9"])
-def test_batch_failing_late_inside_a_transaction_keeps_states(tmp_path, optimizer):
+@pytest.mark.parametrize("steps_before", [1, 2])
+def test_batch_failing_late_inside_a_transaction_keeps_states(tmp_path, optimizer,
+                                                              steps_before):
     """The rows a failing batch steps before its bad row already have
     optimizer states (an earlier step made them): the late failure leaves
     those states, the step count and the rows as they were, and keeps the
-    caller's transaction."""
+    caller's transaction. After one earlier step (which found no state
+    stored) the batch reads its states first; after two (the second found
+    them all) it reads and rewrites each in place as it goes."""
     a = open_db(str(tmp_path / "db"))
     a.execute("CREATE VIRTUAL TABLE t USING embedding(dim=2, num_embeddings=4, "
               f"init=zeros, optimizer={optimizer})")
-    a.execute("SELECT embed_update('t', '[0, 1, 2]', "
-              "'[[1, 1], [2, 2], [3, 3]]', 0.1)").fetchone()
+    for _ in range(steps_before):
+        a.execute("SELECT embed_update('t', '[0, 1, 2]', "
+                  "'[[1, 1], [2, 2], [3, 3]]', 0.1)").fetchone()
 
     def everything():
         return (rows(a),

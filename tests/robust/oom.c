@@ -151,6 +151,10 @@ static const char *WORKLOAD[] = {
     "SELECT embed_update('t', '[0, 1, 2, 3]',"
     " '[[1,0,0,0],[0,1,0,0],[0,0,1,0],[0,0,0,1]]', 0.5)",
     "COMMIT",
+    /* the batch before found most of its states stored: this one reads and
+    ** rewrites each state in place (id 5's is new) */
+    "SELECT embed_update('a', '[1, 3, 4, 5]',"
+    " '[[1,1,0,0],[0,1,1,0],[0,0,1,1],[1,0,0,1]]', 0.01)",
     "BEGIN",
     "SELECT embed_update('t', '[4, 5]', '[[1,0,0,0],[0,1,0,0]]', 0.5)",
     "ROLLBACK",
