@@ -370,7 +370,7 @@ static int train_step_row(embed_store *st, const char *who, train_batch *b,
 
 /* Write what the batch has not written yet: rows [written, n), optimizer
 ** states, step count (inside the call's transaction, see
-** train_call_begin). Rows of a batch go in place through many, the
+** embed_train_call_begin). Rows of a batch go in place through many, the
 ** writable handle they were read with (a single row through a statement);
 ** the states that existed and are not written yet (those of rows past
 ** states_done) in place through states, the others inserted. */
