@@ -3,7 +3,8 @@
 ** embed_update for bench_train_mem.py. Built and run by the bench:
 **
 **     cc -O2 -o train_floor bench/train_floor.c -lsqlite3
-**     ./train_floor ROWS DIM STEPS BATCH [STATE_FLOATS [PATH EVERY [WARM]]]
+**     ./train_floor ROWS DIM STEPS BATCH [STATE_FLOATS [PATH EVERY [WARM
+**                   [IN_RECORD]]]]
 **
 ** A `:memory:` database (or, with PATH, a fresh WAL file there with
 ** synchronous=NORMAL, a 400 MB page cache and a COMMIT and a passive
@@ -19,6 +20,12 @@
 ** checking, no coalescing, no optimizer math beyond that one add: the b-tree
 ** seek, the copy out, the copy in and the page journal of each row, which
 ** any in-place write through SQLite's public API pays.
+**
+** With IN_RECORD 1 (PATH ":memory:" and EVERY 0 keep a `:memory:`
+** database) there is no S: each row of T holds DIM + STATE_FLOATS floats,
+** the state after the weight in one BLOB moved with it, one seek per row:
+** the floor of a layout that would keep the optimizer state in the
+** weight's record (embed keeps it in a table of its own, T_state).
 **
 ** Prints one line: "floor_us_per_row CPU WALL" (process CPU time and wall
 ** time of the timed steps, their COMMITs included, / (STEPS x BATCH)).
@@ -105,11 +112,12 @@ int main(int argc, char **argv) {
   const char *path = argc > 6 ? argv[6] : ":memory:";
   int every = argc > 7 ? atoi(argv[7]) : 0;
   int warm = argc > 8 ? atoi(argv[8]) : 2;
+  int in_record = argc > 9 && atoi(argv[9]) != 0 && state > 0;
   double w0 = 0;
   sqlite3 *db;
   sqlite3_blob *vec = 0, *st = 0;
   int64_t *ids = malloc((size_t)batch * sizeof(int64_t));
-  float *row = malloc((size_t)(dim > state ? dim : state) * sizeof(float));
+  float *row = malloc((size_t)(dim + state) * sizeof(float));
   clock_t c0;
   int s, i;
   if (every > 0) {
@@ -129,8 +137,8 @@ int main(int argc, char **argv) {
                      0, 0, 0),
         db, "pragma");
   floor_check(sqlite3_exec(db, "BEGIN", 0, 0, 0), db, "begin");
-  floor_fill(db, "T", rows, dim);
-  if (state > 0) floor_fill(db, "S", rows, state);
+  floor_fill(db, "T", rows, in_record ? dim + state : dim);
+  if (state > 0 && !in_record) floor_fill(db, "S", rows, state);
   floor_check(sqlite3_exec(db, "COMMIT; BEGIN", 0, 0, 0), db, "begin");
   c0 = 0;
   for (s = 0; s < warm + steps; s++) {
@@ -150,8 +158,9 @@ int main(int argc, char **argv) {
     for (i = 0; i < batch; i++)
       ids[i] = (int64_t)(floor_next() % (uint64_t)rows);
     qsort(ids, (size_t)batch, sizeof(int64_t), floor_cmp);
-    floor_step(db, &vec, "T", ids, batch, row, dim);
-    if (state > 0) floor_step(db, &st, "S", ids, batch, row, state);
+    floor_step(db, &vec, "T", ids, batch, row, in_record ? dim + state : dim);
+    if (state > 0 && !in_record)
+      floor_step(db, &st, "S", ids, batch, row, state);
   }
   sqlite3_blob_close(vec);
   sqlite3_blob_close(st);
