@@ -453,9 +453,10 @@ static int train_read_state_in_place(embed_store *st, train_batch *b,
 }
 
 /* Read row id into the batch's next slot (its stored form kept in b->old
-** for train_undo), and with states its optimizer state; step it unless it
-** is padding (train_step_row), and rewrite the state (when one was stored)
-** and the row in place. Without states the slot's state was read before
+** for train_undo), and with states (given only for an optimizer that keeps
+** states) its optimizer state; step it unless it is padding
+** (train_step_row), and rewrite the state (when one was stored) and the
+** row in place. Without states the slot's state was read before
 ** (train_read_states) and is written by train_write_batch. */
 static int train_step_in_place(embed_store *st, const char *who, train_batch *b,
                                embed_rows *many, embed_rows *states, int64_t id,
@@ -466,14 +467,13 @@ static int train_step_in_place(embed_store *st, const char *who, train_batch *b,
   int64_t at = b->n;
   int rc = train_read_row(st, who, id, old, many, 0, pzErr);
   if (rc || train_is_padding(st, id)) return rc;
-  if (states && b->states)
-    rc = train_read_state_in_place(st, b, states, id, pzErr);
+  if (states) rc = train_read_state_in_place(st, b, states, id, pzErr);
   if (rc) return rc;
   memcpy(w, old, (size_t)b->dim * EMBED_FLOAT_BYTES);
   if (looked_up && cfg->max_norm > 0) /* the forward pass renorms */
     embed_renorm(w, cfg->dim, cfg->max_norm, cfg->norm_type);
   rc = train_step_row(st, who, b, id, g, lr, pzErr);
-  if (rc == SQLITE_OK && states && b->states) {
+  if (rc == SQLITE_OK && states) {
     /* the handle is still on the row's state, when it has one */
     if (b->had_state[at])
       rc = embed_rows_write(states, b->states + at * b->state_size, pzErr);
