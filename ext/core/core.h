@@ -96,6 +96,8 @@ int embed_blob_decode(const void *blob, int64_t n, float *out,
                       embed_error *err);
 /* Check, without copying, that a BLOB's n floats are all finite. */
 int embed_blob_check(const void *blob, int64_t n, embed_error *err);
+/* index of the first non-finite element of v, or -1 */
+int64_t embed_first_nonfinite(const float *v, int64_t n);
 /* Encode n floats as a little-endian BLOB of 4*n bytes. */
 void embed_blob_encode(const float *v, int64_t n, void *out);
 /* Upper bound of the numbers in a JSON text: its commas plus one. */
@@ -140,8 +142,6 @@ void embed_add(const float *a, const float *b, int64_t n, float *out);
 void embed_sub(const float *a, const float *b, int64_t n, float *out);
 void embed_scale(const float *v, float s, int64_t n, float *out);
 void embed_normalize(const float *v, int64_t n, float *out);
-/* index of the first non-finite element of v, or -1 */
-int64_t embed_first_nonfinite(const float *v, int64_t n);
 /* torch.embedding_renorm_: scale v in place to max_norm when its p-norm
 ** exceeds it. Returns 1 when v was rescaled. */
 int embed_renorm(float *v, int64_t n, double max_norm, double norm_type);
@@ -330,8 +330,17 @@ const char *embed_metric_name(embed_metric m);
 int64_t embed_optimizer_state_size(const embed_config *cfg, int64_t dim);
 void embed_optimizer_state_init(const embed_config *cfg, float *state,
                                 int64_t dim);
-void embed_optimizer_step(const embed_config *cfg, float *w, float *g,
+void embed_optimizer_step(const embed_config *cfg, float *w, const float *g,
                           float *state, double lr, int64_t step, int64_t dim);
+/* Can a step go in two parts: the state from g and the old state, then
+** w from g and the new state (every optimizer with a state but sgd with
+** weight_decay)? The parts give the bits of embed_optimizer_step. */
+int embed_optimizer_splits(const embed_config *cfg);
+void embed_optimizer_state_step(const embed_config *cfg, const float *g,
+                                float *state, int64_t step, int64_t dim);
+void embed_optimizer_weight_step(const embed_config *cfg, float *w,
+                                 const float *g, const float *state, double lr,
+                                 int64_t step, int64_t dim);
 /* Does the optimizer keep a step count (adagrad, adam, sgd momentum)? */
 int embed_optimizer_counts_steps(const embed_config *cfg);
 /* Rows a step moves besides the batch's: 0 none, 1 rows with optimizer

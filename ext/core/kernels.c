@@ -782,13 +782,6 @@ void embed_normalize(const float *v, int64_t n, float *out) {
   for (i = 0; i < n; i++) out[i] = (float)((double)v[i] / norm);
 }
 
-int64_t embed_first_nonfinite(const float *v, int64_t n) {
-  int64_t i;
-  for (i = 0; i < n; i++)
-    if (!isfinite(v[i])) return i;
-  return -1;
-}
-
 int embed_renorm(float *v, int64_t n, double max_norm, double norm_type) {
   double norm = embed_norm_p(v, n, norm_type);
   float scale;

@@ -8,8 +8,18 @@
 **     if (row has no state yet) embed_optimizer_state_init(&cfg, state, dim);
 **     embed_optimizer_step(&cfg, w, g, state, lr, step, dim);
 **
-** g is the row's coalesced gradient (modified in place); step is the table's
-** step count including this step (1 on the first embed_update call).
+** g is the row's coalesced gradient (only read); step is the table's step
+** count including this step (1 on the first embed_update call).
+**
+** An optimizer whose new state is a function of the gradient and the old
+** state alone (embed_optimizer_splits: all but sgd with weight_decay) can
+** also be stepped in two parts, the same bits as one step:
+**
+**     embed_optimizer_state_step(&cfg, g, state, step, dim);   // state
+**     embed_optimizer_weight_step(&cfg, w, g, state, lr, step, dim);
+**
+** so a batch can move every state first and then every weight (one pass
+** over each b-tree, table/train.c).
 **
 ** The formulas, element-wise in float32 in torch's order of operations
 ** (torch/optim/{sgd,adagrad,sparse_adam}.py, torch 1.13); torch's
@@ -86,10 +96,19 @@ void embed_optimizer_state_init(const embed_config *cfg, float *state,
 #define OPT_INLINE static inline
 #endif
 
-/* sgd: d = maximize ? -g : g, then weight decay, momentum, the step. */
-OPT_INLINE void opt_sgd_body(const embed_config *cfg, float *restrict w,
-                             const float *restrict d, float *restrict buf,
-                             double lr, int64_t step, int64_t dim) {
+/* Which part of a step a loop computes: all of it, or (for an optimizer
+** whose new state does not depend on the weight: embed_optimizer_splits)
+** the new state alone, then the weight from the gradient and that state.
+** Either way the same operations in the same order, so the same bits. */
+typedef enum opt_part { OPT_BOTH, OPT_STATE, OPT_WEIGHT } opt_part;
+
+/* sgd: d = maximize ? -g : g, then weight decay, momentum, the step. The
+** buffer is a function of d and the old buffer only, so without weight
+** decay it splits; with it, d (hence the buffer) depends on w. */
+OPT_INLINE void opt_sgd_body(const embed_config *cfg, opt_part part,
+                             float *restrict w, const float *restrict d,
+                             float *restrict buf, double lr, int64_t step,
+                             int64_t dim) {
   const float wd = (float)cfg->weight_decay, mom = (float)cfg->momentum;
   const float keep = (float)(1.0 - cfg->dampening), alpha = (float)-lr;
   int64_t i;
@@ -101,32 +120,40 @@ OPT_INLINE void opt_sgd_body(const embed_config *cfg, float *restrict w,
     float x = cfg->maximize ? -d[i] : d[i];
     if (cfg->weight_decay != 0) x = fmaf(wd, w[i], x);
     if (cfg->momentum != 0) {
-      float b = step == 1 ? x : fmaf(keep, x, buf[i] * mom);
-      buf[i] = b;
+      float b = part == OPT_WEIGHT ? buf[i]
+                : step == 1        ? x
+                                   : fmaf(keep, x, buf[i] * mom);
+      if (part != OPT_WEIGHT) buf[i] = b;
+      if (part == OPT_STATE) continue;
       x = cfg->nesterov ? fmaf(mom, b, x) : b;
     }
     w[i] = fmaf(alpha, x, w[i]);
   }
 }
 
-OPT_INLINE void opt_adagrad_body(const embed_config *cfg, float *restrict w,
-                                 const float *restrict g, float *restrict sum,
-                                 double lr, int64_t step, int64_t dim) {
+OPT_INLINE void opt_adagrad_body(const embed_config *cfg, opt_part part,
+                                 float *restrict w, const float *restrict g,
+                                 float *restrict sum, double lr, int64_t step,
+                                 int64_t dim) {
   const double clr = lr / (1.0 + (double)(step - 1) * cfg->lr_decay);
   const float alpha = (float)-clr, eps = (float)cfg->eps;
   const float sign = cfg->maximize ? -1.0f : 1.0f; /* exact: flips the sign */
   int64_t i;
   for (i = 0; i < dim; i++) {
     float x = sign * g[i];
-    float s = sum[i] + x * x;
-    sum[i] = s;
-    w[i] = fmaf(alpha, x / (sqrtf(s) + eps), w[i]);
+    float s = part == OPT_WEIGHT ? sum[i] : sum[i] + x * x;
+    if (part != OPT_WEIGHT) sum[i] = s;
+    if (part != OPT_STATE) w[i] = fmaf(alpha, x / (sqrtf(s) + eps), w[i]);
   }
 }
 
-OPT_INLINE void opt_adam_body(const embed_config *cfg, float *restrict w,
-                              const float *restrict g, float *restrict state,
-                              double lr, int64_t step, int64_t dim) {
+/* torch's numerator dm + m_old and denominator sqrt(dv + v_old) are the
+** new m and v (float addition commutes exactly), so the weight's part
+** reads them from the new state. */
+OPT_INLINE void opt_adam_body(const embed_config *cfg, opt_part part,
+                              float *restrict w, const float *restrict g,
+                              float *restrict state, double lr, int64_t step,
+                              int64_t dim) {
   float *restrict m = state, *restrict v = state + dim;
   const float one_b1 = (float)(1.0 - cfg->beta1);
   const float one_b2 = (float)(1.0 - cfg->beta2);
@@ -137,45 +164,80 @@ OPT_INLINE void opt_adam_body(const embed_config *cfg, float *restrict w,
   const float sign = cfg->maximize ? -1.0f : 1.0f;
   int64_t i;
   for (i = 0; i < dim; i++) {
-    float x = sign * g[i];
-    float m_old = m[i], v_old = v[i];
-    float dm = (x - m_old) * one_b1;
-    float dv = (x * x - v_old) * one_b2;
-    m[i] = m_old + dm;
-    v[i] = v_old + dv;
-    w[i] = w[i] + neg_size * ((dm + m_old) / (sqrtf(dv + v_old) + eps));
+    float m_new = m[i], v_new = v[i];
+    if (part != OPT_WEIGHT) {
+      float x = sign * g[i];
+      float dm = (x - m_new) * one_b1;
+      float dv = (x * x - v_new) * one_b2;
+      m_new = m_new + dm;
+      v_new = v_new + dv;
+      m[i] = m_new;
+      v[i] = v_new;
+    }
+    if (part != OPT_STATE)
+      w[i] = w[i] + neg_size * (m_new / (sqrtf(v_new) + eps));
   }
 }
 
-/* One step with the loops above, compiled for the caller's target. */
-OPT_INLINE void opt_step_body(const embed_config *cfg, float *w, float *g,
-                              float *state, double lr, int64_t step,
-                              int64_t dim) {
+OPT_INLINE void opt_part_body(const embed_config *cfg, opt_part part, float *w,
+                              const float *g, float *state, double lr,
+                              int64_t step, int64_t dim) {
   switch (cfg->optimizer) {
     case EMBED_OPTIMIZER_SGD:
-      opt_sgd_body(cfg, w, g, state, lr, step, dim);
+      opt_sgd_body(cfg, part, w, g, state, lr, step, dim);
       break;
     case EMBED_OPTIMIZER_ADAGRAD:
-      opt_adagrad_body(cfg, w, g, state, lr, step, dim);
+      opt_adagrad_body(cfg, part, w, g, state, lr, step, dim);
       break;
     case EMBED_OPTIMIZER_ADAM:
-      opt_adam_body(cfg, w, g, state, lr, step, dim);
+      opt_adam_body(cfg, part, w, g, state, lr, step, dim);
       break;
   }
 }
 
-static void opt_step_plain(const embed_config *cfg, float *w, float *g,
-                           float *state, double lr, int64_t step, int64_t dim) {
-  opt_step_body(cfg, w, g, state, lr, step, dim);
+/* One step (or part) with the loops above, compiled for the caller's
+** target; each part a constant there, so each loop is straight. */
+OPT_INLINE void opt_step_body(const embed_config *cfg, opt_part part, float *w,
+                              const float *g, float *state, double lr,
+                              int64_t step, int64_t dim) {
+  if (part == OPT_STATE)
+    opt_part_body(cfg, OPT_STATE, w, g, state, lr, step, dim);
+  else if (part == OPT_WEIGHT)
+    opt_part_body(cfg, OPT_WEIGHT, w, g, state, lr, step, dim);
+  else
+    opt_part_body(cfg, OPT_BOTH, w, g, state, lr, step, dim);
+}
+
+static void opt_step_plain(const embed_config *cfg, opt_part part, float *w,
+                           const float *g, float *state, double lr,
+                           int64_t step, int64_t dim) {
+  opt_step_body(cfg, part, w, g, state, lr, step, dim);
 }
 
 #if OPT_DISPATCH
 __attribute__((target("avx2,fma"))) static void opt_step_fma(
-    const embed_config *cfg, float *w, float *g, float *state, double lr,
-    int64_t step, int64_t dim) {
-  opt_step_body(cfg, w, g, state, lr, step, dim);
+    const embed_config *cfg, opt_part part, float *w, const float *g,
+    float *state, double lr, int64_t step, int64_t dim) {
+  opt_step_body(cfg, part, w, g, state, lr, step, dim);
 }
 #endif
+
+static void opt_step(const embed_config *cfg, opt_part part, float *w,
+                     const float *g, float *state, double lr, int64_t step,
+                     int64_t dim) {
+#if OPT_DISPATCH
+  static int has_fma = -1; /* the same answer in every thread */
+  if (has_fma < 0) {
+    __builtin_cpu_init();
+    has_fma = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }
+  if (has_fma) {
+    opt_step_fma(cfg, part, w, g, state, lr, step, dim);
+    return;
+  }
+#endif
+  opt_step_plain(cfg, part, w, g, state, lr, step, dim);
+}
 
 int embed_optimizer_counts_steps(const embed_config *cfg) {
   return cfg->optimizer != EMBED_OPTIMIZER_SGD || cfg->momentum != 0;
@@ -187,20 +249,25 @@ int embed_optimizer_steps_untouched_rows(const embed_config *cfg) {
   return cfg->momentum != 0;            /* rows with a momentum buffer */
 }
 
-void embed_optimizer_step(const embed_config *cfg, float *w, float *g,
+int embed_optimizer_splits(const embed_config *cfg) {
+  return embed_optimizer_state_size(cfg, 1) > 0 &&
+         !(cfg->optimizer == EMBED_OPTIMIZER_SGD && cfg->weight_decay != 0);
+}
+
+void embed_optimizer_step(const embed_config *cfg, float *w, const float *g,
                           float *state, double lr, int64_t step, int64_t dim) {
-#if OPT_DISPATCH
-  static int has_fma = -1; /* the same answer in every thread */
-  if (has_fma < 0) {
-    __builtin_cpu_init();
-    has_fma = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  }
-  if (has_fma) {
-    opt_step_fma(cfg, w, g, state, lr, step, dim);
-    return;
-  }
-#endif
-  opt_step_plain(cfg, w, g, state, lr, step, dim);
+  opt_step(cfg, OPT_BOTH, w, g, state, lr, step, dim);
+}
+
+void embed_optimizer_state_step(const embed_config *cfg, const float *g,
+                                float *state, int64_t step, int64_t dim) {
+  opt_step(cfg, OPT_STATE, 0, g, state, 0, step, dim);
+}
+
+void embed_optimizer_weight_step(const embed_config *cfg, float *w,
+                                 const float *g, const float *state, double lr,
+                                 int64_t step, int64_t dim) {
+  opt_step(cfg, OPT_WEIGHT, w, g, (float *)state, lr, step, dim);
 }
 
 #if defined(__clang__)

@@ -101,28 +101,41 @@ int embed_blob_decode(const void *blob, int64_t n, float *out,
   return EMBED_OK;
 }
 
+/* Are all n floats at p (host order: a host's own floats, or a BLOB's on a
+** little-endian host) finite? A branch-free pass, two floats per 64-bit
+** word: an all-ones exponent (NaN or Inf) plus one carries into the
+** float's sign bit, and never into the other float. The masks are alike
+** for both halves, so either word order works. */
+static int vector_all_finite(const unsigned char *p, int64_t n) {
+  const uint64_t EXP = 0x7f8000007f800000ull, ONE = 0x0080000000800000ull;
+  uint64_t high = 0;
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w[4];
+    memcpy(w, p + EMBED_FLOAT_BYTES * i, sizeof(w));
+    high |= ((w[0] & EXP) + ONE) | ((w[1] & EXP) + ONE) | ((w[2] & EXP) + ONE) |
+            ((w[3] & EXP) + ONE);
+  }
+  for (; i < n; i++) {
+    uint32_t u;
+    memcpy(&u, p + EMBED_FLOAT_BYTES * i, 4);
+    high |= (u & 0x7f800000u) + 0x00800000u;
+  }
+  return !(high & 0x8000000080000000ull);
+}
+
+int64_t embed_first_nonfinite(const float *v, int64_t n) {
+  int64_t i;
+  if (vector_all_finite((const unsigned char *)v, n)) return -1;
+  for (i = 0; i < n; i++) /* only when one is not: find it */
+    if (!isfinite(v[i])) return i;
+  return -1;
+}
+
 int embed_blob_check(const void *blob, int64_t n, embed_error *err) {
   const unsigned char *p = (const unsigned char *)blob;
-  int64_t i = 0;
-  if (EMBED_HOST_LE) {
-    /* Branch-free first pass, two floats per 64-bit word: an all-ones
-    ** exponent (NaN or Inf) plus one carries into the float's sign bit, and
-    ** never into the other float. Only when one does, find the element. */
-    const uint64_t EXP = 0x7f8000007f800000ull, ONE = 0x0080000000800000ull;
-    uint64_t high = 0;
-    for (; i + 8 <= n; i += 8) {
-      uint64_t w[4];
-      memcpy(w, p + EMBED_FLOAT_BYTES * i, sizeof(w));
-      high |= ((w[0] & EXP) + ONE) | ((w[1] & EXP) + ONE) |
-              ((w[2] & EXP) + ONE) | ((w[3] & EXP) + ONE);
-    }
-    for (; i < n; i++) {
-      uint32_t u;
-      memcpy(&u, p + EMBED_FLOAT_BYTES * i, 4);
-      high |= (u & 0x7f800000u) + 0x00800000u;
-    }
-    if (!(high & 0x8000000080000000ull)) return EMBED_OK;
-  }
+  int64_t i;
+  if (EMBED_HOST_LE && vector_all_finite(p, n)) return EMBED_OK;
   for (i = 0; i < n; i++) {
     float f;
     uint32_t u;

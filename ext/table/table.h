@@ -1,7 +1,8 @@
 /*
 ** table/table.h - the layer over the storage of an embedding table:
 ** similarity search (search.c), which table a function call means
-** (registry.c), and lookup and training steps (train.c). The virtual
+** (registry.c), and lookup and training steps (train.c, their arguments
+** train_args.c, their transaction train_call.c). The virtual
 ** table module (table/module.h) and the SQL functions (sql/) use it.
 */
 #ifndef EMBED_TABLE_H
@@ -167,6 +168,25 @@ int embed_train_call_begin(embed_store *st, int several, int *mode);
 ** *pzErr with who when SQLite's error is all there is. */
 int embed_train_call_end(embed_store *st, int mode, int rc, int wrote,
                          const char *who, char **pzErr);
+
+/* train_args.c ------------------------------------------------------------ */
+
+/* What an id argument is: one id, a JSON array of ids, or SQL NULL. */
+typedef struct embed_train_ids {
+  int is_null;
+  int is_batch;
+  int64_t one;
+  int64_t *many; /* sqlite3_malloc64'd when is_batch; the caller frees */
+  int64_t n;
+} embed_train_ids;
+int embed_train_read_ids(sqlite3_value *v, const char *who,
+                         embed_train_ids *out, char **pzErr);
+/* Read the gradient argument: n rows of dim floats (n = 1 for one id).
+** *owned: *out was allocated (else it is the argument's own BLOB, valid
+** for the call, when it is little-endian float32 aligned for floats). */
+int embed_train_read_grads(embed_store *st, const char *who, sqlite3_value *v,
+                           int64_t n, int batch, const float **out, int *owned,
+                           char **pzErr);
 
 /* train.c ----------------------------------------------------------------- */
 

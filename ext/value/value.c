@@ -120,6 +120,11 @@ bad:
   return *pzErr ? SQLITE_ERROR : SQLITE_NOMEM;
 }
 
+int embed_fail(char **pzErr, char *zMsg) {
+  *pzErr = zMsg;
+  return zMsg ? SQLITE_ERROR : SQLITE_NOMEM;
+}
+
 int embed_number_from_value(sqlite3_value *val, const char *who,
                             const char *what, double *out, char **pzErr) {
   int type = sqlite3_value_type(val);

@@ -34,6 +34,9 @@ char *embed_error_text(const char *who, const embed_error *err);
 const char *embed_type_name(int type);
 /* Set a float vector as the BLOB result of a function. */
 void embed_result_vector(sqlite3_context *ctx, const float *v, int64_t dim);
+/* Keep zMsg (from sqlite3_mprintf; NULL when it ran out of memory) as the
+** error: returns SQLITE_ERROR, or SQLITE_NOMEM for NULL. */
+int embed_fail(char **pzErr, char *zMsg);
 /* Report an error message from sqlite3_mprintf (freed here), or NOMEM. */
 void embed_result_error(sqlite3_context *ctx, int rc, char *zErr);
 /* Read a finite REAL/INTEGER argument. */

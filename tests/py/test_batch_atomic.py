@@ -16,6 +16,15 @@ def open_db(path):
     return conn
 
 
+def step_error(conn, ids, grads, lr):
+    """The message of a failing embed_update batch on t (None if it ran)."""
+    try:
+        conn.execute("SELECT embed_update('t', ?, ?, ?)", (ids, grads, lr)).fetchone()
+    except sqlite3.DatabaseError as e:
+        return str(e)
+    return None
+
+
 def rows(conn):
     return conn.execute("SELECT id, embed_json(vector) FROM t").fetchall()
 
@@ -95,11 +104,7 @@ def test_batch_failing_late_inside_a_transaction_puts_rows_back(tmp_path):
         ("[2, 0, 9]", "[[1, 1], [1, 1], [1, 1]]", 1, "no id 9"),
         ("[0, 1, 3]", "[[1, 1], [1, 1], [3e38, 3e38]]", 3e38, "of id 3 not finite"),
     ]:
-        try:
-            a.execute("SELECT embed_update('t', ?, ?, ?)", (ids, grads, lr)).fetchone()
-            raised = None
-        except sqlite3.OperationalError as e:
-            raised = str(e)
+        raised = step_error(a, ids, grads, lr)
         assert raised is not None and want in raised, raised
         assert a.in_transaction
         assert rows(a) == before
@@ -138,8 +143,9 @@ def test_batch_failing_late_inside_a_transaction_keeps_states(tmp_path, optimize
     optimizer states (an earlier step made them): the late failure leaves
     those states, the step count and the rows as they were, and keeps the
     caller's transaction. After one earlier step (which found no state
-    stored) the batch reads its states first; after two (the second found
-    them all) it reads and rewrites each in place as it goes."""
+    stored) the batch reads its states first in one query; after two (the
+    second found them all) it rewrites each in place: adagrad, adam and
+    momentum move every state first, then every weight."""
     a = open_db(str(tmp_path / "db"))
     a.execute("CREATE VIRTUAL TABLE t USING embedding(dim=2, num_embeddings=4, "
               f"init=zeros, optimizer={optimizer})")
@@ -155,14 +161,26 @@ def test_batch_failing_late_inside_a_transaction_keeps_states(tmp_path, optimize
     a.execute("BEGIN")
     before = everything()
     assert [i for i, _ in before[1]] == [0, 1, 2]
-    try:  # ids 0 and 1 step first; 3's gradient overflows its state or row
-        a.execute("SELECT embed_update('t', '[0, 1, 3]', "
-                  "'[[1, 1], [1, 1], [3e38, 3e38]]', 10)").fetchone()
-        raised = None
-    except sqlite3.OperationalError as e:
-        raised = str(e)
-    assert raised is not None and "id 3 not finite" in raised, raised
+    for ids, grads, lr, want in [
+        # ids 0 and 1 step first; 3's gradient overflows its state or row
+        ("[0, 1, 3]", "[[1, 1], [1, 1], [3e38, 3e38]]", 10, "id 3 not finite"),
+        # an unknown id after stepped ones (its state would be a new one)
+        ("[0, 1, 9]", "[[1, 1], [1, 1], [1, 1]]", 0.1, "no id 9"),
+        # a stored state overflows in the middle; the states of the rows
+        # after it may already be rewritten (all states are stepped
+        # before the weights when the optimizer allows)
+        ("[0, 1, 2]", "[[1, 1], [3e38, 3e38], [1, 1]]", 10, "id 1 not finite"),
+    ]:
+        raised = step_error(a, ids, grads, lr)
+        assert raised is not None and want in raised, (ids, raised)
+        assert a.in_transaction
+        assert everything() == before
+    # a damaged stored state after stepped ones
+    a.execute("UPDATE t_state SET state = x'00' WHERE id = 2")
+    damaged = everything()
+    raised = step_error(a, "[0, 1, 2]", "[[1, 1], [1, 1], [1, 1]]", 0.1)
+    assert raised is not None and "corrupt optimizer state for id 2" in raised, raised
     assert a.in_transaction
-    assert everything() == before
-    a.execute("COMMIT")
+    assert everything() == damaged
+    a.execute("ROLLBACK")
     assert everything() == before

@@ -2,8 +2,8 @@
 ** unit.c - C unit tests of the parts of embed that need no SQLite: the
 ** vector codecs (vector.c), the math kernels (kernels.c), the initializer
 ** (initializer.c), the option parser (options.c), the quoting of text
-** in messages (text.c), and approximate search's codes and cells (codes.c,
-** cells.c).
+** in messages (text.c), approximate search's codes and cells (codes.c,
+** cells.c), and the optimizer step taken in two parts (optimizer.c).
 **
 **     make test-unit
 **
@@ -70,7 +70,8 @@ static void test_blob_codec(void) {
   }
 }
 
-/* embed_blob_check finds a NaN or Inf at every position and length. */
+/* embed_blob_check and embed_first_nonfinite find NaN and both infinities
+** at every position, across the fast pass's 8-float blocks and its tail. */
 static void test_blob_check(void) {
   float v[40];
   unsigned char buf[4 * 40 + 1];
@@ -82,6 +83,7 @@ static void test_blob_check(void) {
     v[0] = 3.4028235e38f; /* the largest finite float passes */
     embed_blob_encode(v, n, buf + 1);
     CHECK(embed_blob_check(buf + 1, n, &err) == EMBED_OK);
+    CHECK(embed_first_nonfinite(v, n) == -1);
     for (at = 0; at < n; at++) {
       for (k = 0; k < 3; k++) {
         float saved = v[at];
@@ -89,6 +91,7 @@ static void test_blob_check(void) {
         embed_blob_encode(v, n, buf + 1); /* unaligned on purpose */
         CHECK(embed_blob_check(buf + 1, n, &err) == EMBED_E_NONFINITE &&
               err.a == at);
+        CHECK(embed_first_nonfinite(v, n) == at);
         v[at] = saved;
       }
     }
@@ -470,6 +473,63 @@ static void test_options(void) {
   embed_config_defaults(&c);
   CHECK(embed_config_finish(&c, &err) != 0 &&
         strcmp(err.text, "missing required option 'dim'") == 0);
+}
+
+/* embed_optimizer_state_step then embed_optimizer_weight_step give the
+** bits of one embed_optimizer_step, for every optimizer and option that
+** splits, over several steps (states carried), with odd dimensions for the
+** vector loops' tails; sgd with weight_decay does not split. */
+static void test_optimizer_split(void) {
+  static const char *const configs[][4] = {
+      {"optimizer=adagrad"},
+      {"optimizer=adagrad", "lr_decay=0.01", "eps=1e-6", "maximize=1"},
+      {"optimizer=adagrad", "initial_accumulator_value=0.5"},
+      {"optimizer=adam"},
+      {"optimizer=adam", "betas=(0.8, 0.95)", "maximize=1"},
+      {"optimizer=sgd", "momentum=0.9"},
+      {"optimizer=sgd", "momentum=0.5", "dampening=0.25"},
+      {"optimizer=sgd", "momentum=0.9", "nesterov=1"},
+      {"optimizer=sgd", "momentum=0.9", "weight_decay=0.1"}, /* no split */
+  };
+  const size_t n_configs = sizeof(configs) / sizeof(configs[0]);
+  int64_t dims[] = {1, 7, 8, 33};
+  size_t c;
+  int d, k;
+  for (c = 0; c < n_configs; c++) {
+    for (d = 0; d < 4; d++) {
+      embed_config cfg;
+      embed_error err;
+      char arg[32];
+      int64_t dim = dims[d], i, step;
+      float w1[33], w2[33], g[33], s1[66], s2[66];
+      int same = 1;
+      embed_config_defaults(&cfg);
+      snprintf(arg, sizeof(arg), "dim=%lld", (long long)dim);
+      CHECK(embed_config_apply_arg(&cfg, arg, &err) == 0);
+      for (k = 0; k < 4 && configs[c][k]; k++)
+        CHECK(embed_config_apply_arg(&cfg, configs[c][k], &err) == 0);
+      CHECK(embed_config_finish(&cfg, &err) == 0);
+      if (c == n_configs - 1) { /* the state depends on the weight */
+        CHECK(!embed_optimizer_splits(&cfg));
+        continue;
+      }
+      CHECK(embed_optimizer_splits(&cfg));
+      for (i = 0; i < dim; i++) w1[i] = w2[i] = (float)rand_unit();
+      embed_optimizer_state_init(&cfg, s1, dim);
+      embed_optimizer_state_init(&cfg, s2, dim);
+      for (step = 1; step <= 5; step++) {
+        for (i = 0; i < dim; i++) g[i] = (float)(rand_unit() * 3);
+        embed_optimizer_step(&cfg, w1, g, s1, 0.05, step, dim);
+        embed_optimizer_state_step(&cfg, g, s2, step, dim);
+        embed_optimizer_weight_step(&cfg, w2, g, s2, 0.05, step, dim);
+        same &= memcmp(w1, w2, (size_t)dim * sizeof(float)) == 0 &&
+                memcmp(s1, s2,
+                       (size_t)embed_optimizer_state_size(&cfg, dim) *
+                           sizeof(float)) == 0;
+      }
+      CHECK(same);
+    }
+  }
 }
 
 /* embed_utf8_quote: how messages show outside text; and embed_error_set,
@@ -857,6 +917,7 @@ int main(void) {
   test_kernel_paths();
   test_initializer();
   test_options();
+  test_optimizer_split();
   test_utf8_quote();
   test_codes();
   test_codes_paths();
