@@ -232,8 +232,10 @@ void store_finalize_all(embed_store *st) {
 ** outer INSERT's own statement journal stays open across all the flushes,
 ** so their journal grows with the whole insert (measured 1.32x an
 ** ordinary table against 1.22-1.25x row by row). A memory database keeps
-** its journals in memory. */
-#define STORE_PENDING_ROWS 64
+** its journals in memory; there 256 rows a statement took 5% less time
+** than 64 (a 200,000-row insert; 1,024 gained nothing more). A lowered
+** SQLITE_LIMIT_VARIABLE_NUMBER lowers the batch to fit. */
+#define STORE_PENDING_ROWS 256
 #define STORE_PENDING_FILE_BYTES (16 << 10)
 
 static int64_t pending_row_bytes(const embed_store *st) {
@@ -245,8 +247,10 @@ int store_pending_batch(embed_store *st) {
     const char *file = sqlite3_db_filename(st->db, st->schema);
     int64_t rows = STORE_PENDING_ROWS;
     st->ins_file = file && file[0];
+    int params = sqlite3_limit(st->db, SQLITE_LIMIT_VARIABLE_NUMBER, -1);
     if (st->ins_file && rows * pending_row_bytes(st) > STORE_PENDING_FILE_BYTES)
       rows = STORE_PENDING_FILE_BYTES / pending_row_bytes(st);
+    if (rows > params / 2) rows = params / 2;
     st->ins_batch = rows > 1 ? (int)rows : 1;
   }
   return st->ins_batch;
@@ -281,13 +285,15 @@ static int pending_write(embed_store *st) {
     if (rc == SQLITE_OK) done += take;
   }
   st->ins_writing = 0;
-  if (done > 0 && done < st->n_ins) {
+  if (st->n_ins <= done) { /* all written, or a failed statement's */
+    st->n_ins = 0;         /* ROLLBACK TO (xRollbackTo) forgot them */
+  } else if (done > 0) {
     memmove(st->ins_ids, st->ins_ids + done,
             (size_t)(st->n_ins - done) * EMBED_ID_BYTES);
     memmove(st->ins_rows, st->ins_rows + done * row_bytes,
             (size_t)((st->n_ins - done) * row_bytes));
+    st->n_ins -= done;
   }
-  st->n_ins -= done;
   sqlite3_set_last_insert_rowid(st->db, last_rowid);
   return rc;
 }

@@ -14,7 +14,7 @@ import pytest
 from conftest import EXT, connect, one, to_blob, rows
 
 DIM = 8
-N = 1000  # many batches of the buffer (64 rows in memory, 32 in a file)
+N = 1000  # many batches of the buffer (256 rows in memory, 32 in a file)
 
 
 def make_src(conn, ids, seed=0):
@@ -46,6 +46,7 @@ def table_state(conn, table="tok"):
 def test_bulk_insert_equals_plain_table(tmp_path, where):
     conn = open_pair(tmp_path, where)
     make_src(conn, range(100, 100 + N))
+    log_before = one(conn, "SELECT count(*) FROM tok_log")
     for table in ("tok", "plain"):
         conn.execute(f"INSERT INTO {table}(id, vector) SELECT id, v FROM src")
         # what SQLite reports for the statement matches an ordinary table's
@@ -54,12 +55,30 @@ def test_bulk_insert_equals_plain_table(tmp_path, where):
             100 + N - 1
     assert table_state(conn) == table_state(conn, "plain")
     assert one(conn, "SELECT count(*) FROM tok_vectors") == N + 10
+    # the statement's change log is one entry naming every row it wrote
+    # (the buffer's own multi-row INSERTs add none)
+    assert one(conn, "SELECT count(*) FROM tok_log") == log_before + 1
+    newest = one(conn, "SELECT ids FROM tok_log ORDER BY seq DESC LIMIT 1")
+    assert np.frombuffer(newest, "<i8").tolist() == list(range(100, 100 + N))
     other = connect(str(tmp_path / "bulk.db")) if where == "file" else None
     if other:  # committed: another connection sees every row
         assert table_state(other) == table_state(conn, "plain")
     check = conn.execute(
         "INSERT INTO tok(tok) VALUES ('integrity-check')").fetchall()
     assert check == []
+
+
+@pytest.mark.parametrize("limit", [2, 3, 7])
+def test_lowered_variable_limit_still_inserts_in_batches(tmp_path, limit):
+    """The buffer's multi-row INSERT takes two parameters a row: a
+    connection whose SQLITE_LIMIT_VARIABLE_NUMBER is lowered gets smaller
+    batches (one row at a time below four), and the same rows."""
+    conn = open_pair(tmp_path, "memory")
+    make_src(conn, range(100, 100 + N))
+    conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, limit)
+    for table in ("tok", "plain"):
+        conn.execute(f"INSERT INTO {table}(id, vector) SELECT id, v FROM src")
+    assert table_state(conn) == table_state(conn, "plain")
 
 
 @pytest.mark.parametrize("where", ["memory", "file"])
