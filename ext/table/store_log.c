@@ -14,7 +14,9 @@
 **     embed_store_log_since(st, seq, head, &ids, &n);  // changed after seq
 **
 ** Layout: T_log(seq INTEGER PRIMARY KEY, ids BLOB NOT NULL), one row per
-** write: the ids it changed, sorted and distinct, as little-endian int64.
+** write: the ids it changed, sorted and distinct, as little-endian int64
+** (a write of more than 2^20 ids, or of more than SQLITE_LIMIT_LENGTH
+** bytes of them, takes several rows).
 ** A row is appended in the same transaction as the vectors it names, so a
 ** rolled-back write leaves no entry and a reader sees exactly the entries
 ** of its own snapshot (its own uncommitted ones included). seq grows by
@@ -35,8 +37,9 @@
 
 #include "table/store_int.h"
 
-#define STORE_LOG_KEEP 256      /* entries kept behind the newest */
-#define STORE_LOG_TRIM_EVERY 64 /* entries between two trims */
+#define STORE_LOG_KEEP 256            /* entries kept behind the newest */
+#define STORE_LOG_TRIM_EVERY 64       /* entries between two trims */
+#define STORE_LOG_ENTRY_IDS (1 << 20) /* ids an entry holds at most: 8 MB */
 
 int embed_store_has_log(const embed_store *st) {
   return store_has_shadow(st, SHADOW_LOG);
@@ -80,12 +83,11 @@ void store_ids_decode(const unsigned char *blob, int64_t count, int64_t *out) {
 }
 
 /* Append ids (already sorted and distinct) as one entry, then trim. */
-static int store_log_write(embed_store *st, const int64_t *ids, int64_t n) {
+static int store_log_write_entry(embed_store *st, const int64_t *ids,
+                                 int64_t n) {
   sqlite3_stmt *stmt;
   int64_t seq, last_rowid = sqlite3_last_insert_rowid(st->db);
-  int rc;
-  if (n == 0 || !embed_store_has_log(st)) return SQLITE_OK;
-  rc = store_stmt_get(st, STMT_LOG_APPEND, &stmt);
+  int rc = store_stmt_get(st, STMT_LOG_APPEND, &stmt);
   if (rc) return rc;
   rc = store_bind_ids(stmt, 1, ids, n);
   if (rc == SQLITE_OK) rc = store_step_done(stmt);
@@ -100,6 +102,26 @@ static int store_log_write(embed_store *st, const int64_t *ids, int64_t n) {
       sqlite3_bind_int64(stmt, 1, seq - STORE_LOG_KEEP);
       rc = store_step_done(stmt);
     }
+  }
+  return rc;
+}
+
+/* Append ids (sorted and distinct) as entries of at most
+** STORE_LOG_ENTRY_IDS ids, fewer when the connection's
+** SQLITE_LIMIT_LENGTH is lower (a longer BLOB would fail the write):
+** a reader takes the union of the entries after its copy. */
+static int store_log_write(embed_store *st, const int64_t *ids, int64_t n) {
+  /* the limit is on the record too: its header and seq are a few bytes */
+  int64_t per =
+      (sqlite3_limit(st->db, SQLITE_LIMIT_LENGTH, -1) - 32) / EMBED_ID_BYTES;
+  int64_t at, take;
+  int rc = SQLITE_OK;
+  if (!embed_store_has_log(st)) return SQLITE_OK;
+  if (per > STORE_LOG_ENTRY_IDS) per = STORE_LOG_ENTRY_IDS;
+  if (per < 1) per = 1;
+  for (at = 0; rc == SQLITE_OK && at < n; at += take) {
+    take = n - at < per ? n - at : per;
+    rc = store_log_write_entry(st, ids + at, take);
   }
   return rc;
 }

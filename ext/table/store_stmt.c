@@ -136,9 +136,10 @@ int store_prepare(embed_store *st, sqlite3_stmt **slot, char *zSql, int *rc) {
 }
 
 /* INSERT INTO T_vectors(id, vector) VALUES (?, ?), ... once per row of
-** the insert buffer's batch. */
+** the insert buffer's batch. Built without the connection, so that its
+** SQLITE_LIMIT_LENGTH (a limit on values) does not cut the text. */
 static char *store_insert_many_sql(embed_store *st) {
-  sqlite3_str *sql = sqlite3_str_new(st->db);
+  sqlite3_str *sql = sqlite3_str_new(0);
   int i;
   sqlite3_str_appendf(sql, "INSERT INTO %s(id, vector) VALUES (?, ?)",
                       st->names[SHADOW_VECTORS]);

@@ -226,14 +226,40 @@ def test_search_after_bulk_insert_sees_every_row(tmp_path):
     data = make_src(conn, range(100, 100 + N), seed=2)
     data.update(rows(conn, "tok"))
     conn.execute("INSERT INTO tok(id, vector) SELECT id, v FROM src")
-    got = conn.execute(
-        "SELECT id FROM tok WHERE vector MATCH ? AND k = 10",
-        (to_blob(q),)).fetchall()
+    assert search_top10(conn, q) == brute_top10(data, q)
+
+
+def search_top10(conn, q):
+    return [r[0] for r in conn.execute(
+        "SELECT id FROM tok WHERE vector MATCH ? AND k = 10", (to_blob(q),))]
+
+
+def brute_top10(data, q):
+    """The 10 ids nearest q by cosine, in float64 (ties by id)."""
     ids = sorted(data)
     mat = np.stack([data[i] for i in ids]).astype(np.float64)
     cos = mat @ q / (np.linalg.norm(mat, axis=1) * np.linalg.norm(q))
-    want = [ids[j] for j in np.argsort(-cos, kind="stable")[:10]]
-    assert [r[0] for r in got] == want
+    return [ids[j] for j in np.argsort(-cos, kind="stable")[:10]]
+
+
+@pytest.mark.parametrize("limit", [100, 1000])
+def test_lowered_length_limit_splits_change_log_entries(tmp_path, limit):
+    """A change-log entry is a BLOB of 8 bytes an id; under a lowered
+    SQLITE_LIMIT_LENGTH a bulk insert writes several entries instead of
+    failing (a training call's entries go the same way), and a search
+    whose copy was made before sees every row."""
+    conn = open_pair(tmp_path, "memory")
+    q = np.ones(DIM, dtype=np.float32)
+    search_top10(conn, q)  # a copy exists before the writes
+    data = make_src(conn, range(100, 100 + N), seed=4)
+    data.update(rows(conn, "tok"))
+    conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, limit)
+    per_entry = (limit - 32) // 8
+    entries = one(conn, "SELECT count(*) FROM tok_log")
+    conn.execute("INSERT INTO tok(id, vector) SELECT id, v FROM src")
+    assert one(conn, "SELECT count(*) FROM tok_log") == \
+        entries + -(-N // per_entry)
+    assert search_top10(conn, q) == brute_top10(data, q)
 
 
 
