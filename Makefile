@@ -324,6 +324,7 @@ bench: embed.so
 	$(PYTHON) bench/bench_ivf.py
 	$(PYTHON) bench/bench_live.py
 	$(PYTHON) bench/bench_train.py
+	$(PYTHON) bench/bench_train.py --no-memory --no-insert --checkpoint-every 4
 	$(PYTHON) bench/bench_files.py
 
 bench-files: embed.so

@@ -6,6 +6,7 @@ Run from the repository root after `make`:
 
     /usr/bin/python3 bench/bench_train.py [--steps 25] [--reps 3]
                                           [--torch-threads 1]
+                                          [--checkpoint-every K]
 
 What it measures, in one run (about 15 s on 2 cores):
 
@@ -33,6 +34,13 @@ What it measures, in one run (about 15 s on 2 cores):
            2-core machine, shared with other work, OpenMP's threads wait on
            each other and torch got 10-80x slower, so a multi-threaded figure
            says more about the machine's load than about torch).
+
+With --checkpoint-every K (K > 1) the connection sets
+PRAGMA wal_autocheckpoint=0 and a repetition is K transactions of `steps`
+steps followed by one PRAGMA wal_checkpoint(PASSIVE), all timed: a page
+written by several of the K transactions is copied to the database once.
+The WAL then grows to about K transactions' pages (here some 50 MB each).
+The floor runs with the same cadence.
 
 Every figure is the median of `reps` repetitions (embed and torch
 alternate, so drift hits both alike), after two warm-up steps each. The
@@ -132,6 +140,11 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=25, help="steps per repetition")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--torch-threads", type=int, default=1)
+    ap.add_argument("--checkpoint-every", type=int, default=1, metavar="K",
+                    help="commits per checkpoint (default 1, SQLite's "
+                         "autocheckpoint after each; K > 1 sets "
+                         "wal_autocheckpoint=0 and checkpoints every K "
+                         "commits, a repetition then being K commits)")
     ap.add_argument("--no-memory", action="store_true",
                     help="skip bench_train_mem.py's in-memory figures")
     ap.add_argument("--no-insert", action="store_true",
@@ -143,8 +156,15 @@ def main(argv=None):
     print(f"cpu: {cpu_model()}, {os.cpu_count()} cores; SQLite "
           f"{sqlite3.sqlite_version}, torch {torch.__version__} "
           f"({torch.get_num_threads()} thread(s)), file {DB_PATH}")
-    batches = make_batches(2 + args.reps * args.steps)
+    every = max(1, args.checkpoint_every)
+    per_rep = args.steps * every  # steps of one repetition
+    batches = make_batches(2 + args.reps * per_rep)
     conn = fresh_db()
+    if every > 1:
+        conn.execute("PRAGMA wal_autocheckpoint=0")
+        print(f"checkpoint: PRAGMA wal_checkpoint(PASSIVE) every {every} "
+              f"commits (wal_autocheckpoint=0); a repetition is {every} x "
+              f"{args.steps} steps")
     results = []
     for name, option, opt_class in OPTIMIZERS:
         t0 = time.perf_counter()
@@ -161,14 +181,19 @@ def main(argv=None):
         page = conn.execute("PRAGMA page_size").fetchone()[0]
 
         def embed_steps(bs):
-            conn.execute("BEGIN")
-            for b in bs:
-                conn.execute("SELECT embed_update('t', ?, ?, ?)",
-                             (b["json"], b["blob"], LR)).fetchone()
+            """Transactions of args.steps steps, then one checkpoint."""
+            spent = 0.0
+            for at in range(0, len(bs), args.steps):
+                conn.execute("BEGIN")
+                for b in bs[at:at + args.steps]:
+                    conn.execute("SELECT embed_update('t', ?, ?, ?)",
+                                 (b["json"], b["blob"], LR)).fetchone()
+                t0 = time.perf_counter()
+                conn.execute("COMMIT")
+                spent += time.perf_counter() - t0
             t0 = time.perf_counter()
-            conn.execute("COMMIT")
             frames = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
-            commit_s.append(time.perf_counter() - t0)
+            commit_s.append(spent + time.perf_counter() - t0)
             wal_bytes.append(frames * (page + 24) / (BATCH * len(bs)))
 
         def torch_steps(bs):
@@ -184,7 +209,7 @@ def main(argv=None):
         torch_steps(batches[1:2])
         times = {"embed": [], "torch": []}
         for r in range(args.reps):
-            bs = batches[2 + r * args.steps: 2 + (r + 1) * args.steps]
+            bs = batches[2 + r * per_rep: 2 + (r + 1) * per_rep]
             times["embed"].append(clock(lambda: embed_steps(bs)))
             times["torch"].append(clock(lambda: torch_steps(bs)))
 
@@ -206,7 +231,7 @@ def main(argv=None):
         conn.execute("DROP TABLE t")
     conn.close()
 
-    steps = args.steps
+    steps = per_rep
     print()
     print(f"{'optimizer':<11}{'embed steps/s':>14}{'rows/s':>11}"
           f"{'torch steps/s':>15}{'rows/s':>12}{'embed/torch':>16}"
@@ -232,14 +257,14 @@ def main(argv=None):
         walls = []
         for _ in range(args.reps):
             out = subprocess.run(
-                [floor, str(N_ROWS), str(DIM), str(args.reps * args.steps),
+                [floor, str(N_ROWS), str(DIM), str(args.reps * per_rep),
                  str(BATCH), str(bench_train_mem.FLOOR_STATE[name]),
-                 DB_PATH + ".floor", str(args.steps)],
+                 DB_PATH + ".floor", str(args.steps), "2", "0", str(every)],
                 check=True, capture_output=True, text=True).stdout.split()
             walls.append(float(out[2]))
         floor_us = statistics.median(walls)
-        torch_us = med["torch"][0] * 1e6 / (BATCH * args.steps)
-        embed_us = med["embed"][0] * 1e6 / (BATCH * args.steps)
+        torch_us = med["torch"][0] * 1e6 / (BATCH * per_rep)
+        embed_us = med["embed"][0] * 1e6 / (BATCH * per_rep)
         print(f"  SQLite floor, {name}: {floor_us:.2f} us/row [{min(walls):.2f},"
               f" {max(walls):.2f}] = {floor_us / torch_us:.1f}x torch; embed "
               f"{embed_us:.2f} us/row = {embed_us / floor_us:.2f}x the floor",

@@ -4,7 +4,7 @@
 **
 **     cc -O2 -o train_floor bench/train_floor.c -lsqlite3
 **     ./train_floor ROWS DIM STEPS BATCH [STATE_FLOATS [PATH EVERY [WARM
-**                   [IN_RECORD]]]]
+**                   [IN_RECORD [CHECKPOINT_EVERY]]]]]
 **
 ** A `:memory:` database (or, with PATH, a fresh WAL file there with
 ** synchronous=NORMAL, a 400 MB page cache and a COMMIT and a passive
@@ -26,6 +26,10 @@
 ** the state after the weight in one BLOB moved with it, one seek per row:
 ** the floor of a layout that would keep the optimizer state in the
 ** weight's record (embed keeps it in a table of its own, T_state).
+**
+** With CHECKPOINT_EVERY K > 1 (a file only), wal_autocheckpoint is 0 and
+** the checkpoint runs after every K-th COMMIT instead of after each, as
+** bench_train.py --checkpoint-every K runs embed.
 **
 ** Prints one line: "floor_us_per_row CPU WALL" (process CPU time and wall
 ** time of the timed steps, their COMMITs included, / (STEPS x BATCH)).
@@ -113,6 +117,8 @@ int main(int argc, char **argv) {
   int every = argc > 7 ? atoi(argv[7]) : 0;
   int warm = argc > 8 ? atoi(argv[8]) : 2;
   int in_record = argc > 9 && atoi(argv[9]) != 0 && state > 0;
+  int ckpt_every = argc > 10 && atoi(argv[10]) > 1 ? atoi(argv[10]) : 1;
+  int commits = 0;
   double w0 = 0;
   sqlite3 *db;
   sqlite3_blob *vec = 0, *st = 0;
@@ -136,6 +142,9 @@ int main(int argc, char **argv) {
                      " PRAGMA cache_size=-400000",
                      0, 0, 0),
         db, "pragma");
+  if (every > 0 && ckpt_every > 1)
+    floor_check(sqlite3_exec(db, "PRAGMA wal_autocheckpoint=0", 0, 0, 0), db,
+                "pragma");
   floor_check(sqlite3_exec(db, "BEGIN", 0, 0, 0), db, "begin");
   floor_fill(db, "T", rows, in_record ? dim + state : dim);
   if (state > 0 && !in_record) floor_fill(db, "S", rows, state);
@@ -150,9 +159,13 @@ int main(int argc, char **argv) {
       sqlite3_blob_close(vec);
       sqlite3_blob_close(st);
       vec = st = 0;
+      commits++;
       floor_check(
-          sqlite3_exec(db, "COMMIT; PRAGMA wal_checkpoint(PASSIVE); BEGIN", 0,
-                       0, 0),
+          sqlite3_exec(db,
+                       commits % ckpt_every == 0
+                           ? "COMMIT; PRAGMA wal_checkpoint(PASSIVE); BEGIN"
+                           : "COMMIT; BEGIN",
+                       0, 0, 0),
           db, "commit");
     }
     for (i = 0; i < batch; i++)
