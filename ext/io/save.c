@@ -108,12 +108,6 @@ static void save_cleanup(save_ctx *s) {
   s->blob = 0;
 }
 
-static int save_fail(save_ctx *s, char **pzErr, char *zMsg) {
-  (void)s;
-  *pzErr = zMsg;
-  return zMsg ? SQLITE_ERROR : SQLITE_NOMEM;
-}
-
 /* Create "PATH.embed-XXXXXXXX.tmp" exclusively (mode 0666 less umask). */
 static int save_create_temp(save_ctx *s, char **name, FILE **out,
                             char **pzErr) {
@@ -138,8 +132,8 @@ static int save_create_temp(save_ctx *s, char **name, FILE **out,
       if (fd >= 0) remove(*name);
       sqlite3_free(*name);
       *name = 0;
-      return save_fail(
-          s, pzErr,
+      return embed_fail(
+          pzErr,
           sqlite3_mprintf(
               "embed_save: cannot create a temporary file next to '%s': %s",
               s->path_shown, strerror(err)));
@@ -147,17 +141,16 @@ static int save_create_temp(save_ctx *s, char **name, FILE **out,
     sqlite3_free(*name);
     *name = 0;
   }
-  return save_fail(
-      s, pzErr,
+  return embed_fail(
+      pzErr,
       sqlite3_mprintf("embed_save: cannot create a temporary file next to '%s'",
                       s->path_shown));
 }
 
 static int save_write_error(save_ctx *s, char **pzErr) {
-  return save_fail(
-      s, pzErr,
-      sqlite3_mprintf("embed_save: cannot write '%s': %s", s->path_shown,
-                      strerror(errno ? errno : EIO)));
+  return embed_fail(
+      pzErr, sqlite3_mprintf("embed_save: cannot write '%s': %s", s->path_shown,
+                             strerror(errno ? errno : EIO)));
 }
 
 static int save_write(save_ctx *s, FILE *f, const void *p, int64_t n,
@@ -179,17 +172,16 @@ static int save_start(save_ctx *s, sqlite3_context *ctx, sqlite3_value **argv,
   s->st = (embed_files_state *)sqlite3_user_data(ctx);
   s->file_errors = s->st->file_errors;
   if (sqlite3_value_type(argv[0]) != SQLITE_TEXT || !path || !path[0])
-    return save_fail(
-        s, pzErr,
+    return embed_fail(
+        pzErr,
         sqlite3_mprintf("embed_save: the path must be non-empty TEXT, got %s",
                         sqlite3_value_type(argv[0]) == SQLITE_TEXT
                             ? "''"
                             : embed_type_name(sqlite3_value_type(argv[0]))));
   if (sqlite3_value_type(argv[1]) != SQLITE_TEXT || !fmt)
-    return save_fail(
-        s, pzErr,
-        sqlite3_mprintf("embed_save: the format must be TEXT, got %s",
-                        embed_type_name(sqlite3_value_type(argv[1]))));
+    return embed_fail(
+        pzErr, sqlite3_mprintf("embed_save: the format must be TEXT, got %s",
+                               embed_type_name(sqlite3_value_type(argv[1]))));
   if (sqlite3_stricmp(fmt, "word2vec") == 0 ||
       sqlite3_stricmp(fmt, "fasttext") == 0)
     s->format = SAVE_WORD2VEC;
@@ -203,8 +195,8 @@ static int save_start(save_ctx *s, sqlite3_context *ctx, sqlite3_value **argv,
     char *shown = embed_value_shown(argv[1]);
     int failed =
         shown
-            ? save_fail(
-                  s, pzErr,
+            ? embed_fail(
+                  pzErr,
                   sqlite3_mprintf(
                       "embed_save: unknown format '%s' (expected word2vec, word2vec-binary, fasttext, glove or npy)",
                       shown))
@@ -231,12 +223,12 @@ static int save_start(save_ctx *s, sqlite3_context *ctx, sqlite3_value **argv,
   if (!s->path) return SQLITE_NOMEM;
   if (stat(s->path, &sb) == 0) {
     if (S_ISDIR(sb.st_mode))
-      return save_fail(
-          s, pzErr,
+      return embed_fail(
+          pzErr,
           sqlite3_mprintf("embed_save: '%s' is a directory", s->path_shown));
     if (!S_ISREG(sb.st_mode))
-      return save_fail(
-          s, pzErr,
+      return embed_fail(
+          pzErr,
           sqlite3_mprintf(
               "embed_save: '%s' is not a regular file (a device, FIFO or socket)",
               s->path_shown));
@@ -307,8 +299,8 @@ static int save_row(save_ctx *s, sqlite3_context *ctx, sqlite3_value **argv,
     const char *fmt = (const char *)sqlite3_value_text(argv[1]);
     if (!path || strcmp(path, s->path_arg) != 0 || !fmt ||
         strcmp(fmt, s->format_arg) != 0)
-      return save_fail(
-          s, pzErr,
+      return embed_fail(
+          pzErr,
           sqlite3_mprintf(
               "embed_save: the path or format changed within the group (was '%s', '%s')",
               s->path_shown, s->format_arg));
@@ -323,11 +315,11 @@ static int save_row(save_ctx *s, sqlite3_context *ctx, sqlite3_value **argv,
       (!vec.v || (s->count > 0 && vec.dim != s->dim))) {
     rc =
         !vec.v
-            ? save_fail(s, pzErr,
-                        sqlite3_mprintf("embed_save: NULL vector at row %lld",
-                                        (long long)s->count))
-            : save_fail(
-                  s, pzErr,
+            ? embed_fail(pzErr,
+                         sqlite3_mprintf("embed_save: NULL vector at row %lld",
+                                         (long long)s->count))
+            : embed_fail(
+                  pzErr,
                   sqlite3_mprintf(
                       "embed_save: dimension mismatch at row %lld (%lld vs %lld)",
                       (long long)s->count, (long long)vec.dim,
@@ -340,11 +332,11 @@ static int save_row(save_ctx *s, sqlite3_context *ctx, sqlite3_value **argv,
     rc =
         !shown ? SQLITE_NOMEM
         : !vec.v
-            ? save_fail(s, pzErr,
-                        sqlite3_mprintf(
-                            "embed_save: NULL vector for token '%s'", shown))
-            : save_fail(
-                  s, pzErr,
+            ? embed_fail(pzErr,
+                         sqlite3_mprintf(
+                             "embed_save: NULL vector for token '%s'", shown))
+            : embed_fail(
+                  pzErr,
                   sqlite3_mprintf(
                       "embed_save: dimension mismatch at token '%s' (%lld vs %lld)",
                       shown, (long long)vec.dim, (long long)s->dim));
@@ -472,9 +464,9 @@ static int save_commit(save_ctx *s, char **pzErr) {
     if (rc) return rc;
   }
   if (rename(s->final_path, s->path) != 0)
-    return save_fail(s, pzErr,
-                     sqlite3_mprintf("embed_save: cannot replace '%s': %s",
-                                     s->path_shown, strerror(errno)));
+    return embed_fail(pzErr,
+                      sqlite3_mprintf("embed_save: cannot replace '%s': %s",
+                                      s->path_shown, strerror(errno)));
   sqlite3_free(s->final_path);
   s->final_path = 0; /* renamed: cleanup must not remove it */
   return SQLITE_OK;
@@ -495,8 +487,8 @@ void embed_save_final(sqlite3_context *ctx) {
   if (s->st->file_errors != s->file_errors) {
     /* an embed_file scan failed on this connection while the group was
     ** written: most likely this statement's input, so write nothing */
-    rc = save_fail(
-        s, &zErr,
+    rc = embed_fail(
+        &zErr,
         sqlite3_mprintf(
             "embed_save: '%s' not written: an embed_file read failed meanwhile",
             s->path_shown));

@@ -246,9 +246,9 @@ static int64_t pending_row_bytes(const embed_store *st) {
 int store_pending_batch(embed_store *st) {
   if (!st->ins_batch) {
     const char *file = sqlite3_db_filename(st->db, st->schema);
+    int params = sqlite3_limit(st->db, SQLITE_LIMIT_VARIABLE_NUMBER, -1);
     int64_t rows = STORE_PENDING_ROWS;
     st->ins_file = file && file[0];
-    int params = sqlite3_limit(st->db, SQLITE_LIMIT_VARIABLE_NUMBER, -1);
     if (st->ins_file && rows * pending_row_bytes(st) > STORE_PENDING_FILE_BYTES)
       rows = STORE_PENDING_FILE_BYTES / pending_row_bytes(st);
     if (rows > params / 2) rows = params / 2;

@@ -148,6 +148,14 @@ static void train_sort_ids(train_id_pos *v, train_id_pos *tmp, int64_t n) {
   if (from != v) memcpy(v, from, (size_t)n * sizeof(train_id_pos));
 }
 
+/* The end of the group of equal ids that starts at order[i] (of n). */
+static int64_t train_group_end(const train_id_pos *order, int64_t i,
+                               int64_t n) {
+  int64_t j = i;
+  while (j < n && order[j].id == order[i].id) j++;
+  return j;
+}
+
 static int train_is_padding(embed_store *st, int64_t id) {
   const embed_config *cfg = embed_store_config(st);
   return cfg->has_padding_idx && id == cfg->padding_idx;
@@ -374,7 +382,8 @@ static const float *train_coalesce(embed_store *st, const float *grads,
 ** b-tree instead of descents alternating between the two, which SQLite
 ** pays about 12% more for. A state made not finite is caught by the
 ** second pass at its row (errors come in id order, as with one pass), and
-** train_undo puts back the states written here. */
+** train_undo puts back the states written here. A repeated id's gradient
+** is summed again there (the same bits; few ids of a batch repeat). */
 static int train_states_first(embed_store *st, train_batch *b,
                               embed_rows *states, const train_id_pos *order,
                               int64_t n, const float *grads, float *sum,
@@ -385,8 +394,7 @@ static int train_states_first(embed_store *st, train_batch *b,
   for (i = 0; rc == SQLITE_OK && i < n; i = j) {
     int64_t id = order[i].id;
     float *state = b->states + at * b->state_size;
-    for (j = i; j < n && order[j].id == id; j++) {
-    }
+    j = train_group_end(order, i, n);
     if (train_is_padding(st, id)) continue;
     rc = train_read_state_in_place(st, b, states, id, at, pzErr);
     if (rc) break;
@@ -539,8 +547,7 @@ int embed_train_step(embed_store *st, const char *who, sqlite3_value *idv,
   for (i = 0; rc == SQLITE_OK && i < ids.n; i = j) {
     int64_t id = order[i].id;
     const float *g;
-    for (j = i; j < ids.n && order[j].id == id; j++) {
-    }
+    j = train_group_end(order, i, ids.n);
     g = train_is_padding(st, id)
             ? 0
             : train_coalesce(st, grads, order, i, j, sp.sum);
