@@ -21,11 +21,15 @@
 ** seek, the copy out, the copy in and the page journal of each row, which
 ** any in-place write through SQLite's public API pays.
 **
-** With IN_RECORD 1 (PATH ":memory:" and EVERY 0 keep a `:memory:`
-** database) there is no S: each row of T holds DIM + STATE_FLOATS floats,
-** the state after the weight in one BLOB moved with it, one seek per row:
-** the floor of a layout that would keep the optimizer state in the
-** weight's record (embed keeps it in a table of its own, T_state).
+** IN_RECORD says where the state is (PATH ":memory:" and EVERY 0 keep a
+** `:memory:` database):
+**   0  S, a table of its own (embed's storage layout 2, T_state);
+**   1  in T's BLOB: each row holds DIM + STATE_FLOATS floats, the state
+**      after the weight, moved with it, one seek per row;
+**   2  T(id, x, s): a second BLOB column of T's record, moved through a
+**      second sqlite3_blob handle on T, all states of a step first, then
+**      all weights (embed's storage layout 3, T_vectors.state, and its
+**      two-pass batch).
 **
 ** With CHECKPOINT_EVERY K > 1 (a file only), wal_autocheckpoint is 0 and
 ** the checkpoint runs after every K-th COMMIT instead of after each, as
@@ -85,13 +89,14 @@ static void floor_fill(sqlite3 *db, const char *table, int64_t rows, int n) {
   free(v);
 }
 
-/* One step of batch sorted ids over the table's blob handle. */
+/* One step of batch sorted ids over the blob handle on table.column. */
 static void floor_step(sqlite3 *db, sqlite3_blob **blob, const char *table,
-                       const int64_t *ids, int batch, float *row, int n) {
+                       const char *column, const int64_t *ids, int batch,
+                       float *row, int n) {
   int i, j;
   for (i = 0; i < batch; i++) {
     if (!*blob)
-      floor_check(sqlite3_blob_open(db, "main", table, "x", ids[i], 1, blob),
+      floor_check(sqlite3_blob_open(db, "main", table, column, ids[i], 1, blob),
                   db, "blob_open");
     else
       floor_check(sqlite3_blob_reopen(*blob, ids[i]), db, "blob_reopen");
@@ -116,7 +121,8 @@ int main(int argc, char **argv) {
   const char *path = argc > 6 ? argv[6] : ":memory:";
   int every = argc > 7 ? atoi(argv[7]) : 0;
   int warm = argc > 8 ? atoi(argv[8]) : 2;
-  int in_record = argc > 9 && atoi(argv[9]) != 0 && state > 0;
+  int where = argc > 9 && state > 0 ? atoi(argv[9]) : 0;
+  int in_record = where == 1, in_column = where == 2;
   int ckpt_every = argc > 10 && atoi(argv[10]) > 1 ? atoi(argv[10]) : 1;
   int commits = 0;
   double w0 = 0;
@@ -147,7 +153,20 @@ int main(int argc, char **argv) {
                 "pragma");
   floor_check(sqlite3_exec(db, "BEGIN", 0, 0, 0), db, "begin");
   floor_fill(db, "T", rows, in_record ? dim + state : dim);
-  if (state > 0 && !in_record) floor_fill(db, "S", rows, state);
+  if (in_column) { /* every row's state, as after an epoch */
+    sqlite3_stmt *set;
+    float *zeros = calloc((size_t)state, sizeof(float));
+    floor_check(sqlite3_exec(db, "ALTER TABLE T ADD COLUMN s BLOB", 0, 0, 0),
+                db, "alter");
+    floor_check(sqlite3_prepare_v2(db, "UPDATE T SET s = ?", -1, &set, 0), db,
+                "prepare");
+    sqlite3_bind_blob(set, 1, zeros, state * 4, SQLITE_STATIC);
+    floor_check(sqlite3_step(set), db, "update");
+    sqlite3_finalize(set);
+    free(zeros);
+  } else if (state > 0 && !in_record) {
+    floor_fill(db, "S", rows, state);
+  }
   floor_check(sqlite3_exec(db, "COMMIT; BEGIN", 0, 0, 0), db, "begin");
   c0 = 0;
   for (s = 0; s < warm + steps; s++) {
@@ -171,9 +190,11 @@ int main(int argc, char **argv) {
     for (i = 0; i < batch; i++)
       ids[i] = (int64_t)(floor_next() % (uint64_t)rows);
     qsort(ids, (size_t)batch, sizeof(int64_t), floor_cmp);
-    floor_step(db, &vec, "T", ids, batch, row, in_record ? dim + state : dim);
-    if (state > 0 && !in_record)
-      floor_step(db, &st, "S", ids, batch, row, state);
+    if (in_column) floor_step(db, &st, "T", "s", ids, batch, row, state);
+    floor_step(db, &vec, "T", "x", ids, batch, row,
+               in_record ? dim + state : dim);
+    if (state > 0 && !in_record && !in_column)
+      floor_step(db, &st, "S", "x", ids, batch, row, state);
   }
   sqlite3_blob_close(vec);
   sqlite3_blob_close(st);

@@ -168,9 +168,21 @@ int embed_store_check_shadows(embed_store *st, char **pzErr) {
 
 int embed_store_check_config(embed_store *st, char **pzErr) {
   embed_config opened = st->cfg, stored;
-  int rc = store_load_config(st, pzErr);
+  int64_t instance = st->instance;
+  int layout = st->layout, rc = store_load_config(st, pzErr);
+  int stored_layout = st->layout;
   stored = st->cfg;
-  st->cfg = opened; /* the table keeps running with what it opened with */
+  /* the table keeps running with what it opened with, even when the read
+  ** stopped at a damaged row before the layout's */
+  st->cfg = opened;
+  st->layout = layout;
+  st->instance = instance;
+  if (rc == SQLITE_OK && stored_layout != layout) {
+    *pzErr = sqlite3_mprintf(
+        "embedding %s: corrupt %s_config: layout is %d, but the table was opened with %d",
+        st->name, st->name, stored_layout, layout);
+    return *pzErr ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
+  }
   return rc ? rc : store_check_config_same(st, &stored, pzErr);
 }
 

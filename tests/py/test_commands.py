@@ -120,6 +120,13 @@ DEFECTS = [
      msg("corrupt t_config: seed is '4', but the table was opened with '3'")),
     ("config unknown key", [("INSERT INTO t_config VALUES ('colour', 'red')",)],
      msg("corrupt t_config: unknown option 'colour'")),
+    ("config layout row deleted while open",
+     [("DELETE FROM t_config WHERE key = 'layout'",)],
+     msg("corrupt t_config: layout is 1, but the table was opened with 2")),
+    ("config layout unknown", [("UPDATE t_config SET value = '9' WHERE key = "
+                                "'layout'",)],
+     msg("corrupt t_config: unknown layout '9' (this embed reads layouts up "
+         "to 2)")),
     ("config value malformed",
      [("UPDATE t_config SET value = 'soon' WHERE key = 'eps'",)],
      msg("corrupt t_config: eps must be a positive number, got 'soon'")),
@@ -214,6 +221,29 @@ def test_the_check_changes_nothing_and_keeps_last_insert_rowid(file_db,
     assert cur.lastrowid == rowid == 2
     assert one(file_db, "SELECT last_insert_rowid()") == 2
     assert (file_hash(db_path), shadow_rows(file_db)) == before
+
+
+def test_a_failed_check_leaves_the_open_table_as_it_was(file_db):
+    """A check that stops at a damaged config row (one that sorts before the
+    layout row) leaves the open table in its layout: once the row is
+    repaired, writes are still logged for other connections' searches, and
+    PRAGMA integrity_check still checks the change log."""
+    trained(file_db)
+    file_db.execute("INSERT INTO t_config VALUES ('colour', 'red')")
+    for _ in range(2):
+        with pytest.raises(sqlite3.DatabaseError) as e:
+            file_db.execute("INSERT INTO t(t) VALUES ('integrity-check')")
+        assert str(e.value) == msg("corrupt t_config: unknown option 'colour'")
+    file_db.execute("DELETE FROM t_config WHERE key = 'colour'")
+    logged = one(file_db, "SELECT count(*) FROM t_log")
+    file_db.execute("UPDATE t SET vector = '[1, 2, 3, 4]' WHERE id = 5")
+    file_db.execute("SELECT embed_update('t', 1, '[1, 1, 1, 1]', 0.1)")
+    assert one(file_db, "SELECT count(*) FROM t_log") == logged + 2
+    file_db.execute("INSERT INTO t(t) VALUES ('integrity-check')")
+    if HAS_XINTEGRITY:
+        file_db.execute("DROP TABLE t_log")
+        assert pragma_rows(file_db, "integrity_check") == [
+            msg("shadow table t_log is missing")]
 
 
 def test_reset_optimizer_is_embed_optimizer_reset(db):
