@@ -4,7 +4,7 @@
 **
 **     cc -O2 -o train_floor bench/train_floor.c -lsqlite3
 **     ./train_floor ROWS DIM STEPS BATCH [STATE_FLOATS [PATH EVERY [WARM
-**                   [IN_RECORD [CHECKPOINT_EVERY]]]]]
+**                   [IN_RECORD [CHECKPOINT_EVERY [PAGE_SIZE]]]]]]
 **
 ** A `:memory:` database (or, with PATH, a fresh WAL file there with
 ** synchronous=NORMAL, a 400 MB page cache and a COMMIT and a passive
@@ -34,6 +34,9 @@
 ** With CHECKPOINT_EVERY K > 1 (a file only), wal_autocheckpoint is 0 and
 ** the checkpoint runs after every K-th COMMIT instead of after each, as
 ** bench_train.py --checkpoint-every K runs embed.
+**
+** With PAGE_SIZE, the new database has pages of that many bytes (SQLite's
+** default is 4096).
 **
 ** Prints one line: "floor_us_per_row CPU WALL" (process CPU time and wall
 ** time of the timed steps, their COMMITs included, / (STEPS x BATCH)).
@@ -124,6 +127,7 @@ int main(int argc, char **argv) {
   int where = argc > 9 && state > 0 ? atoi(argv[9]) : 0;
   int in_record = where == 1, in_column = where == 2;
   int ckpt_every = argc > 10 && atoi(argv[10]) > 1 ? atoi(argv[10]) : 1;
+  int page_size = argc > 11 ? atoi(argv[11]) : 0;
   int commits = 0;
   double w0 = 0;
   sqlite3 *db;
@@ -141,6 +145,11 @@ int main(int argc, char **argv) {
     }
   }
   floor_check(sqlite3_open(path, &db), db, "open");
+  if (page_size > 0) {
+    char pragma[64];
+    snprintf(pragma, sizeof(pragma), "PRAGMA page_size=%d", page_size);
+    floor_check(sqlite3_exec(db, pragma, 0, 0, 0), db, "page_size");
+  }
   if (every > 0)
     floor_check(
         sqlite3_exec(db,

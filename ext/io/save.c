@@ -249,16 +249,15 @@ static int save_check_token(sqlite3_value *val, const char **out, int64_t *len,
   const unsigned char *t;
   int64_t n, i;
   if (type == SQLITE_NULL || type == SQLITE_BLOB) {
-    *pzErr = sqlite3_mprintf("embed_save: the token must be TEXT, got %s",
-                             embed_type_name(type));
-    return *pzErr ? SQLITE_ERROR : SQLITE_NOMEM;
+    return embed_fail(
+        pzErr, sqlite3_mprintf("embed_save: the token must be TEXT, got %s",
+                               embed_type_name(type)));
   }
   t = sqlite3_value_text(val);
   if (!t) return SQLITE_NOMEM;
   n = sqlite3_value_bytes(val);
   if (n == 0) {
-    *pzErr = sqlite3_mprintf("embed_save: empty token");
-    return *pzErr ? SQLITE_ERROR : SQLITE_NOMEM;
+    return embed_fail(pzErr, sqlite3_mprintf("embed_save: empty token"));
   }
   for (i = 0; i < n; i++) {
     if (t[i] == ' ' || t[i] == '\t' || t[i] == '\n' || t[i] == '\r' ||
@@ -275,9 +274,10 @@ static int save_check_token(sqlite3_value *val, const char **out, int64_t *len,
     }
   }
   if (embed_utf8_valid_prefix(t, n) != n) {
-    *pzErr = sqlite3_mprintf("embed_save: token is not valid UTF-8 (byte %lld)",
-                             (long long)embed_utf8_valid_prefix(t, n));
-    return *pzErr ? SQLITE_ERROR : SQLITE_NOMEM;
+    return embed_fail(
+        pzErr,
+        sqlite3_mprintf("embed_save: token is not valid UTF-8 (byte %lld)",
+                        (long long)embed_utf8_valid_prefix(t, n)));
   }
   *out = (const char *)t;
   *len = n;

@@ -63,9 +63,9 @@ static void fail(sqlite3_context *ctx, int rc, char *zErr) {
 static int check_dims(const char *who, const embed_vec *a, const embed_vec *b,
                       char **pzErr) {
   if (a->dim == b->dim) return SQLITE_OK;
-  *pzErr = sqlite3_mprintf("%s: dimension mismatch (%lld vs %lld)", who,
-                           (long long)a->dim, (long long)b->dim);
-  return *pzErr ? SQLITE_ERROR : SQLITE_NOMEM;
+  return embed_fail(
+      pzErr, sqlite3_mprintf("%s: dimension mismatch (%lld vs %lld)", who,
+                             (long long)a->dim, (long long)b->dim));
 }
 
 /* Set v as the result unless an element is not finite. */

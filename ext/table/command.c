@@ -91,10 +91,11 @@ static int command_build_index(embed_vtab *tab, sqlite3_value **cols,
   int rc;
   (void)cols;
   if (!embed_store_has_index(tab->st)) {
-    *pzErr = sqlite3_mprintf(
-        "embedding %s: build-index needs a table made with index=ivf",
-        embed_store_name(tab->st));
-    return *pzErr ? SQLITE_ERROR : SQLITE_NOMEM;
+    return embed_fail(
+        pzErr,
+        sqlite3_mprintf(
+            "embedding %s: build-index needs a table made with index=ivf",
+            embed_store_name(tab->st)));
   }
   rc = embed_scan_new(tab->st, &scan);
   if (rc == SQLITE_OK) rc = embed_ivf_build(tab->st, scan, &cells, pzErr);

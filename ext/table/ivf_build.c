@@ -145,9 +145,9 @@ int embed_ivf_build(embed_store *st, embed_scan *scan, int64_t *n_cells,
   rc = embed_store_count(st, &b.n);
   if (rc) return rc;
   if (b.n == 0) {
-    *pzErr = sqlite3_mprintf("%s: build-index needs rows to train on",
-                             embed_store_label(st));
-    return *pzErr ? SQLITE_ERROR : SQLITE_NOMEM;
+    return embed_fail(pzErr,
+                      sqlite3_mprintf("%s: build-index needs rows to train on",
+                                      embed_store_label(st)));
   }
   b.nlist = cfg->nlist > 0 ? cfg->nlist : ivf_default_nlist(b.n);
   if (b.nlist > b.n) b.nlist = b.n;

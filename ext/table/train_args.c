@@ -56,8 +56,7 @@ int embed_train_read_ids(sqlite3_value *v, const char *who,
             sqlite3_mprintf(
                 "%s: malformed JSON id array at offset %lld (expected %s)", who,
                 (long long)err.a, err.what));
-      *pzErr = embed_error_text(who, &err);
-      return *pzErr ? SQLITE_ERROR : SQLITE_NOMEM;
+      return embed_fail(pzErr, embed_error_text(who, &err));
     }
     out->is_batch = 1;
     return SQLITE_OK;
@@ -109,8 +108,7 @@ int embed_train_read_grads(embed_store *st, const char *who, sqlite3_value *v,
     if (!bytes) return SQLITE_NOMEM;
     if (EMBED_HOST_LE && ((uintptr_t)bytes % sizeof(float)) == 0) {
       if (embed_blob_check(bytes, n * dim, &err)) {
-        *pzErr = embed_error_text(who, &err);
-        return *pzErr ? SQLITE_ERROR : SQLITE_NOMEM;
+        return embed_fail(pzErr, embed_error_text(who, &err));
       }
       *out = (const float *)bytes;
       *owned = 0;
@@ -121,8 +119,7 @@ int embed_train_read_grads(embed_store *st, const char *who, sqlite3_value *v,
     if (!buf) return SQLITE_NOMEM;
     *out = buf;
     if (embed_blob_decode(bytes, n * dim, buf, &err)) {
-      *pzErr = embed_error_text(who, &err);
-      return *pzErr ? SQLITE_ERROR : SQLITE_NOMEM;
+      return embed_fail(pzErr, embed_error_text(who, &err));
     }
     return SQLITE_OK;
   }
@@ -141,8 +138,7 @@ int embed_train_read_grads(embed_store *st, const char *who, sqlite3_value *v,
             pzErr, sqlite3_mprintf(
                        "%s: gradients have more than %lld ids x %lld floats",
                        who, (long long)n, (long long)dim));
-      *pzErr = embed_error_text(who, &err);
-      return *pzErr ? SQLITE_ERROR : SQLITE_NOMEM;
+      return embed_fail(pzErr, embed_error_text(who, &err));
     }
     if (rows != n || cols != dim)
       return embed_fail(

@@ -111,13 +111,13 @@ int embed_vec_from_value(sqlite3_value *val, const char *who, embed_vec *out,
     out->dim = dim;
     return SQLITE_OK;
   }
-  *pzErr = sqlite3_mprintf("%s: expected a vector (BLOB or JSON text), got %s",
-                           who, embed_type_name(type));
-  return *pzErr ? SQLITE_ERROR : SQLITE_NOMEM;
+  return embed_fail(
+      pzErr,
+      sqlite3_mprintf("%s: expected a vector (BLOB or JSON text), got %s", who,
+                      embed_type_name(type)));
 bad:
   embed_vec_free(out);
-  *pzErr = embed_error_text(who, &err);
-  return *pzErr ? SQLITE_ERROR : SQLITE_NOMEM;
+  return embed_fail(pzErr, embed_error_text(who, &err));
 }
 
 int embed_fail(char **pzErr, char *zMsg) {
