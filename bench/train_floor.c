@@ -23,13 +23,13 @@
 **
 ** IN_RECORD says where the state is (PATH ":memory:" and EVERY 0 keep a
 ** `:memory:` database):
-**   0  S, a table of its own (embed's storage layout 2, T_state);
+**   0  S, a table of its own (as embed keeps it, T_state);
 **   1  in T's BLOB: each row holds DIM + STATE_FLOATS floats, the state
 **      after the weight, moved with it, one seek per row;
 **   2  T(id, x, s): a second BLOB column of T's record, moved through a
 **      second sqlite3_blob handle on T, all states of a step first, then
-**      all weights (embed's storage layout 3, T_vectors.state, and its
-**      two-pass batch).
+**      all weights, as embed's two-pass batch (the layout that README
+**      "Performance" reports tried and not kept).
 **
 ** With CHECKPOINT_EVERY K > 1 (a file only), wal_autocheckpoint is 0 and
 ** the checkpoint runs after every K-th COMMIT instead of after each, as

@@ -172,11 +172,6 @@ static int uses_embedding_module(const char *sql) {
   return 0;
 }
 
-static int registry_error(char **pzErr, char *zMsg) {
-  *pzErr = zMsg;
-  return zMsg ? SQLITE_ERROR : SQLITE_NOMEM;
-}
-
 /* A table that exists but would not connect: its own error (which names
 ** it, "embedding T: ..."), or out of memory. */
 static int registry_refused(sqlite3 *db, int rc, char **pzErr) {
@@ -216,12 +211,12 @@ static int registry_only_table(embed_registry *reg, const char *who,
     *name = 0;
     rc =
         n == 0
-            ? registry_error(
+            ? embed_fail(
                   pzErr,
                   sqlite3_mprintf(
                       "%s: no embedding table in the main schema; create one or name it as the first argument",
                       who))
-            : registry_error(
+            : embed_fail(
                   pzErr,
                   sqlite3_mprintf(
                       "%s: %d embedding tables (%s); name one as the first argument",
@@ -246,7 +241,7 @@ int embed_registry_resolve(embed_registry *reg, sqlite3_value *namev,
     for (other = reg->head; other; other = other->next) {
       if (other->readers > 0 &&
           sqlite3_stricmp(embed_store_schema(other->st), "main") != 0)
-        return registry_error(
+        return embed_fail(
             pzErr,
             sqlite3_mprintf(
                 "%s: embedding table %s.%s is in use outside the main schema; name the table as the first argument",
@@ -271,7 +266,7 @@ int embed_registry_resolve(embed_registry *reg, sqlite3_value *namev,
     name = (const char *)sqlite3_value_text(namev);
     if (!name) return SQLITE_NOMEM;
   } else {
-    return registry_error(
+    return embed_fail(
         pzErr, sqlite3_mprintf("%s: the table name must be TEXT, got %s", who,
                                embed_type_name(sqlite3_value_type(namev))));
   }
@@ -303,8 +298,8 @@ int embed_registry_resolve(embed_registry *reg, sqlite3_value *namev,
   if (!found && rc == SQLITE_OK) {
     char *shown = namev ? embed_value_shown(namev)
                         : embed_text_shown(name, (int64_t)strlen(name));
-    rc = shown ? registry_error(
-                     pzErr, sqlite3_mprintf("%s: no embedding table named '%s'",
+    rc = shown ? embed_fail(pzErr,
+                            sqlite3_mprintf("%s: no embedding table named '%s'",
                                             who, shown))
                : SQLITE_NOMEM;
     sqlite3_free(shown);

@@ -400,11 +400,12 @@ static int train_states_first(embed_store *st, train_batch *b,
     if (rc) break;
     embed_optimizer_state_step(cfg, train_coalesce(st, grads, order, i, j, sum),
                                state, b->step, cfg->dim);
-    if (b->had_state[at]) rc = embed_rows_write(states, state, pzErr);
-    if (rc == SQLITE_OK) {
-      if (b->had_state[at]) *wrote = 1;
-      b->states_done = ++at;
+    if (b->had_state[at]) { /* stored; a new one is inserted after every row */
+      rc = embed_rows_write(states, state, pzErr);
+      if (rc) break;
+      *wrote = 1;
     }
+    b->states_done = ++at;
   }
   b->states_first = rc == SQLITE_OK;
   return rc;
