@@ -325,6 +325,8 @@ bench: embed.so
 	$(PYTHON) bench/bench_live.py
 	$(PYTHON) bench/bench_train.py
 	$(PYTHON) bench/bench_train.py --no-memory --no-insert --checkpoint-every 4
+	$(PYTHON) bench/bench_train.py --no-insert --page-size 65536
+	$(PYTHON) bench/bench_train.py --no-memory --no-insert --checkpoint-every 4 --page-size 65536
 	$(PYTHON) bench/bench_files.py
 
 bench-files: embed.so

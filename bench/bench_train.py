@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""bench_train.py - training steps per second: embed_update in SQLite
+"""bench_train.py - training steps per second: the step command in SQLite
 against torch's sparse nn.Embedding + optimizer, per optimizer.
 
 Run from the repository root after `make`:
@@ -7,6 +7,7 @@ Run from the repository root after `make`:
     /usr/bin/python3 bench/bench_train.py [--steps 25] [--reps 3]
                                           [--torch-threads 1]
                                           [--checkpoint-every K]
+                                          [--page-size BYTES]
 
 What it measures, in one run (about 15 s on 2 cores):
 
@@ -20,8 +21,9 @@ What it measures, in one run (about 15 s on 2 cores):
            from 0..99,999 (numpy default_rng(0); a few repeats per batch) and
            a 1,024 x 128 float32 gradient; the same batches, in the same
            order, on both sides; lr 0.01.
-  embed    one repetition = BEGIN; `steps` x
-           SELECT embed_update('t', :ids_json, :grads_blob, 0.01); COMMIT;
+  embed    one repetition = BEGIN; `steps` x the step command
+           INSERT INTO t(t, id, vector, lr) VALUES ('step', :ids_json,
+           :grads_blob, 0.01) (what embed_update does); COMMIT;
            PRAGMA wal_checkpoint(PASSIVE) (WAL, synchronous=NORMAL, the
            issue-12 setting: COMMIT every 25 steps, and the checkpoint that
            SQLite's autocheckpoint would run after it, both timed). The ids
@@ -70,7 +72,10 @@ against torch and embed.
 Then bench_train_mem.py runs (unless --no-memory): the same comparison in a
 `:memory:` database, one transaction, CPU time per batch row, for sgd, sgd
 with momentum, adagrad and adam (see its docstring), once more for the
-steady state of a long transaction (100 steps timed after 300), and
+steady state of a long transaction (100 steps timed after 300), once more
+for a whole transaction of 20 steps timed from its first (no warm-up
+steps: the journal copies of every page the transaction touches are
+timed, and so is torch's first step, which allocates its state), and
 bench_insert.py (unless --no-insert): bulk INSERT ... SELECT against an
 ordinary table, in memory and in a WAL file (see its docstring).
 """
@@ -87,7 +92,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import cpu_model  # noqa: E402
+from common import STEP_SQL, cpu_model, training_batches  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA_DIR = os.path.join(ROOT, "bench", ".data")
@@ -102,7 +107,7 @@ OPTIMIZERS = [
 ]
 
 
-def fresh_db():
+def fresh_db(page_size=None):
     os.makedirs(DATA_DIR, exist_ok=True)
     for suffix in ("", "-wal", "-shm", "-journal"):
         try:
@@ -112,6 +117,8 @@ def fresh_db():
     conn = sqlite3.connect(DB_PATH, isolation_level=None)
     conn.enable_load_extension(True)
     conn.load_extension(EXT)
+    if page_size:  # before the file has a page, so that it takes
+        conn.execute(f"PRAGMA page_size={int(page_size)}")
     assert conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal"
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA cache_size=-400000")
@@ -119,14 +126,9 @@ def fresh_db():
 
 
 def make_batches(n):
-    rng = np.random.default_rng(0)
-    batches = []
-    for _ in range(n):
-        ids = rng.integers(0, N_ROWS, BATCH)
-        G = rng.standard_normal((BATCH, DIM), dtype=np.float32)
-        batches.append({"json": json.dumps(ids.tolist()), "blob": G.tobytes(),
-                        "ids": torch.from_numpy(ids), "G": torch.from_numpy(G)})
-    return batches
+    return [{"json": json.dumps(ids.tolist()), "blob": G.tobytes(),
+             "ids": torch.from_numpy(ids), "G": torch.from_numpy(G)}
+            for ids, G in training_batches(n, N_ROWS, BATCH, DIM)]
 
 
 def clock(fn):
@@ -145,6 +147,10 @@ def main(argv=None):
                          "autocheckpoint after each; K > 1 sets "
                          "wal_autocheckpoint=0 and checkpoints every K "
                          "commits, a repetition then being K commits)")
+    ap.add_argument("--page-size", type=int, metavar="BYTES",
+                    help="PRAGMA page_size of the new databases, embed's and "
+                         "the floor's, here and in memory (default SQLite's, "
+                         "4096)")
     ap.add_argument("--no-memory", action="store_true",
                     help="skip bench_train_mem.py's in-memory figures")
     ap.add_argument("--no-insert", action="store_true",
@@ -156,10 +162,12 @@ def main(argv=None):
     print(f"cpu: {cpu_model()}, {os.cpu_count()} cores; SQLite "
           f"{sqlite3.sqlite_version}, torch {torch.__version__} "
           f"({torch.get_num_threads()} thread(s)), file {DB_PATH}")
+    if args.page_size:
+        print(f"page_size: {args.page_size}")
     every = max(1, args.checkpoint_every)
     per_rep = args.steps * every  # steps of one repetition
     batches = make_batches(2 + args.reps * per_rep)
-    conn = fresh_db()
+    conn = fresh_db(args.page_size)
     if every > 1:
         conn.execute("PRAGMA wal_autocheckpoint=0")
         print(f"checkpoint: PRAGMA wal_checkpoint(PASSIVE) every {every} "
@@ -186,8 +194,7 @@ def main(argv=None):
             for at in range(0, len(bs), args.steps):
                 conn.execute("BEGIN")
                 for b in bs[at:at + args.steps]:
-                    conn.execute("SELECT embed_update('t', ?, ?, ?)",
-                                 (b["json"], b["blob"], LR)).fetchone()
+                    conn.execute(STEP_SQL, (b["json"], b["blob"], LR))
                 t0 = time.perf_counter()
                 conn.execute("COMMIT")
                 spent += time.perf_counter() - t0
@@ -259,7 +266,8 @@ def main(argv=None):
             out = subprocess.run(
                 [floor, str(N_ROWS), str(DIM), str(args.reps * per_rep),
                  str(BATCH), str(bench_train_mem.FLOOR_STATE[name]),
-                 DB_PATH + ".floor", str(args.steps), "2", "0", str(every)],
+                 DB_PATH + ".floor", str(args.steps), "2", "0", str(every)]
+                + ([str(args.page_size)] if args.page_size else []),
                 check=True, capture_output=True, text=True).stdout.split()
             walls.append(float(out[2]))
         floor_us = statistics.median(walls)
@@ -280,12 +288,18 @@ def main(argv=None):
     if not args.no_memory:  # the CPU cost in memory (issue 12's 2.5x goal)
         print()
         import bench_train_mem
+        page = ["--page-size", str(args.page_size)] if args.page_size else []
         rc = bench_train_mem.main(["--reps", str(max(args.reps, 3)),
-                                   "--ext", EXT])
+                                   "--ext", EXT] + page)
         print()  # the same in a long transaction's steady state
         rc = bench_train_mem.main(
             ["--reps", "3", "--warm", "300", "--steps", "100", "--ext", EXT,
-             "--only", "sgd", "--only", "adagrad", "--only", "adam"]) or rc
+             "--only", "sgd", "--only", "adagrad", "--only", "adam"]
+            + page) or rc
+        print()  # a whole 20-step transaction, its journal copies included
+        rc = bench_train_mem.main(
+            ["--reps", "3", "--warm", "0", "--ext", EXT, "--only", "sgd",
+             "--only", "adagrad", "--only", "adam"] + page) or rc
     if not args.no_insert:  # bulk insert against an ordinary table (1.2x)
         print()
         import bench_insert

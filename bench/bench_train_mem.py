@@ -1,12 +1,12 @@
 #!/usr/bin/python3
-"""bench_train_mem.py - the CPU cost of a training step: embed_update in a
+"""bench_train_mem.py - the CPU cost of a training step: the step command in a
 `:memory:` database against torch's sparse nn.Embedding + optimizer on one
 thread, per optimizer (issue 12's CPU goal: within 2.5x).
 
 Run from the repository root after `make`:
 
     /usr/bin/python3 bench/bench_train_mem.py [--steps 20] [--warm 2]
-        [--reps 5]
+        [--reps 5] [--form step|select] [--page-size BYTES]
         [--ext PATH [--ext PATH ...]]
 
 What it measures:
@@ -20,9 +20,11 @@ What it measures:
   batches  `warm` warm-up + steps batches of 1,024 ids drawn uniformly from
            0..99,999 (numpy default_rng(0); a few repeats per batch) with a
            1,024 x 128 float32 gradient; the same batches on both sides.
-  embed    one repetition = `steps` x SELECT embed_update('t', :ids_json,
-           :grads_blob, 0.01), all in one transaction (BEGIN before the
-           warm-up, COMMIT after).
+  embed    one repetition = `steps` x the step command INSERT INTO
+           t(t, id, vector, lr) VALUES ('step', :ids_json, :grads_blob,
+           0.01) (with --form select: SELECT embed_update('t', :ids_json,
+           :grads_blob, 0.01), the same step), all in one transaction
+           (BEGIN before the warm-up, COMMIT after).
   torch    one repetition = `steps` x (zero_grad; (emb(ids) * G).sum()
            .backward(); opt.step()).
 
@@ -61,6 +63,8 @@ import subprocess
 import sys
 import time
 
+from common import SELECT_STEP_SQL, STEP_SQL, training_batches
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_EXT = os.environ.get("EMBED_EXT") or os.path.join(ROOT, "embed")
 N_ROWS, DIM, BATCH, LR = 100_000, 128, 1024, 0.01
@@ -90,28 +94,18 @@ def build_floor():
     return FLOOR_BIN
 
 
-def batches(n):
-    import numpy as np
-    rng = np.random.default_rng(0)
-    out = []
-    for _ in range(n):
-        ids = rng.integers(0, N_ROWS, BATCH)
-        G = rng.standard_normal((BATCH, DIM), dtype=np.float32)
-        out.append((ids, G))
-    return out
-
-
-def child(ext, name, steps, warm):
+def child(ext, name, steps, warm, sql=STEP_SQL, page_size=None):
     """One repetition of one optimizer: CPU seconds of embed or torch."""
     option, opt_name, kwargs = OPTIMIZERS[name]
     if ext == "floor":
         out = subprocess.run(
             [FLOOR_BIN, str(N_ROWS), str(DIM), str(steps), str(BATCH),
-             str(FLOOR_STATE[name]), ":memory:", "0", str(warm)],
+             str(FLOOR_STATE[name]), ":memory:", "0", str(warm)]
+            + (["0", "1", str(page_size)] if page_size else []),
             check=True, capture_output=True,
             text=True).stdout
         return float(out.split()[1]) * 1e-6 * BATCH * steps
-    bs = batches(warm + steps)
+    bs = training_batches(warm + steps, N_ROWS, BATCH, DIM)
     if ext == "torch":
         import numpy as np
         import torch
@@ -131,6 +125,8 @@ def child(ext, name, steps, warm):
         conn = sqlite3.connect(":memory:", isolation_level=None)
         conn.enable_load_extension(True)
         conn.load_extension(ext)
+        if page_size:
+            conn.execute(f"PRAGMA page_size={int(page_size)}")
         conn.execute(f"CREATE VIRTUAL TABLE t USING embedding("
                      f"num_embeddings={N_ROWS}, dim={DIM}, seed=1, {option})")
         items = [(json.dumps(i.tolist()), g.tobytes(), LR) for i, g in bs]
@@ -138,7 +134,7 @@ def child(ext, name, steps, warm):
 
         def run(part):
             for a in part:
-                conn.execute("SELECT embed_update('t', ?, ?, ?)", a).fetchone()
+                conn.execute(sql, a).fetchall()
     run(items[:warm])
     c0 = time.process_time()
     run(items[warm:])
@@ -155,12 +151,19 @@ def main(argv=None):
     ap.add_argument("--ext", action="append",
                     help="extension to load (repeatable); default ./embed")
     ap.add_argument("--only", action="append", choices=list(OPTIMIZERS))
+    ap.add_argument("--form", choices=("step", "select"), default="step",
+                    help="embed's statement: the step command (default) or "
+                         "SELECT embed_update(...)")
+    ap.add_argument("--page-size", type=int, metavar="BYTES",
+                    help="PRAGMA page_size of embed's and the floor's "
+                         "databases (default SQLite's, 4096)")
     ap.add_argument("--child", nargs=2, metavar=("EXT", "OPTIMIZER"),
                     help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
+        sql = STEP_SQL if args.form == "step" else SELECT_STEP_SQL
         print(json.dumps(child(args.child[0], args.child[1], args.steps,
-                               args.warm)))
+                               args.warm, sql, args.page_size)))
         return 0
     exts = args.ext or [DEFAULT_EXT]
     names = args.only or list(OPTIMIZERS)
@@ -168,7 +171,9 @@ def main(argv=None):
     rows = BATCH * args.steps
     print(f"bench_train_mem: :memory:, {N_ROWS:,} rows x {DIM} dims, "
           f"{args.reps} reps x {args.steps} steps of {BATCH:,} ids after "
-          f"{args.warm} warm-up steps in the same transaction; SQLite "
+          f"{args.warm} warm-up steps in the same transaction, embed by "
+          f"{'the step command' if args.form == 'step' else 'SELECT embed_update'}"
+          f"{f', page_size {args.page_size}' if args.page_size else ''}; SQLite "
           f"{sqlite3.sqlite_version}; CPU us per batch row, median [min, max]")
     width = max(len(s) for s in exts + ["SQLite floor"]) + 2
     for name in names:
@@ -179,8 +184,10 @@ def main(argv=None):
             for s in sides:
                 out = subprocess.run(
                     [sys.executable, os.path.abspath(__file__), "--steps",
-                     str(args.steps), "--warm", str(args.warm), "--child", s,
-                     name],
+                     str(args.steps), "--warm", str(args.warm), "--form",
+                     args.form, "--child", s, name]
+                    + (["--page-size", str(args.page_size)]
+                       if args.page_size else []),
                     check=True, capture_output=True, text=True).stdout
                 us[s].append(json.loads(out) * 1e6 / rows)
         med_t = statistics.median(us["torch"])

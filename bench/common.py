@@ -10,6 +10,28 @@ import tarfile
 import numpy as np
 
 
+# A training step as the README teaches it first: the table's `step`
+# command, a write statement doing what embed_update('t', ids, grads, lr)
+# does. SELECT_STEP_SQL is that function's form, which costs the same
+# (bench_train_mem.py --form select measures it).
+STEP_SQL = "INSERT INTO t(t, id, vector, lr) VALUES ('step', ?, ?, ?)"
+SELECT_STEP_SQL = "SELECT embed_update('t', ?, ?, ?)"
+
+
+def training_batches(n, rows, batch, dim):
+    """n batches for the training benches, the same in every one: `batch`
+    ids drawn uniformly from 0..rows-1 (numpy default_rng(0), so a few
+    repeats per batch) and a batch x dim float32 gradient, as numpy
+    arrays (ids, G)."""
+    rng = np.random.default_rng(0)
+    out = []
+    for _ in range(n):
+        ids = rng.integers(0, rows, batch)
+        G = rng.standard_normal((batch, dim), dtype=np.float32)
+        out.append((ids, G))
+    return out
+
+
 def cpu_model():
     """The CPU's model name, for the header of every benchmark's output."""
     try:
