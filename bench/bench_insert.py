@@ -6,6 +6,7 @@ on disk).
 Run from the repository root after `make` (bench_train.py runs it):
 
     /usr/bin/python3 bench/bench_insert.py [--rows 200000] [--reps 5]
+        [--page-size BYTES]
 
 What it measures: 200,000 x 128 float32 rows (numpy default_rng(0)) in
 src(id INTEGER PRIMARY KEY, v BLOB) of an attached `:memory:` database, then
@@ -37,7 +38,7 @@ DIM = 128
 GOAL = 1.2
 
 
-def one_run(kind, where, form, n, src_rows, workdir):
+def one_run(kind, where, form, n, src_rows, workdir, page_size=None):
     path = ":memory:" if where == "memory" else os.path.join(workdir, "ins.db")
     for suffix in ("", "-wal", "-shm"):
         if where != "memory" and os.path.exists(path + suffix):
@@ -45,6 +46,8 @@ def one_run(kind, where, form, n, src_rows, workdir):
     conn = sqlite3.connect(path, isolation_level=None)
     conn.enable_load_extension(True)
     conn.load_extension(EXT)
+    if page_size:  # both tables alike, before the database's first page
+        conn.execute(f"PRAGMA main.page_size={int(page_size)}")
     if where != "memory":
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
@@ -73,13 +76,18 @@ def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=200_000)
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--page-size", type=int, metavar="BYTES",
+                    help="PRAGMA page_size of both tables' databases "
+                         "(default SQLite's, 4096)")
     args = ap.parse_args(argv)
     rng = np.random.default_rng(0)
     X = rng.standard_normal((args.rows, DIM), dtype=np.float32)
     src_rows = [(i, X[i].tobytes()) for i in range(args.rows)]
     print(f"bench_insert: INSERT ... SELECT of {args.rows:,} x {DIM} float32 "
           f"rows into an empty table, {args.reps} reps, SQLite "
-          f"{sqlite3.sqlite_version}; wall ms, median [min, max]")
+          f"{sqlite3.sqlite_version}"
+          f"{f', page_size {args.page_size}' if args.page_size else ''}; "
+          f"wall ms, median [min, max]")
     with tempfile.TemporaryDirectory(dir=os.path.join(ROOT, "build")
                                      if os.path.isdir(os.path.join(ROOT, "build"))
                                      else None) as workdir:
@@ -90,7 +98,7 @@ def main(argv=None):
                     for kind in ms:
                         ms[kind].append(1e3 * one_run(kind, where, form,
                                                       args.rows, src_rows,
-                                                      workdir))
+                                                      workdir, args.page_size))
                 med = {k: statistics.median(v) for k, v in ms.items()}
                 ratio = med["embed"] / med["plain"]
                 label = {"memory": ":memory:", "file": "WAL file"}[where]
