@@ -9,7 +9,8 @@ Run from the repository root after `make`:
                                           [--checkpoint-every K]
                                           [--page-size BYTES]
 
-What it measures, in one run (about 15 s on 2 cores):
+What it measures, in one run (the file part about 20 s on 2 cores; the
+in-memory and bulk-insert parts that follow take a few minutes more):
 
   data     for each optimizer (sgd, adagrad, adam = SparseAdam) a fresh
            table embedding(num_embeddings=100000, dim=128, optimizer=...) in
