@@ -84,24 +84,31 @@ int embed_store_check(const embed_store *st, int64_t id, int type,
                       char **pzErr) {
   embed_error err;
   int64_t dim = st->cfg.dim;
-  if (type != SQLITE_BLOB) {
-    *pzErr = sqlite3_mprintf(
-        "embedding %s: corrupt vector for id %lld (%s, not a BLOB)", st->name,
-        (long long)id, embed_type_name(type));
-  } else if (nbytes != dim * EMBED_FLOAT_BYTES) {
-    *pzErr = sqlite3_mprintf(
-        "embedding %s: corrupt vector for id %lld (%lld bytes, expected %lld)",
-        st->name, (long long)id, (long long)nbytes,
-        (long long)(dim * EMBED_FLOAT_BYTES));
-  } else if ((out ? embed_blob_decode(bytes, dim, out, &err)
-                  : embed_blob_check(bytes, dim, &err)) != EMBED_OK) {
-    *pzErr = sqlite3_mprintf(
-        "embedding %s: corrupt vector for id %lld (element %lld is not finite)",
-        st->name, (long long)id, (long long)err.a);
-  } else {
-    return SQLITE_OK;
-  }
-  return *pzErr ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
+  if (type != SQLITE_BLOB)
+    return store_corrupt(
+        pzErr, sqlite3_mprintf(
+                   "embedding %s: corrupt vector for id %lld (%s, not a BLOB)",
+                   st->name, (long long)id, embed_type_name(type)));
+  if (nbytes != dim * EMBED_FLOAT_BYTES)
+    return store_corrupt(
+        pzErr,
+        sqlite3_mprintf(
+            "embedding %s: corrupt vector for id %lld (%lld bytes, expected %lld)",
+            st->name, (long long)id, (long long)nbytes,
+            (long long)(dim * EMBED_FLOAT_BYTES)));
+  if ((out ? embed_blob_decode(bytes, dim, out, &err)
+           : embed_blob_check(bytes, dim, &err)) != EMBED_OK)
+    return store_corrupt(
+        pzErr,
+        sqlite3_mprintf(
+            "embedding %s: corrupt vector for id %lld (element %lld is not finite)",
+            st->name, (long long)id, (long long)err.a));
+  return SQLITE_OK;
+}
+
+int store_corrupt(char **pzErr, char *zMsg) {
+  *pzErr = zMsg;
+  return zMsg ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
 }
 
 /* The vector in column col of stmt's row, checked (and decoded into out). */
@@ -365,10 +372,11 @@ int store_state_decode(embed_store *st, int64_t id, int type, const void *bytes,
     if (!bytes) return SQLITE_NOMEM; /* n > 0: SQLite could not copy it */
     if (embed_blob_decode(bytes, n, out, &err) == EMBED_OK) return SQLITE_OK;
   }
-  *pzErr = sqlite3_mprintf(
-      "embedding %s: corrupt optimizer state for id %lld (%lld bytes, expected %lld finite floats)",
-      st->name, (long long)id, (long long)nbytes, (long long)n);
-  return *pzErr ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
+  return store_corrupt(
+      pzErr,
+      sqlite3_mprintf(
+          "embedding %s: corrupt optimizer state for id %lld (%lld bytes, expected %lld finite floats)",
+          st->name, (long long)id, (long long)nbytes, (long long)n));
 }
 
 /* The state in column col of stmt's row, for row id. */
@@ -518,11 +526,11 @@ int embed_store_step_read(embed_store *st, int64_t *step, char **pzErr) {
     rc = SQLITE_CORRUPT_VTAB;
   }
   sqlite3_reset(stmt);
-  if (rc == SQLITE_CORRUPT_VTAB) {
-    *pzErr = sqlite3_mprintf("embedding %s: corrupt %s_config: bad step count",
-                             st->name, st->name);
-    if (!*pzErr) rc = SQLITE_NOMEM;
-  }
+  if (rc == SQLITE_CORRUPT_VTAB)
+    rc = store_corrupt(
+        pzErr,
+        sqlite3_mprintf("embedding %s: corrupt %s_config: bad step count",
+                        st->name, st->name));
   return rc;
 }
 

@@ -40,11 +40,6 @@
 
 #include "table/store_int.h"
 
-static int check_fail(char **pzErr, char *zMsg) {
-  *pzErr = zMsg;
-  return zMsg ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
-}
-
 static int check_is_constraint(const char *p, int64_t n) {
   static const char *const words[] = {"PRIMARY", "UNIQUE", "CHECK", "FOREIGN",
                                       "CONSTRAINT"};
@@ -126,7 +121,7 @@ static int check_shape(embed_store *st, const char *ddl, const char *name,
     rc = check_text_result(columns, &have);
   }
   if (rc == SQLITE_OK && (!have || sqlite3_stricmp(have, want) != 0)) {
-    rc = check_fail(
+    rc = store_corrupt(
         pzErr,
         sqlite3_mprintf(
             "embedding %s: shadow table %s has the columns (%s), expected (%s)",
@@ -136,7 +131,7 @@ static int check_shape(embed_store *st, const char *ddl, const char *name,
     sqlite3_bind_text(wr, 1, name, -1, SQLITE_STATIC);
     rc = sqlite3_step(wr);
     if (rc == SQLITE_ROW && sqlite3_column_int(wr, 0) != want_wr)
-      rc = check_fail(
+      rc = store_corrupt(
           pzErr,
           sqlite3_mprintf(
               "embedding %s: shadow table %s is %s table, expected %s table",
@@ -190,7 +185,7 @@ int store_check_shapes(embed_store *st, const char *const *suffix,
     sqlite3_bind_text(kind, 1, name, -1, SQLITE_STATIC);
     rc = sqlite3_step(kind);
     if (rc == SQLITE_DONE) {
-      rc = check_fail(
+      rc = store_corrupt(
           pzErr, sqlite3_mprintf("embedding %s: shadow table %s is missing",
                                  st->name, name));
     } else if (rc == SQLITE_ROW) {
@@ -199,13 +194,13 @@ int store_check_shapes(embed_store *st, const char *const *suffix,
       if (!type) {
         rc = SQLITE_NOMEM;
       } else if (strcmp(type, "table") != 0) {
-        rc = check_fail(
+        rc = store_corrupt(
             pzErr,
             sqlite3_mprintf(
                 "embedding %s: shadow table %s is %s %s, not a table", st->name,
                 name, strcmp(type, "index") == 0 ? "an" : "a", type));
       } else if (is_virtual) {
-        rc = check_fail(
+        rc = store_corrupt(
             pzErr,
             sqlite3_mprintf(
                 "embedding %s: shadow table %s is a virtual table, not an ordinary table",
@@ -225,9 +220,15 @@ int store_check_shapes(embed_store *st, const char *const *suffix,
 }
 
 int store_check_config_same(embed_store *st, const embed_config *stored,
-                            char **pzErr) {
+                            int stored_layout, char **pzErr) {
   int64_t step;
   int i, rc = SQLITE_OK;
+  if (stored_layout != st->layout)
+    return store_corrupt(
+        pzErr,
+        sqlite3_mprintf(
+            "embedding %s: corrupt %s_config: layout is %d, but the table was opened with %d",
+            st->name, st->name, stored_layout, st->layout));
   for (i = 0; rc == SQLITE_OK && i < embed_config_count(); i++) {
     char was[64], now[64];
     if (!embed_config_applies(&st->cfg, i) && !embed_config_applies(stored, i))
@@ -235,7 +236,7 @@ int store_check_config_same(embed_store *st, const embed_config *stored,
     embed_config_value(&st->cfg, i, was, sizeof(was));
     embed_config_value(stored, i, now, sizeof(now));
     if (strcmp(was, now) != 0)
-      rc = check_fail(
+      rc = store_corrupt(
           pzErr,
           sqlite3_mprintf(
               "embedding %s: corrupt %s_config: %s is '%s', but the table was opened with '%s'",
@@ -263,32 +264,32 @@ int embed_store_check_state(embed_store *st, char **pzErr) {
     embed_error err;
     rc = SQLITE_OK;
     if (sqlite3_column_int(stmt, 2))
-      rc = check_fail(
+      rc = store_corrupt(
           pzErr,
           sqlite3_mprintf(
               "embedding %s: corrupt %s_state: a state for id %lld, which the table does not have",
               st->name, st->name, id));
     else if (n == 0)
-      rc = check_fail(
+      rc = store_corrupt(
           pzErr,
           sqlite3_mprintf(
               "embedding %s: corrupt %s_state: a state for id %lld, but the optimizer keeps none",
               st->name, st->name, id));
     else if (type != SQLITE_BLOB)
-      rc = check_fail(
+      rc = store_corrupt(
           pzErr,
           sqlite3_mprintf(
               "embedding %s: corrupt optimizer state for id %lld (%s, not a BLOB)",
               st->name, id, embed_type_name(type)));
     else if (nbytes != n * EMBED_FLOAT_BYTES)
-      rc = check_fail(
+      rc = store_corrupt(
           pzErr,
           sqlite3_mprintf(
               "embedding %s: corrupt optimizer state for id %lld (%lld bytes, expected %lld)",
               st->name, id, (long long)nbytes,
               (long long)(n * EMBED_FLOAT_BYTES)));
     else if (embed_blob_check(bytes, n, &err) != EMBED_OK)
-      rc = check_fail(
+      rc = store_corrupt(
           pzErr,
           sqlite3_mprintf(
               "embedding %s: corrupt optimizer state for id %lld (element %lld is not finite)",

@@ -111,9 +111,9 @@ int embed_store_index_finish(embed_store *st, int64_t build, int64_t seq,
 
 int embed_store_index_corrupt(embed_store *st, const char *what, int64_t cell,
                               char **pzErr) {
-  *pzErr = sqlite3_mprintf("embedding %s: corrupt %s_cells: %s (cell %lld)",
-                           st->name, st->name, what, (long long)cell);
-  return *pzErr ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
+  return store_corrupt(
+      pzErr, sqlite3_mprintf("embedding %s: corrupt %s_cells: %s (cell %lld)",
+                             st->name, st->name, what, (long long)cell));
 }
 
 int embed_store_index_codes(embed_store *st, float *offset, float *scale,
@@ -132,18 +132,19 @@ int embed_store_index_codes(embed_store *st, float *offset, float *scale,
         embed_blob_decode(bytes, dim, offset, &err) != EMBED_OK ||
         embed_blob_decode((const char *)bytes + dim * EMBED_FLOAT_BYTES, dim,
                           scale, &err) != EMBED_OK) {
-      *pzErr = sqlite3_mprintf(
-          "embedding %s: corrupt %s_config: index_codes is not %lld finite float32",
-          st->name, st->name, (long long)(2 * dim));
-      rc = *pzErr ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
+      rc = store_corrupt(
+          pzErr,
+          sqlite3_mprintf(
+              "embedding %s: corrupt %s_config: index_codes is not %lld finite float32",
+              st->name, st->name, (long long)(2 * dim)));
     } else {
       rc = SQLITE_OK;
     }
   } else if (rc == SQLITE_DONE) {
-    *pzErr =
+    rc = store_corrupt(
+        pzErr,
         sqlite3_mprintf("embedding %s: corrupt %s_config: index_codes missing",
-                        st->name, st->name);
-    rc = *pzErr ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
+                        st->name, st->name));
   }
   sqlite3_reset(stmt);
   return rc;

@@ -145,10 +145,15 @@ int store_has_shadow(const embed_store *st, int i);
 /* store_check.c, for store_schema.c (which has the list of shadow tables):
 ** the n shadow tables T_suffix[i], each an ordinary table with the columns
 ** of its DDL columns[i]? And do the options read back from T_config
-** (`stored`) equal the table's, is the step count sound? */
+** (`stored`, and the layout row, `stored_layout`) equal the table's, is
+** the step count sound? */
 int store_check_shapes(embed_store *st, const char *const *suffix,
                        const char *const *columns, int n, char **pzErr);
 int store_check_config_same(embed_store *st, const embed_config *stored,
-                            char **pzErr);
+                            int stored_layout, char **pzErr);
+/* store.c: a finding of damage, the storage layer's one spelling of it:
+** *pzErr = zMsg (sqlite3_mprintf'd), SQLITE_CORRUPT_VTAB, or SQLITE_NOMEM
+** when zMsg is NULL. */
+int store_corrupt(char **pzErr, char *zMsg);
 
 #endif /* EMBED_STORE_INT_H */

@@ -230,10 +230,11 @@ int embed_store_log_since(embed_store *st, int64_t after, int64_t head,
       rc = SQLITE_OK;
       if (sqlite3_column_type(stmt, 0) != SQLITE_BLOB ||
           nbytes % EMBED_ID_BYTES != 0) {
-        *pzErr = sqlite3_mprintf(
-            "embedding %s: corrupt %s_log: entry %lld is not a list of ids",
-            st->name, st->name, (long long)sqlite3_column_int64(stmt, 0));
-        rc = *pzErr ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
+        rc = store_corrupt(
+            pzErr,
+            sqlite3_mprintf(
+                "embedding %s: corrupt %s_log: entry %lld is not a list of ids",
+                st->name, st->name, (long long)sqlite3_column_int64(stmt, 0)));
       } else {
         rc = store_log_collect(blob, nbytes, &ids, &n, &cap);
       }

@@ -106,9 +106,10 @@ int embed_rows_seek(embed_rows *r, int64_t id, char **pzErr) {
     if (!why) return SQLITE_NOMEM;
     rc = embed_store_exists(st, id);
     if (rc == SQLITE_OK) { /* it exists: the stored value is no BLOB */
-      *pzErr = sqlite3_mprintf("embedding %s: corrupt vector for id %lld (%s)",
-                               name, (long long)id, why);
-      rc = *pzErr ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
+      rc = store_corrupt(
+          pzErr,
+          sqlite3_mprintf("embedding %s: corrupt vector for id %lld (%s)", name,
+                          (long long)id, why));
     } else if (rc != SQLITE_NOTFOUND && !*pzErr) {
       *pzErr = sqlite3_mprintf("embedding %s: %s", name, sqlite3_errmsg(db));
     }

@@ -106,11 +106,14 @@ static int store_load_config(embed_store *st, char **pzErr) {
     if (key && sqlite3_stricmp(key, "layout") == 0) {
       st->layout = sqlite3_column_int(stmt, 1);
       if (st->layout < STORE_LAYOUT_LOG || st->layout > STORE_LAYOUT_CURRENT) {
-        *pzErr = sqlite3_mprintf(
-            "embedding %s: corrupt %s_config: unknown layout '%s' (this embed reads layouts up to %d)",
-            st->name, st->name, value ? value : "NULL", STORE_LAYOUT_CURRENT);
-        sqlite3_finalize(stmt);
-        return SQLITE_CORRUPT_VTAB;
+        rc = store_corrupt(
+            pzErr,
+            sqlite3_mprintf(
+                "embedding %s: corrupt %s_config: unknown layout '%s' (this embed reads layouts up to %d)",
+                st->name, st->name, value ? value : "NULL",
+                STORE_LAYOUT_CURRENT));
+        sqlite3_finalize(stmt); /* after the message: value is its text */
+        return rc;
       }
       continue;
     }
@@ -121,10 +124,10 @@ static int store_load_config(embed_store *st, char **pzErr) {
     if (key && store_is_internal_key(key)) continue; /* training, index */
     if (!key || !value || embed_config_apply(&st->cfg, key, value, &err)) {
       if (!key || !value) embed_error_set(&err, "NULL key or value");
-      *pzErr = sqlite3_mprintf("embedding %s: corrupt %s_config: %s", st->name,
-                               st->name, err.text);
       sqlite3_finalize(stmt);
-      return SQLITE_CORRUPT_VTAB;
+      return store_corrupt(
+          pzErr, sqlite3_mprintf("embedding %s: corrupt %s_config: %s",
+                                 st->name, st->name, err.text));
     }
   }
   sqlite3_finalize(stmt);
@@ -133,18 +136,19 @@ static int store_load_config(embed_store *st, char **pzErr) {
       (st->cfg.padding_idx < 0 ||
        (st->cfg.num_embeddings > 0 &&
         st->cfg.padding_idx >= st->cfg.num_embeddings))) {
-    *pzErr = sqlite3_mprintf(
-        "embedding %s: corrupt %s_config: padding_idx %lld out of range",
-        st->name, st->name, (long long)st->cfg.padding_idx);
-    return SQLITE_CORRUPT_VTAB;
+    return store_corrupt(
+        pzErr,
+        sqlite3_mprintf(
+            "embedding %s: corrupt %s_config: padding_idx %lld out of range",
+            st->name, st->name, (long long)st->cfg.padding_idx));
   }
   /* dim and seed are required; an option added in a later version takes
   ** its default when an older table lacks it */
   if (!(st->cfg.seen & 1u) || !st->cfg.has_seed) {
-    *pzErr =
+    return store_corrupt(
+        pzErr,
         sqlite3_mprintf("embedding %s: corrupt %s_config: %s missing", st->name,
-                        st->name, st->cfg.has_seed ? "dim" : "seed");
-    return SQLITE_CORRUPT_VTAB;
+                        st->name, st->cfg.has_seed ? "dim" : "seed"));
   }
   return SQLITE_OK;
 }
@@ -177,13 +181,7 @@ int embed_store_check_config(embed_store *st, char **pzErr) {
   st->cfg = opened;
   st->layout = layout;
   st->instance = instance;
-  if (rc == SQLITE_OK && stored_layout != layout) {
-    *pzErr = sqlite3_mprintf(
-        "embedding %s: corrupt %s_config: layout is %d, but the table was opened with %d",
-        st->name, st->name, stored_layout, layout);
-    return *pzErr ? SQLITE_CORRUPT_VTAB : SQLITE_NOMEM;
-  }
-  return rc ? rc : store_check_config_same(st, &stored, pzErr);
+  return rc ? rc : store_check_config_same(st, &stored, stored_layout, pzErr);
 }
 
 /* Create the shadow tables, store the options, create rows 0..N-1. */

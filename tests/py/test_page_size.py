@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import connect, from_blob, one, to_blob
+from conftest import connect, one, rows, to_blob
 
 torch.set_num_threads(1)
 
@@ -41,9 +41,9 @@ def open_db(tmp_path, where, page_size):
 
 
 def weights(conn):
-    got = conn.execute("SELECT id, vector FROM t ORDER BY id").fetchall()
-    assert [i for i, _ in got] == list(range(N))
-    return np.stack([from_blob(v) for _, v in got])
+    got = rows(conn, "t")
+    assert sorted(got) == list(range(N))
+    return np.stack([got[i] for i in range(N)])
 
 
 def snapshot(conn):
