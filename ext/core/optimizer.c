@@ -104,31 +104,47 @@ typedef enum opt_part { OPT_BOTH, OPT_STATE, OPT_WEIGHT } opt_part;
 
 /* sgd: d = maximize ? -g : g, then weight decay, momentum, the step. The
 ** buffer is a function of d and the old buffer only, so without weight
-** decay it splits; with it, d (hence the buffer) depends on w. */
+** decay it splits; with it, d (hence the buffer) depends on w. Each option
+** is a parameter here so that opt_sgd_body can pass constants for the
+** common combinations, where the loop is straight and vectorizes. */
+OPT_INLINE void opt_sgd_loop(opt_part part, int maximize, int decay,
+                             int momentum, int nesterov, int first,
+                             float *restrict w, const float *restrict d,
+                             float *restrict buf, float wd, float mom,
+                             float keep, float alpha, int64_t dim) {
+  int64_t i;
+  for (i = 0; i < dim; i++) {
+    float x = maximize ? -d[i] : d[i];
+    if (decay) x = fmaf(wd, w[i], x);
+    if (momentum) {
+      float b = part == OPT_WEIGHT ? buf[i]
+                : first            ? x
+                                   : fmaf(keep, x, buf[i] * mom);
+      if (part != OPT_WEIGHT) buf[i] = b;
+      if (part == OPT_STATE) continue;
+      x = nesterov ? fmaf(mom, b, x) : b;
+    }
+    w[i] = fmaf(alpha, x, w[i]);
+  }
+}
+
 OPT_INLINE void opt_sgd_body(const embed_config *cfg, opt_part part,
                              float *restrict w, const float *restrict d,
                              float *restrict buf, double lr, int64_t step,
                              int64_t dim) {
   const float wd = (float)cfg->weight_decay, mom = (float)cfg->momentum;
   const float keep = (float)(1.0 - cfg->dampening), alpha = (float)-lr;
-  int64_t i;
-  if (!cfg->maximize && cfg->weight_decay == 0 && cfg->momentum == 0) {
-    for (i = 0; i < dim; i++) w[i] = fmaf(alpha, d[i], w[i]);
-    return;
-  }
-  for (i = 0; i < dim; i++) {
-    float x = cfg->maximize ? -d[i] : d[i];
-    if (cfg->weight_decay != 0) x = fmaf(wd, w[i], x);
-    if (cfg->momentum != 0) {
-      float b = part == OPT_WEIGHT ? buf[i]
-                : step == 1        ? x
-                                   : fmaf(keep, x, buf[i] * mom);
-      if (part != OPT_WEIGHT) buf[i] = b;
-      if (part == OPT_STATE) continue;
-      x = cfg->nesterov ? fmaf(mom, b, x) : b;
-    }
-    w[i] = fmaf(alpha, x, w[i]);
-  }
+  const int momentum = cfg->momentum != 0;
+  if (cfg->maximize || cfg->weight_decay != 0 || cfg->nesterov)
+    opt_sgd_loop(part, cfg->maximize, cfg->weight_decay != 0, momentum,
+                 cfg->nesterov, step == 1, w, d, buf, wd, mom, keep, alpha,
+                 dim);
+  else if (!momentum)
+    opt_sgd_loop(part, 0, 0, 0, 0, 0, w, d, buf, wd, mom, keep, alpha, dim);
+  else if (step == 1)
+    opt_sgd_loop(part, 0, 0, 1, 0, 1, w, d, buf, wd, mom, keep, alpha, dim);
+  else
+    opt_sgd_loop(part, 0, 0, 1, 0, 0, w, d, buf, wd, mom, keep, alpha, dim);
 }
 
 OPT_INLINE void opt_adagrad_body(const embed_config *cfg, opt_part part,

@@ -164,6 +164,17 @@ void embed_rows_close(embed_rows *r);
 int embed_store_states_mostly_stored(const embed_store *st);
 void embed_store_states_found(embed_store *st, int64_t found, int64_t n);
 
+/* Working memory of at least `bytes` for one training call, kept for the
+** next call of the same transaction: a large step (SGD momentum moves
+** every row that has a buffer, tens of MB of rows for a large table)
+** would otherwise fault in fresh pages on every call. NULL when out of
+** memory or when it is in use (a call inside a call, from a trigger:
+** that one allocates its own). Give it back with
+** embed_store_scratch_release, which frees it unless keep; COMMIT,
+** ROLLBACK (embed_store_discard) and closing the table free it too. */
+void *embed_store_scratch_take(embed_store *st, sqlite3_uint64 bytes);
+void embed_store_scratch_release(embed_store *st, int keep);
+
 /* Row id's optimizer state (n floats) into out: SQLITE_OK, SQLITE_NOTFOUND
 ** (never stepped), or an error (a damaged state names the id). */
 int embed_store_state_read(embed_store *st, int64_t id, float *out, int64_t n,
@@ -176,12 +187,6 @@ int embed_store_state_write(embed_store *st, int64_t id, const float *state,
 int embed_store_state_read_many(embed_store *st, const int64_t *ids,
                                 int64_t count, float *out, int64_t n,
                                 unsigned char *found, char **pzErr);
-/* The same for many ids spread over the table (the rows a step moves
-** besides its batch's): one scan of T_state from ids[0] to ids[count-1]
-** in id order instead of a b-tree seek per id. */
-int embed_store_state_scan(embed_store *st, const int64_t *ids, int64_t count,
-                           float *out, int64_t n, unsigned char *found,
-                           char **pzErr);
 /* Delete every row's state; *deleted counts them. */
 int embed_store_state_clear(embed_store *st, int64_t *deleted);
 /* The optimizer's step count in T_config. */
@@ -206,7 +211,7 @@ int embed_store_log_note(embed_store *st, int64_t id);
 ** inserted (store_stmt.c) and the change log's ids: embed_store_flush
 ** writes it (xSync, xSavepoint), embed_store_discard forgets it (COMMIT,
 ** after xSync; ROLLBACK; ROLLBACK TO, whose undone writes all came after
-** the last flush). */
+** the last flush) and frees the training calls' working memory. */
 int embed_store_flush(embed_store *st);
 void embed_store_discard(embed_store *st);
 /* The newest and oldest seq of the log as this transaction sees it (0

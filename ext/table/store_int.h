@@ -66,8 +66,12 @@ struct embed_store {
   sqlite3_stmt *stmt[STORE_N_STMT];
   int64_t writes;    /* in-place vector writes (store_rows.c) */
   int states_stored; /* the last batch found most of its states stored */
-  int layout;        /* STORE_LAYOUT_* the table was made with */
-  int64_t instance;  /* random, chosen at CREATE: tells tables apart */
+  /* store.c: training calls' working memory (embed_store_scratch_take) */
+  void *scratch;
+  sqlite3_uint64 scratch_bytes;
+  int scratch_busy;
+  int layout;       /* STORE_LAYOUT_* the table was made with */
+  int64_t instance; /* random, chosen at CREATE: tells tables apart */
   /* store_log.c: ids written through the module since the last flush */
   int64_t *pending;
   int64_t n_pending, cap_pending;
@@ -117,6 +121,8 @@ int store_bind_vector(sqlite3_stmt *stmt, int i, const float *v, int64_t dim);
 int store_state_decode(embed_store *st, int64_t id, int type, const void *bytes,
                        int64_t nbytes, int64_t n, float *out, char **pzErr);
 void store_finalize_all(embed_store *st);
+/* Free the training calls' working memory unless a call holds it. */
+void store_scratch_free(embed_store *st);
 /* (Re)compute the names derived from st->schema and st->name. */
 int store_set_names(embed_store *st);
 /* T_config's rows that are not options: the step count, the layout, the

@@ -170,6 +170,7 @@ int embed_store_flush(embed_store *st) {
 void embed_store_discard(embed_store *st) {
   store_pending_forget(st);
   store_log_discard(st);
+  store_scratch_free(st);
 }
 
 int store_log_flush(embed_store *st) {

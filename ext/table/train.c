@@ -161,40 +161,56 @@ static int train_is_padding(embed_store *st, int64_t id) {
   return cfg->has_padding_idx && id == cfg->padding_idx;
 }
 
+/* What is stored of a row's optimizer state (train_batch.had_state). */
+enum {
+  TRAIN_STATE_NONE = 0,     /* never stepped: inserted after every row */
+  TRAIN_STATE_STORED = 1,   /* rewritten after every row (train_write_batch) */
+  TRAIN_STATE_REWRITTEN = 2 /* already rewritten in place; the stored one is
+                               in old_states (train_undo) */
+};
+
 /* The rows one embed_update call changes, computed before any is written. */
 typedef struct train_batch {
   int64_t dim, state_size;
   int64_t n;                /* rows computed so far */
   int64_t *ids;             /* [n] */
-  float *rows;              /* [n x dim] new weights */
+  float *rows;              /* [n x dim] new weights; one row when old is
+                               kept (train_new_row) */
   float *states;            /* [n x state_size] new optimizer states */
-  unsigned char *had_state; /* [n] the row had a stored state */
-  int64_t step;        /* the table's step count after this call; 0: unused */
-  float *old;          /* [n x dim] the stored rows, for train_undo (batches) */
-  float *old_states;   /* [n x state_size] the stored states, likewise */
-  int64_t written;     /* rows [0, written) already rewritten in place */
-  int64_t states_done; /* the stored states of rows [0, states_done) too */
-  int states_first;    /* the slots' states are already stepped: only the
-                          weights are left (train_states_first) */
+  unsigned char *had_state; /* [n] TRAIN_STATE_*, 0 until the slot is read */
+  int64_t step;      /* the table's step count after this call; 0: unused */
+  float *old;        /* [n x dim] the stored rows, for train_undo (batches) */
+  float *old_states; /* [n x state_size] the stored states, likewise (of
+                        the rows whose state is TRAIN_STATE_REWRITTEN) */
+  int64_t slots;     /* rows the space holds: the batch's and the others */
+  int64_t written;   /* rows [0, written) already rewritten in place */
+  int states_first;  /* the slots' states are already stepped: only the
+                        weights are left (train_state_first) */
 } train_batch;
 
-/* The optimizer states of the rows b->ids[at..at+count) (ascending) into
-** their slots, in one batched read (with scan, one pass over T_state: for
-** the rows outside the batch, which are most of the states); a row never
-** stepped gets the optimizer's initial state (had_state 0). */
-static int train_read_states(embed_store *st, train_batch *b, int64_t at,
-                             int64_t count, int scan, char **pzErr) {
+/* The optimizer states of the rows b->ids[0..count) (ascending) into their
+** slots, in one batched read (TRAIN_STATE_STORED); a row never stepped gets
+** the optimizer's initial state (TRAIN_STATE_NONE). */
+static int train_read_states(embed_store *st, train_batch *b, int64_t count,
+                             char **pzErr) {
   const embed_config *cfg = embed_store_config(st);
   int64_t i;
   int rc;
   if (!b->states) return SQLITE_OK;
-  rc = (scan ? embed_store_state_scan : embed_store_state_read_many)(
-      st, b->ids + at, count, b->states + at * b->state_size, b->state_size,
-      b->had_state + at, pzErr);
-  for (i = at; rc == SQLITE_OK && i < at + count; i++)
-    if (!b->had_state[i])
+  rc = embed_store_state_read_many(st, b->ids, count, b->states, b->state_size,
+                                   b->had_state, pzErr);
+  for (i = 0; rc == SQLITE_OK && i < count; i++)
+    if (b->had_state[i] == TRAIN_STATE_NONE)
       embed_optimizer_state_init(cfg, b->states + i * b->state_size, cfg->dim);
   return rc;
+}
+
+/* Where the next row's new weights are computed: a batch written in place
+** (b->old kept for train_undo) writes each row as soon as it is computed,
+** so one slot serves every row; else each row has its own, written after
+** (train_write_batch). */
+static float *train_new_row(train_batch *b) {
+  return b->old ? b->rows : b->rows + b->n * b->dim;
 }
 
 /* One optimizer step on row id (already read into the batch's next slot,
@@ -203,7 +219,7 @@ static int train_read_states(embed_store *st, train_batch *b, int64_t at,
 ** is not finite. */
 static int train_step_row(embed_store *st, const char *who, train_batch *b,
                           int64_t id, const float *g, double lr, char **pzErr) {
-  float *w = b->rows + b->n * b->dim;
+  float *w = train_new_row(b);
   float *state = b->states ? b->states + b->n * b->state_size : 0;
   int64_t bad;
   if (b->states_first)
@@ -229,24 +245,17 @@ static int train_step_row(embed_store *st, const char *who, train_batch *b,
   return SQLITE_OK;
 }
 
-/* Write what the batch has not written yet: rows [written, n), optimizer
-** states, step count (inside the call's transaction, see
-** embed_train_call_begin). Rows of a batch go in place through many, the
-** writable handle they were read with (a single row through a statement);
-** the states that existed and are not written yet (those of rows past
-** states_done) in place through states, the others inserted. */
-static int train_write_batch(embed_store *st, train_batch *b, embed_rows *many,
+/* Write what the call has not written yet: a single row (a batch wrote
+** each of its rows in place as it went: train_step_in_place), the change
+** log, optimizer states, step count (inside the call's transaction, see
+** embed_train_call_begin). The states that existed and are not rewritten
+** yet (TRAIN_STATE_STORED) go in place through states, the others are
+** inserted. */
+static int train_write_batch(embed_store *st, train_batch *b,
                              embed_rows *states, int *wrote, char **pzErr) {
   int64_t i;
   int rc = SQLITE_OK;
-  if (b->n > 1) { /* in place, through one blob handle */
-    for (i = b->written; rc == SQLITE_OK && i < b->n; i++) {
-      rc = embed_rows_seek(many, b->ids[i], pzErr);
-      if (rc == SQLITE_OK)
-        rc = embed_rows_write(many, b->rows + i * b->dim, pzErr);
-      if (rc == SQLITE_OK) *wrote = 1;
-    }
-  } else if (b->n == 1 && b->written == 0) {
+  if (b->n == 1 && b->written == 0) { /* its slot: not written in place */
     rc = embed_store_write(st, b->ids[0], b->rows);
     if (rc == SQLITE_OK) *wrote = 1;
   }
@@ -254,8 +263,8 @@ static int train_write_batch(embed_store *st, train_batch *b, embed_rows *many,
   if (rc == SQLITE_OK) rc = embed_store_log_append(st, b->ids, b->n);
   for (i = 0; rc == SQLITE_OK && b->states && i < b->n; i++) {
     const float *state = b->states + i * b->state_size;
-    if (b->had_state[i] && i < b->states_done) continue; /* in place */
-    if (b->had_state[i]) {
+    if (b->had_state[i] == TRAIN_STATE_REWRITTEN) continue;
+    if (b->had_state[i] == TRAIN_STATE_STORED) {
       rc = embed_rows_seek(states, b->ids[i], pzErr);
       if (rc == SQLITE_OK) rc = embed_rows_write(states, state, pzErr);
     } else {
@@ -282,14 +291,15 @@ static int train_undo(train_batch *b, embed_rows *many, embed_rows *states) {
     if (rc == SQLITE_OK)
       rc = embed_rows_write(many, b->old + i * b->dim, &zErr);
   }
-  for (i = 0; rc == SQLITE_OK && i < b->states_done; i++) {
-    if (!b->had_state[i]) continue; /* none stored yet: nothing written */
+  for (i = 0; rc == SQLITE_OK && b->states && i < b->slots; i++) {
+    if (b->had_state[i] != TRAIN_STATE_REWRITTEN) continue;
     rc = embed_rows_seek(states, b->ids[i], &zErr);
     if (rc == SQLITE_OK)
       rc = embed_rows_write(states, b->old_states + i * b->state_size, &zErr);
+    if (rc == SQLITE_OK) b->had_state[i] = TRAIN_STATE_STORED;
   }
   sqlite3_free(zErr);
-  if (rc == SQLITE_OK) b->written = b->states_done = 0;
+  if (rc == SQLITE_OK) b->written = 0;
   return rc;
 }
 
@@ -301,7 +311,7 @@ static int train_read_state_in_place(embed_store *st, train_batch *b,
                                      char **pzErr) {
   float *state = b->states + at * b->state_size;
   int rc = embed_rows_read_state(states, id, state, pzErr);
-  b->had_state[at] = rc == SQLITE_OK;
+  b->had_state[at] = rc == SQLITE_OK ? TRAIN_STATE_STORED : TRAIN_STATE_NONE;
   if (rc == SQLITE_OK) {
     memcpy(b->old_states + at * b->state_size, state,
            (size_t)b->state_size * EMBED_FLOAT_BYTES);
@@ -313,18 +323,32 @@ static int train_read_state_in_place(embed_store *st, train_batch *b,
   return rc;
 }
 
+/* Rewrite in place the state in slot at, when one is stored (the states
+** handle is on it: it was just read there). */
+static int train_rewrite_state(train_batch *b, embed_rows *states, int64_t at,
+                               int *wrote, char **pzErr) {
+  int rc;
+  if (b->had_state[at] != TRAIN_STATE_STORED) return SQLITE_OK;
+  rc = embed_rows_write(states, b->states + at * b->state_size, pzErr);
+  if (rc) return rc;
+  b->had_state[at] = TRAIN_STATE_REWRITTEN;
+  *wrote = 1;
+  return SQLITE_OK;
+}
+
 /* Read row id into the batch's next slot (its stored form kept in b->old
 ** for train_undo), and with states (given only for an optimizer that keeps
 ** states) its optimizer state; step it unless it is padding
 ** (train_step_row), and rewrite the state (when one was stored) and the
-** row in place. Without states the slot's state was read before
-** (train_read_states) and is written by train_write_batch. */
+** row in place. Without states the slot's state was read (and perhaps
+** stepped: states_first) before, and is written by train_write_batch
+** unless it was rewritten already. */
 static int train_step_in_place(embed_store *st, const char *who, train_batch *b,
                                embed_rows *many, embed_rows *states, int64_t id,
                                const float *g, double lr, int looked_up,
                                int *wrote, char **pzErr) {
   const embed_config *cfg = embed_store_config(st);
-  float *old = b->old + b->n * b->dim, *w = b->rows + b->n * b->dim;
+  float *old = b->old + b->n * b->dim, *w = train_new_row(b);
   int64_t at = b->n;
   int rc = train_read_row(st, who, id, old, many, 0, pzErr);
   if (rc || train_is_padding(st, id)) return rc;
@@ -334,15 +358,8 @@ static int train_step_in_place(embed_store *st, const char *who, train_batch *b,
   if (looked_up && cfg->max_norm > 0) /* the forward pass renorms */
     embed_renorm(w, cfg->dim, cfg->max_norm, cfg->norm_type);
   rc = train_step_row(st, who, b, id, g, lr, pzErr);
-  if (rc == SQLITE_OK && states) {
-    /* the handle is still on the row's state, when it has one */
-    if (b->had_state[at])
-      rc = embed_rows_write(states, b->states + at * b->state_size, pzErr);
-    if (rc == SQLITE_OK) {
-      b->states_done = b->n;
-      if (b->had_state[at]) *wrote = 1;
-    }
-  }
+  if (rc == SQLITE_OK && states)
+    rc = train_rewrite_state(b, states, at, wrote, pzErr);
   if (rc == SQLITE_OK) rc = embed_rows_write(many, w, pzErr);
   if (rc == SQLITE_OK) {
     b->written = b->n;
@@ -372,40 +389,45 @@ static const float *train_coalesce(embed_store *st, const float *grads,
   return gsum;
 }
 
-/* The first of a batch's two passes when its optimizer splits
-** (embed_optimizer_splits) and its last call found most states stored:
-** for each distinct id of order[0..n) but padding, ascending, in the slot
-** its row will take, read the stored state through the states handle (or
-** the initial one), move it with the id's coalesced gradient and rewrite
-** it in place. The second pass (train_step_in_place, states_first) steps
-** the weights from these states: one run of neighbouring descents in each
-** b-tree instead of descents alternating between the two, which SQLite
-** pays about 12% more for. A state made not finite is caught by the
-** second pass at its row (errors come in id order, as with one pass), and
-** train_undo puts back the states written here. A repeated id's gradient
-** is summed again there (the same bits; few ids of a batch repeat). */
+/* The first of a call's two passes over rows whose optimizer splits
+** (embed_optimizer_splits), for a batch whose last call found most states
+** stored and for the rows outside the batch (train_untouched_rows): read
+** row id's stored state into slot at through the states handle (or the
+** initial one), move it with the gradient g and rewrite it in place. The
+** second pass (train_step_in_place, states_first) steps the weights from
+** these states: one run of neighbouring descents in each b-tree instead of
+** descents alternating between the two, which SQLite pays about 12% more
+** for. A state made not finite is caught by the second pass at its row
+** (errors come in id order, as with one pass), and train_undo puts back
+** the states written here. */
+static int train_state_first(embed_store *st, train_batch *b,
+                             embed_rows *states, int64_t id, int64_t at,
+                             const float *g, int *wrote, char **pzErr) {
+  const embed_config *cfg = embed_store_config(st);
+  int rc = train_read_state_in_place(st, b, states, id, at, pzErr);
+  if (rc) return rc;
+  embed_optimizer_state_step(cfg, g, b->states + at * b->state_size, b->step,
+                             cfg->dim);
+  return train_rewrite_state(b, states, at, wrote, pzErr);
+}
+
+/* The first pass for a batch: each distinct id of order[0..n) but padding,
+** ascending, in the slot its row will take, with its coalesced gradient
+** (a repeated id's is summed again in the second pass: the same bits; few
+** ids of a batch repeat). */
 static int train_states_first(embed_store *st, train_batch *b,
                               embed_rows *states, const train_id_pos *order,
                               int64_t n, const float *grads, float *sum,
                               int *wrote, char **pzErr) {
-  const embed_config *cfg = embed_store_config(st);
   int64_t i, j, at = 0;
   int rc = SQLITE_OK;
   for (i = 0; rc == SQLITE_OK && i < n; i = j) {
     int64_t id = order[i].id;
-    float *state = b->states + at * b->state_size;
     j = train_group_end(order, i, n);
     if (train_is_padding(st, id)) continue;
-    rc = train_read_state_in_place(st, b, states, id, at, pzErr);
-    if (rc) break;
-    embed_optimizer_state_step(cfg, train_coalesce(st, grads, order, i, j, sum),
-                               state, b->step, cfg->dim);
-    if (b->had_state[at]) { /* stored; a new one is inserted after every row */
-      rc = embed_rows_write(states, state, pzErr);
-      if (rc) break;
-      *wrote = 1;
-    }
-    b->states_done = ++at;
+    rc = train_state_first(st, b, states, id, at++,
+                           train_coalesce(st, grads, order, i, j, sum), wrote,
+                           pzErr);
   }
   b->states_first = rc == SQLITE_OK;
   return rc;
@@ -421,29 +443,39 @@ static int train_untouched_rows(embed_store *st, int64_t **out, int64_t *n) {
   return embed_store_ids(st, which == 1, out, n);
 }
 
-/* Space for one call's work, carved from one allocation (or, for a call
-** small enough, from the stack): the sort's two arrays, the batch's ids,
-** new rows and states, one row of coalesced gradient, and which rows had
-** a state; with in_place, a copy of the rows as stored (train_undo). */
+/* Space for one call's work, carved from one allocation (from the stack
+** for a call small enough, else the table's working memory, kept between
+** the calls of a transaction: embed_store_scratch_take): the sort's two
+** arrays, the call's ids, new rows and states, one row of coalesced
+** gradient, and which rows had a state; with in_place, a copy of the rows
+** and states as stored (train_undo), and one slot for the new rows, each
+** written as soon as it is computed. */
 typedef struct train_space {
-  void *heap;
+  void *heap;                /* a call inside a call allocates its own */
+  int scratch;               /* the table's working memory is taken */
   train_id_pos *order, *tmp; /* [n] each */
   float *sum;                /* [dim] */
 } train_space;
 
-static int train_space_get(train_space *sp, train_batch *b, int64_t n,
-                           int64_t n_extra, int in_place, void *stack,
-                           size_t stack_bytes) {
+static int train_space_get(embed_store *st, train_space *sp, train_batch *b,
+                           int64_t n, int64_t n_extra, int in_place,
+                           void *stack, size_t stack_bytes) {
   sqlite3_uint64 rows = (sqlite3_uint64)(n + n_extra);
-  sqlite3_uint64 per_row =
-      (sqlite3_uint64)((b->dim + b->state_size) * (in_place ? 2 : 1));
-  sqlite3_uint64 bytes =
-      2 * (sqlite3_uint64)n * sizeof(train_id_pos) + rows * EMBED_ID_BYTES +
-      (rows * per_row + (sqlite3_uint64)b->dim) * EMBED_FLOAT_BYTES + rows;
+  sqlite3_uint64 new_rows = in_place ? 1 : rows;
+  sqlite3_uint64 floats =
+      new_rows * (sqlite3_uint64)b->dim + rows * (sqlite3_uint64)b->state_size +
+      (in_place ? rows * (sqlite3_uint64)(b->dim + b->state_size) : 0) +
+      (sqlite3_uint64)b->dim;
+  sqlite3_uint64 bytes = 2 * (sqlite3_uint64)n * sizeof(train_id_pos) +
+                         rows * EMBED_ID_BYTES + floats * EMBED_FLOAT_BYTES +
+                         rows;
   char *p;
   sp->heap = 0;
+  sp->scratch = 0;
   if (bytes <= stack_bytes) {
     p = (char *)stack;
+  } else if ((p = (char *)embed_store_scratch_take(st, bytes)) != 0) {
+    sp->scratch = 1;
   } else {
     p = (char *)(sp->heap = sqlite3_malloc64(bytes));
     if (!p) return SQLITE_NOMEM;
@@ -453,12 +485,13 @@ static int train_space_get(train_space *sp, train_batch *b, int64_t n,
   sp->tmp = sp->order + n;
   b->ids = (int64_t *)(sp->tmp + n);
   b->rows = (float *)(b->ids + rows);
-  b->states = b->state_size ? b->rows + rows * b->dim : 0;
-  b->old = in_place ? b->rows + rows * (b->dim + b->state_size) : 0;
-  b->old_states = in_place && b->state_size ? b->old + rows * b->dim
-                                            : 0; /* then [rows x state_size] */
-  sp->sum = b->rows + rows * per_row;
+  b->states = b->state_size ? b->rows + new_rows * b->dim : 0;
+  b->old = in_place ? b->rows + new_rows * b->dim + rows * b->state_size : 0;
+  b->old_states = in_place && b->state_size ? b->old + rows * b->dim : 0;
+  sp->sum = b->rows + floats - b->dim;
   b->had_state = (unsigned char *)(sp->sum + b->dim);
+  memset(b->had_state, TRAIN_STATE_NONE, (size_t)rows);
+  b->slots = (int64_t)rows;
   return SQLITE_OK;
 }
 
@@ -516,7 +549,8 @@ int embed_train_step(embed_store *st, const char *who, sqlite3_value *idv,
   rc = train_untouched_rows(st, &extra, &n_extra);
   if (rc) goto done;
   in_place = ids.n > 1 || n_extra > 0;
-  rc = train_space_get(&sp, &b, ids.n, n_extra, in_place, stack, sizeof(stack));
+  rc = train_space_get(st, &sp, &b, ids.n, n_extra, in_place, stack,
+                       sizeof(stack));
   if (rc) goto done;
   order = sp.order;
   /* Coalesce: order[] groups equal ids, keeping the call's order inside. */
@@ -540,7 +574,7 @@ int embed_train_step(embed_store *st, const char *who, sqlite3_value *idv,
     if ((i == 0 || order[i].id != order[i - 1].id) &&
         !train_is_padding(st, order[i].id))
       b.ids[j++] = order[i].id;
-  if (!state_in_place) rc = train_read_states(st, &b, 0, j, 0, &zErr);
+  if (!state_in_place) rc = train_read_states(st, &b, j, &zErr);
 
   /* Compute every new row (and state), in ascending id order: a batch
   ** rewrites each row in place through the handle that read it
@@ -565,12 +599,12 @@ int embed_train_step(embed_store *st, const char *who, sqlite3_value *idv,
   }
   if (rc == SQLITE_OK && b.states) { /* for the next call's choice */
     int64_t found = 0;
-    for (i = 0; i < b.n; i++) found += b.had_state[i];
+    for (i = 0; i < b.n; i++) found += b.had_state[i] != TRAIN_STATE_NONE;
     embed_store_states_found(st, found, b.n);
   }
   /* Rows outside the batch that torch's step moves too, with g = 0: their
-  ** ids (ascending) into the next slots, their states, then the steps. */
-  b.states_first = 0; /* their states are read below, stepped whole */
+  ** ids (ascending) into the next slots, then their states and weights in
+  ** place, in two passes when the optimizer splits (train_state_first). */
   if (n_extra) memset(sp.sum, 0, (size_t)dim * EMBED_FLOAT_BYTES);
   for (i = 0, j = 0, k = b.n; rc == SQLITE_OK && i < n_extra; i++) {
     while (j < n_groups && order[j].id < extra[i]) j++;
@@ -579,19 +613,20 @@ int embed_train_step(embed_store *st, const char *who, sqlite3_value *idv,
       continue;
     b.ids[k++] = extra[i];
   }
-  if (rc == SQLITE_OK && k > b.n)
-    rc = train_read_states(st, &b, b.n, k - b.n, 1, &zErr);
+  b.states_first = b.states && embed_optimizer_splits(cfg);
+  for (i = b.n; rc == SQLITE_OK && b.states_first && i < k; i++)
+    rc = train_state_first(st, &b, &states, b.ids[i], i, sp.sum, &wrote, &zErr);
   while (rc == SQLITE_OK && b.n < k)
-    rc = train_step_in_place(st, who, &b, &many, 0, b.ids[b.n], sp.sum, lr, 0,
-                             &wrote, &zErr);
+    rc = train_step_in_place(st, who, &b, &many,
+                             b.states && !b.states_first ? &states : 0,
+                             b.ids[b.n], sp.sum, lr, 0, &wrote, &zErr);
   /* A failure while computing puts back the rows written so far (the
   ** call's own transaction is rolled back instead); one in writing the
   ** rest rolls back. */
   if (rc && wrote && own != EMBED_TRAIN_CALL_TRANSACTION && b.written == b.n &&
       train_undo(&b, &many, &states) == SQLITE_OK)
     wrote = 0;
-  if (rc == SQLITE_OK)
-    rc = train_write_batch(st, &b, &many, &states, &wrote, &zErr);
+  if (rc == SQLITE_OK) rc = train_write_batch(st, &b, &states, &wrote, &zErr);
 done:
   embed_rows_close(&many);
   embed_rows_close(&states);
@@ -605,6 +640,10 @@ done:
     if (!zErr) rc = SQLITE_NOMEM;
   }
   *pzErr = zErr;
+  /* kept for the next call inside the caller's transaction */
+  if (sp.scratch)
+    embed_store_scratch_release(st,
+                                !sqlite3_get_autocommit(embed_store_db(st)));
   sqlite3_free(sp.heap);
   sqlite3_free(extra);
   if (grads_owned) sqlite3_free((void *)grads);

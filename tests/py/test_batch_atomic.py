@@ -29,6 +29,22 @@ def rows(conn):
     return conn.execute("SELECT id, embed_json(vector) FROM t").fetchall()
 
 
+def everything(conn):
+    """t's rows, optimizer states and config rows (the step count)."""
+    return (rows(conn),
+            conn.execute("SELECT id, hex(state) FROM t_state ORDER BY id").fetchall(),
+            conn.execute("SELECT key, value FROM t_config ORDER BY key").fetchall())
+
+
+def assert_step_fails_keeping(conn, ids, grads, lr, want, kept):
+    """A step inside the caller's transaction fails with a message holding
+    want, keeps the transaction open, and leaves everything(conn) == kept."""
+    raised = step_error(conn, ids, grads, lr)
+    assert raised is not None and want in raised, (ids, raised)
+    assert conn.in_transaction
+    assert everything(conn) == kept
+
+
 def test_batch_commits_once_and_is_visible(tmp_path):
     a = open_db(str(tmp_path / "db"))
     a.execute("CREATE VIRTUAL TABLE t USING embedding(dim=2, num_embeddings=3, init=zeros)")
@@ -113,9 +129,9 @@ def test_batch_failing_late_inside_a_transaction_puts_rows_back(tmp_path):
     assert rows(a) == before
 
 
-def test_momentum_reads_other_rows_states_by_one_scan_and_checks_them(tmp_path):
+def test_momentum_moves_other_rows_and_checks_their_states(tmp_path):
     """With momentum a step also moves every row that has a buffer; those
-    states are read by one scan of t_state, checked like the batch's."""
+    states are checked like the batch's."""
     a = open_db(str(tmp_path / "db"))
     a.execute("CREATE VIRTUAL TABLE t USING embedding(dim=2, num_embeddings=6, "
               "init=zeros, optimizer=sgd, momentum=0.5)")
@@ -135,6 +151,31 @@ def test_momentum_reads_other_rows_states_by_one_scan_and_checks_them(tmp_path):
     assert rows(a) == before
 
 
+@pytest.mark.parametrize("options", ["momentum=0.5", "momentum=0.5, nesterov=1",
+                                     "momentum=0.5, weight_decay=0.1"])
+def test_momentum_failing_on_another_row_puts_everything_back(tmp_path, options):
+    """The rows outside the batch that a momentum step moves are rewritten
+    in place, states then weights (with weight_decay, each state with its
+    row): a failure at one of them, a step that overflows or a damaged
+    state, puts back the batch's rows and every state and row rewritten
+    before it, and keeps the caller's transaction."""
+    a = open_db(str(tmp_path / "db"))
+    a.execute("CREATE VIRTUAL TABLE t USING embedding(dim=2, num_embeddings=6, "
+              f"init=zeros, optimizer=sgd, {options})")
+    a.execute("SELECT embed_update('t', '[1, 3, 4]', '[[1, 1], [2, 2], [40, 40]]', 1)").fetchone()
+    a.execute("SELECT embed_update('t', 0, '[1, 1]', 1)").fetchone()
+    a.execute("BEGIN")
+    before = everything(a)
+    # id 5 has no buffer and a zero gradient: it stays finite; id 4's
+    # buffer times lr overflows, after ids 0, 1 and 3 have moved
+    assert_step_fails_keeping(a, "[5]", "[[0, 0]]", 3e38, "of id 4 not finite", before)
+    a.execute("UPDATE t_state SET state = x'00' WHERE id = 3")
+    assert_step_fails_keeping(a, "[5]", "[[1, 1]]", 0.1,
+                              "corrupt optimizer state for id 3", everything(a))
+    a.execute("ROLLBACK")
+    assert everything(a) == before
+
+
 @pytest.mark.parametrize("optimizer", ["adagrad", "adam", "sgd, momentum=0.9"])
 @pytest.mark.parametrize("steps_before", [1, 2])
 def test_batch_failing_late_inside_a_transaction_keeps_states(tmp_path, optimizer,
@@ -152,14 +193,8 @@ def test_batch_failing_late_inside_a_transaction_keeps_states(tmp_path, optimize
     for _ in range(steps_before):
         a.execute("SELECT embed_update('t', '[0, 1, 2]', "
                   "'[[1, 1], [2, 2], [3, 3]]', 0.1)").fetchone()
-
-    def everything():
-        return (rows(a),
-                a.execute("SELECT id, hex(state) FROM t_state ORDER BY id").fetchall(),
-                a.execute("SELECT key, value FROM t_config ORDER BY key").fetchall())
-
     a.execute("BEGIN")
-    before = everything()
+    before = everything(a)
     assert [i for i, _ in before[1]] == [0, 1, 2]
     for ids, grads, lr, want in [
         # ids 0 and 1 step first; 3's gradient overflows its state or row
@@ -171,16 +206,10 @@ def test_batch_failing_late_inside_a_transaction_keeps_states(tmp_path, optimize
         # before the weights when the optimizer allows)
         ("[0, 1, 2]", "[[1, 1], [3e38, 3e38], [1, 1]]", 10, "id 1 not finite"),
     ]:
-        raised = step_error(a, ids, grads, lr)
-        assert raised is not None and want in raised, (ids, raised)
-        assert a.in_transaction
-        assert everything() == before
+        assert_step_fails_keeping(a, ids, grads, lr, want, before)
     # a damaged stored state after stepped ones
     a.execute("UPDATE t_state SET state = x'00' WHERE id = 2")
-    damaged = everything()
-    raised = step_error(a, "[0, 1, 2]", "[[1, 1], [1, 1], [1, 1]]", 0.1)
-    assert raised is not None and "corrupt optimizer state for id 2" in raised, raised
-    assert a.in_transaction
-    assert everything() == damaged
+    assert_step_fails_keeping(a, "[0, 1, 2]", "[[1, 1], [1, 1], [1, 1]]", 0.1,
+                              "corrupt optimizer state for id 2", everything(a))
     a.execute("ROLLBACK")
-    assert everything() == before
+    assert everything(a) == before
