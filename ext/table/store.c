@@ -355,7 +355,7 @@ void embed_scan_map(embed_scan *scan, int on) {
   }
 }
 
-/* ------------------------------------------------------ optimizer state */
+/* --------------------------------------- training calls' working memory */
 
 void *embed_store_scratch_take(embed_store *st, sqlite3_uint64 bytes) {
   if (st->scratch_busy) return 0;
@@ -388,6 +388,8 @@ void store_scratch_free(embed_store *st) {
   st->scratch = 0;
   st->scratch_bytes = 0;
 }
+
+/* ------------------------------------------------------ optimizer state */
 
 int embed_store_states_mostly_stored(const embed_store *st) {
   return st->states_stored;

@@ -283,7 +283,8 @@ void embed_store_close(embed_store *st) {
   sqlite3_free(st->vectors_table);
   sqlite3_free(st->pending); /* the change log's buffer */
   store_pending_free(st);
-  sqlite3_free(st->scratch); /* no call holds it once the table closes */
+  st->scratch_busy = 0; /* no call holds it once the table closes */
+  store_scratch_free(st);
   sqlite3_free(st);
 }
 
