@@ -2,10 +2,13 @@
 ** oom.c - the out-of-memory sweep: embed must never crash, leak or lose a
 ** row when an allocation fails.
 **
-**     make build/oom && build/oom     every allocation point (~40 s)
+**     make build/oom && build/oom     every allocation point (minutes)
 **     build/oom-asan --all            the same under ASan/UBSan, running the
 **                                     whole workload after each fault
 **     build/oom --stride 7            every 7th allocation point
+**     build/oom --shard 1/2           every other point, from the second
+**                                     (make test-oom runs the shards of
+**                                     a 2-core machine side by side)
 **     build/oom --at N -v             one point, every finding in full (and
 **                                     the rows a half-done step changed)
 **
@@ -530,7 +533,7 @@ static int place_file(char *path) {
 }
 
 int main(int argc, char **argv) {
-  long stride = 1, n, total, points = 0, only = 0;
+  long stride = 1, n, total, points = 0, only = 0, shard = 0, shards = 1;
   static char scratch[] = "/tmp/embed-oom-XXXXXX";
   char bin[64];
   int i, s, benign_hooks;
@@ -539,12 +542,17 @@ int main(int argc, char **argv) {
       verbose = 1;
     else if (strcmp(argv[i], "--stride") == 0 && i + 1 < argc)
       stride = atol(argv[++i]);
+    else if (strcmp(argv[i], "--shard") == 0 && i + 1 < argc &&
+             sscanf(argv[i + 1], "%ld/%ld", &shard, &shards) == 2 &&
+             shards >= 1 && shard >= 0 && shard < shards)
+      i++;
     else if (strcmp(argv[i], "--all") == 0)
       after_fault = N_STEPS;
     else if (strcmp(argv[i], "--at") == 0 && i + 1 < argc)
       only = atol(argv[++i]);
     else {
-      fprintf(stderr, "usage: %s [-v] [--all] [--stride N] [--at N]\n",
+      fprintf(stderr,
+              "usage: %s [-v] [--all] [--stride N] [--shard K/M] [--at N]\n",
               argv[0]);
       return 2;
     }
@@ -584,7 +592,9 @@ int main(int argc, char **argv) {
 
   for (i = 0; i < 2; i++) {
     current_mode = i ? "persistent" : "transient";
-    for (n = only ? only : 1; n <= (only ? only : total); n += stride) {
+    /* shard K of M: the points K, K + M, ... of the stride's sequence */
+    for (n = only ? only : 1 + shard * stride; n <= (only ? only : total);
+         n += stride * shards) {
       current_n = n;
       run_workload(n, i, 0);
       points++;
