@@ -236,13 +236,11 @@ $(BUILD)/defensive: tests/robust/defensive.c
 # (oom.c --shard), each logging to build/oom.K.log, shown when all end.
 OOM_SHARDS ?= 2
 test-oom: $(BUILD)/oom
-	@pids=; k=0; while [ $$k -lt $(OOM_SHARDS) ]; do \
+	@pids=; logs=; k=0; while [ $$k -lt $(OOM_SHARDS) ]; do \
 	  $(BUILD)/oom --shard $$k/$(OOM_SHARDS) > $(BUILD)/oom.$$k.log 2>&1 & \
-	  pids="$$pids $$!"; k=$$((k + 1)); done; \
+	  pids="$$pids $$!"; logs="$$logs $(BUILD)/oom.$$k.log"; k=$$((k + 1)); done; \
 	ok=1; for p in $$pids; do wait $$p || ok=0; done; \
-	k=0; while [ $$k -lt $(OOM_SHARDS) ]; do \
-	  cat $(BUILD)/oom.$$k.log; k=$$((k + 1)); done; \
-	cat $(BUILD)/oom.*.log | awk '/allocation points tried/ { p += $$2; f += $$6 } \
+	cat $$logs; cat $$logs | awk '/allocation points tried/ { p += $$2; f += $$6 } \
 	  END { printf "oom: %d allocation points tried in all, %d failures\n", p, f }'; \
 	[ $$ok = 1 ]
 	@$(passed)
