@@ -17,8 +17,8 @@ src(id INTEGER PRIMARY KEY, v BLOB) of an attached `:memory:` database, then
 into a fresh, empty table each repetition, in a `:memory:` database and in
 a WAL file (synchronous=NORMAL, SQLite's default page cache), once as one
 autocommit statement (the timed part includes its COMMIT) and once inside
-BEGIN ... COMMIT (timed from BEGIN to the end of COMMIT; in a file embed
-inserts row by row there, README "Bulk insert"). Figures: wall-clock median and
+BEGIN ... COMMIT (timed from BEGIN to the end of COMMIT; README "Bulk
+insert"). Figures: wall-clock median and
 [min, max] over the repetitions, embed and plain alternating in the same
 process, and the ratio of the medians.
 """

@@ -147,13 +147,14 @@ static int check_shape(embed_store *st, const char *ddl, const char *name,
 }
 
 int store_check_shapes(embed_store *st, const char *const *suffix,
-                       const char *const *ddl, int n, char **pzErr) {
+                       const char *const *ddl, int n, unsigned *same_ddl,
+                       char **pzErr) {
   sqlite3_stmt *kind = 0, *columns = 0, *wr = 0;
   int i, rc = SQLITE_OK;
   store_prepare(
       st, &kind,
       sqlite3_mprintf(
-          "SELECT type, rootpage = 0 OR sql LIKE 'CREATE VIRTUAL TABLE%%' FROM %s.sqlite_schema WHERE name = ?1 COLLATE NOCASE AND type IN ('table', 'view', 'index') ORDER BY type = 'table' DESC",
+          "SELECT type, rootpage = 0 OR sql LIKE 'CREATE VIRTUAL TABLE%%', instr(sql, ?2) > 0 FROM %s.sqlite_schema WHERE name = ?1 COLLATE NOCASE AND type IN ('table', 'view', 'index') ORDER BY type = 'table' DESC",
           st->names[ON_SCHEMA]),
       &rc);
   /* the pragmas are (eponymous) virtual tables: no SQLITE_PREPARE_NO_VTAB */
@@ -183,6 +184,7 @@ int store_check_shapes(embed_store *st, const char *const *suffix,
       break;
     }
     sqlite3_bind_text(kind, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(kind, 2, ddl[i], -1, SQLITE_STATIC);
     rc = sqlite3_step(kind);
     if (rc == SQLITE_DONE) {
       rc = store_corrupt(
@@ -191,6 +193,7 @@ int store_check_shapes(embed_store *st, const char *const *suffix,
     } else if (rc == SQLITE_ROW) {
       const char *type = (const char *)sqlite3_column_text(kind, 0);
       int is_virtual = sqlite3_column_int(kind, 1);
+      if (sqlite3_column_int(kind, 2)) *same_ddl |= 1u << i;
       if (!type) {
         rc = SQLITE_NOMEM;
       } else if (strcmp(type, "table") != 0) {

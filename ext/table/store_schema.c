@@ -27,7 +27,13 @@
 
 #include "table/store_int.h"
 
-/* The shadow tables, by suffix, with their columns. */
+/* The shadow tables, by suffix, with their columns. T_vectors' CHECK
+** calls no function (every BLOB sorts at or after the empty BLOB, every
+** other type before it, so `vector >= x''` holds exactly for a BLOB): a
+** CHECK that calls a function (tables made before, `typeof(vector) =
+** 'blob'`) makes SQLite give even an INSERT OR IGNORE of many rows a
+** statement journal, and the insert buffer's flushes in a file would pay
+** for one (store_stmt.c). */
 static const struct {
   const char *suffix;
   const char *columns;
@@ -35,7 +41,7 @@ static const struct {
     [SHADOW_CONFIG] = {"config", "(key TEXT PRIMARY KEY, value) WITHOUT ROWID"},
     [SHADOW_VECTORS] =
         {"vectors",
-         "(id INTEGER PRIMARY KEY, vector BLOB NOT NULL CHECK (typeof(vector) = 'blob'))"},
+         "(id INTEGER PRIMARY KEY, vector BLOB NOT NULL CHECK (vector >= x''))"},
     [SHADOW_STATE] =
         {"state",
          "(id INTEGER PRIMARY KEY, state BLOB NOT NULL CHECK (typeof(state) = 'blob'))"},
@@ -156,14 +162,19 @@ static int store_load_config(embed_store *st, char **pzErr) {
 /* The checks of store_check.c on the shadow tables from `first` on that
 ** the table's layout has (this file has their list). */
 static int store_check_from(embed_store *st, int first, char **pzErr) {
-  const char *suffix[STORE_N_SHADOW], *columns[STORE_N_SHADOW];
-  int i, n = 0;
+  const char *suffix[STORE_N_SHADOW] = {0}, *columns[STORE_N_SHADOW] = {0};
+  int i, n = 0, vectors_at = -1, rc;
+  unsigned same_ddl = 0;
   for (i = first; i < STORE_N_SHADOW; i++) {
     if (!store_has_shadow(st, i)) continue;
+    if (i == SHADOW_VECTORS) vectors_at = n;
     suffix[n] = store_shadow[i].suffix;
     columns[n++] = store_shadow[i].columns;
   }
-  return store_check_shapes(st, suffix, columns, n, pzErr);
+  rc = store_check_shapes(st, suffix, columns, n, &same_ddl, pzErr);
+  if (rc == SQLITE_OK && vectors_at >= 0)
+    st->vectors_ddl_current = (same_ddl >> vectors_at) & 1;
+  return rc;
 }
 
 int embed_store_check_shadows(embed_store *st, char **pzErr) {
@@ -191,6 +202,7 @@ static int store_create(embed_store *st) {
   int rc = SQLITE_OK, i;
   int64_t id;
   st->layout = STORE_LAYOUT_CURRENT;
+  st->vectors_ddl_current = 1;
   for (i = 0; rc == SQLITE_OK && i < STORE_N_SHADOW; i++)
     if (store_has_shadow(st, i))
       rc = embed_exec(st->db, sqlite3_mprintf("CREATE TABLE %s%s", st->names[i],

@@ -33,8 +33,9 @@
 **    autocommit statement (its end is xSync or xRollback), or, inside
 **    BEGIN ... COMMIT, a statement from its second inserted row on (it
 **    writes several rows, so it has a statement journal, whose end is
-**    xRelease or xRollbackTo; pending_in_statement), in a memory database
-**    only (see STORE_PENDING_FILE_BYTES). A one-row INSERT inside BEGIN
+**    xRelease or xRollbackTo; pending_in_statement), in a memory database,
+**    or a file table whose flushes need no statement journal (see
+**    STORE_PENDING_FILE_BYTES). A one-row INSERT inside BEGIN
 **    gives no such sign and goes in at once.
 **  - Only a row that cannot conflict is buffered: its id is above every id
 **    the table holds. The store learns the table's largest id once (one
@@ -138,10 +139,13 @@ int store_prepare(embed_store *st, sqlite3_stmt **slot, char *zSql, int *rc) {
 /* INSERT INTO T_vectors(id, vector) VALUES (?, ?), ... once per row of
 ** the insert buffer's batch. Built without the connection, so that its
 ** SQLITE_LIMIT_LENGTH (a limit on values) does not cut the text. */
+static int pending_no_journal(embed_store *st);
+
 static char *store_insert_many_sql(embed_store *st) {
   sqlite3_str *sql = sqlite3_str_new(0);
   int i;
-  sqlite3_str_appendf(sql, "INSERT INTO %s(id, vector) VALUES (?, ?)",
+  sqlite3_str_appendf(sql, "INSERT%s INTO %s(id, vector) VALUES (?, ?)",
+                      pending_no_journal(st) ? " OR IGNORE" : "",
                       st->names[SHADOW_VECTORS]);
   for (i = 1; i < store_pending_batch(st); i++)
     sqlite3_str_appendall(sql, ", (?, ?)");
@@ -235,7 +239,22 @@ void store_finalize_all(embed_store *st) {
 ** ordinary table against 1.22-1.25x row by row). A memory database keeps
 ** its journals in memory; there 256 rows a statement took 5% less time
 ** than 64 (a 200,000-row insert; 1,024 gained nothing more). A lowered
-** SQLITE_LIMIT_VARIABLE_NUMBER lowers the batch to fit. */
+** SQLITE_LIMIT_VARIABLE_NUMBER lowers the batch to fit.
+**
+** Neither limit holds for a file table whose T_vectors has this version's
+** DDL, whose CHECK calls no function (store_schema.c): there a flush is
+** INSERT OR IGNORE, which SQLite runs without a statement journal, so it
+** takes 256 rows and also buffers inside BEGIN (a 200,000-row insert in a
+** WAL file: 1.21x an ordinary table to 1.04x as one statement, 1.21x to
+** 0.95x inside BEGIN, one run of bench_insert.py). A buffered row cannot
+** conflict, so nothing is ignored: a flush that adds fewer rows than it
+** holds met a row written into T_vectors behind the table's back, and
+** fails as a plain INSERT would, on the primary key. Without a
+** statement journal a flush that fails (out of memory, disk full, an I/O
+** error) makes SQLite roll back the whole transaction, whose xRollback
+** forgets the buffer, so no row is written twice. Memory databases keep
+** the plain INSERT: its statement journal lets a failure there undo the
+** one statement only. */
 #define STORE_PENDING_ROWS 256
 #define STORE_PENDING_FILE_BYTES (16 << 10)
 
@@ -249,7 +268,8 @@ int store_pending_batch(embed_store *st) {
     int params = sqlite3_limit(st->db, SQLITE_LIMIT_VARIABLE_NUMBER, -1);
     int64_t rows = STORE_PENDING_ROWS;
     st->ins_file = file && file[0];
-    if (st->ins_file && rows * pending_row_bytes(st) > STORE_PENDING_FILE_BYTES)
+    if (st->ins_file && !st->vectors_ddl_current &&
+        rows * pending_row_bytes(st) > STORE_PENDING_FILE_BYTES)
       rows = STORE_PENDING_FILE_BYTES / pending_row_bytes(st);
     if (rows > params / 2) rows = params / 2;
     st->ins_batch = rows > 1 ? (int)rows : 1;
@@ -257,10 +277,18 @@ int store_pending_batch(embed_store *st) {
   return st->ins_batch;
 }
 
-/* Is the table's schema a database file (no buffer inside BEGIN)? */
-static int pending_is_file(embed_store *st) {
-  store_pending_batch(st); /* decides it */
-  return st->ins_file;
+/* Are flushes INSERT OR IGNORE, without a statement journal (a database
+** file, T_vectors of this version's DDL)? */
+static int pending_no_journal(embed_store *st) {
+  store_pending_batch(st); /* decides ins_file */
+  return st->ins_file && st->vectors_ddl_current;
+}
+
+/* May rows wait inside BEGIN ... COMMIT (not in a file that flushes with
+** a statement journal)? */
+static int pending_in_begin(embed_store *st) {
+  store_pending_batch(st);
+  return !st->ins_file || pending_no_journal(st);
 }
 
 /* Write the buffer's rows, oldest first, a batch per statement, and drop
@@ -283,6 +311,8 @@ static int pending_write(embed_store *st) {
                                (sqlite3_uint64)row_bytes, SQLITE_STATIC);
     }
     if (rc == SQLITE_OK) rc = store_step_done(stmt);
+    if (rc == SQLITE_OK && take > 1 && sqlite3_changes64(st->db) != take)
+      rc = SQLITE_CONSTRAINT_PRIMARYKEY; /* OR IGNORE skipped a row */
     if (rc == SQLITE_OK) done += take;
   }
   st->ins_writing = 0;
@@ -374,7 +404,7 @@ int store_pending_add(embed_store *st, int64_t id, const void *bytes) {
   int rc;
   if (!EMBED_HOST_LE) return SQLITE_NOTFOUND;
   if (!sqlite3_get_autocommit(st->db) &&
-      (pending_is_file(st) || !pending_in_statement(st)))
+      (!pending_in_begin(st) || !pending_in_statement(st)))
     return SQLITE_NOTFOUND;
   if (!st->ins_bound_known) { /* no row reads 0: ids <= 0 go in at once */
     rc = store_int(st, STMT_MAXID, &st->ins_bound);

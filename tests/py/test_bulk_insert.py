@@ -204,6 +204,85 @@ def test_explicit_transaction_one_row_statements_never_wait(tmp_path, where):
     assert conn.execute("SELECT count(*) FROM tok").fetchone()[0] == 200
 
 
+OLD_CHECK = "CHECK (typeof(vector) = 'blob')"
+
+
+@pytest.mark.parametrize("form", ["autocommit", "begin"])
+def test_table_made_with_the_earlier_check_inserts_the_same(tmp_path, form):
+    # tables made before this version have CHECK (typeof(vector) = 'blob')
+    # on T_vectors; their flushes keep a statement journal, so inside BEGIN
+    # a file inserts row by row: the result is the same
+    path = str(tmp_path / "bulk.db")
+    conn = open_pair(tmp_path, "file")
+    sql = one(conn, "SELECT sql FROM sqlite_schema WHERE name = 'tok_vectors'")
+    assert "CHECK (vector >= x'')" in sql
+    conn.execute("PRAGMA writable_schema = ON")
+    conn.execute("UPDATE sqlite_schema SET sql = replace(sql, ?, ?) "
+                 "WHERE name = 'tok_vectors'",
+                 ("CHECK (vector >= x'')", OLD_CHECK))
+    conn.close()
+    conn = connect(path)
+    assert OLD_CHECK in one(
+        conn, "SELECT sql FROM sqlite_schema WHERE name = 'tok_vectors'")
+    make_src(conn, range(100, 100 + N))
+    for table in ("tok", "plain"):
+        if form == "begin":
+            conn.execute("BEGIN")
+        conn.execute(f"INSERT INTO {table}(id, vector) SELECT id, v FROM src")
+        assert one(conn, "SELECT changes()") == N
+        if form == "begin":
+            conn.execute("COMMIT")
+    assert table_state(conn) == table_state(conn, "plain")
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        conn.execute("INSERT INTO tok_vectors VALUES (5000, 'text')")
+    assert conn.execute(
+        "INSERT INTO tok(tok) VALUES ('integrity-check')").fetchall() == []
+
+
+def test_check_refuses_what_is_not_a_blob(tmp_path):
+    # CHECK (vector >= x''): every BLOB sorts at or after the empty one,
+    # every number and text before it, so it holds exactly for BLOBs
+    conn = open_pair(tmp_path, "file")
+    conn.execute("INSERT INTO tok_vectors VALUES (5000, ?)",
+                 (to_blob(np.ones(DIM)),))
+    conn.execute("INSERT INTO tok_vectors VALUES (5001, x'')")
+    for value in ("text", "", 3, -2.5):
+        with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+            conn.execute("INSERT INTO tok_vectors VALUES (5002, ?)", (value,))
+    with pytest.raises(sqlite3.IntegrityError, match="NOT NULL"):
+        conn.execute("INSERT INTO tok_vectors VALUES (5002, NULL)")
+
+
+@pytest.mark.parametrize("where", ["memory", "file"])
+@pytest.mark.parametrize("form", ["autocommit", "begin"])
+def test_row_written_behind_the_tables_back_fails_the_insert(
+        tmp_path, where, form):
+    # a function of the SELECT writes T_vectors directly, at an id the
+    # buffer holds: its flush cannot add every row it holds (a file's
+    # INSERT OR IGNORE would skip it), so the statement fails and leaves
+    # nothing, as a plain INSERT's UNIQUE error does
+    conn = open_pair(tmp_path, where)
+    make_src(conn, range(100, 100 + N))
+    before = table_state(conn)
+
+    def sneak(i):
+        if i == 120:
+            conn.execute("INSERT INTO tok_vectors VALUES (130, ?)",
+                         (to_blob(np.zeros(DIM)),))
+        return i
+    conn.create_function("sneak", 1, sneak)
+    if form == "begin":
+        conn.execute("BEGIN")
+    with pytest.raises(sqlite3.IntegrityError, match="^embedding tok: "):
+        conn.execute("INSERT INTO tok(id, vector) SELECT sneak(id), v FROM src")
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+    assert table_state(conn) == before
+    assert one(conn, "SELECT count(*) FROM tok_vectors") == 10
+    assert conn.execute(
+        "INSERT INTO tok(tok) VALUES ('integrity-check')").fetchall() == []
+
+
 def test_bulk_insert_while_another_statement_reads(tmp_path):
     # a statement of the same connection is still stepping (SQLite then
     # gives the insert a statement journal): rows land, the reader goes on
@@ -299,7 +378,11 @@ def _faulty_vfs(apsw, plan):
 
 
 @pytest.mark.parametrize("journal", ["wal", "delete"])
-def test_io_error_anywhere_in_bulk_insert_is_all_or_nothing(tmp_path, journal):
+@pytest.mark.parametrize("form", ["autocommit", "begin"])
+def test_io_error_anywhere_in_bulk_insert_is_all_or_nothing(tmp_path, journal,
+                                                            form):
+    # inside BEGIN the buffer's flushes (INSERT OR IGNORE, no statement
+    # journal) fail mid-way too: SQLite then rolls the transaction back
     apsw = pytest.importorskip("apsw")
     plan = {"at": 0, "calls": 0, "hit": 0}
     vfs = _faulty_vfs(apsw, plan)  # noqa: F841 (registered while alive)
@@ -333,9 +416,16 @@ def test_io_error_anywhere_in_bulk_insert_is_all_or_nothing(tmp_path, journal):
         plan.update(at=at, calls=0, hit=0)
         failed = False
         try:
+            if form == "begin":
+                conn.execute("BEGIN")
             conn.execute("INSERT INTO tok(id, vector) SELECT id, v FROM src")
+            if form == "begin":
+                conn.execute("COMMIT")
         except apsw.Error:
             failed = True
+            plan["at"] = 0
+            if not conn.getautocommit():
+                conn.execute("ROLLBACK")
         plan["at"] = 0
         calls, hit = plan["calls"], plan["hit"]
         conn.close()
