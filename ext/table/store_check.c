@@ -16,7 +16,9 @@
 **    VIRTUAL TABLE; its columns (PRAGMA table_xinfo: name, declared type,
 **    primary key) are those of its DDL in store_schema.c, in order; it is a
 **    WITHOUT ROWID table exactly when the DDL says so. (NOT NULL and CHECK
-**    are not compared: a damaged value is caught where it is read.) The
+**    are not compared: a damaged value is caught where it is read. Whether
+**    the stored SQL holds the DDL exactly is reported to the caller, which
+**    tells T_vectors of this version's CHECK from an older one's.) The
 **    list of shadow tables and the expected columns come from
 **    store_schema.c's table (embed_store_check_shadows there passes them
 **    in), so every shadow table is checked, however many there are. A

@@ -81,10 +81,11 @@ struct embed_store {
   unsigned char *ins_rows; /* [n_ins x 4D] stored-form vectors */
   int64_t n_ins, cap_ins, ins_bound;
   int ins_bound_known, ins_writing;
-  int ins_batch;           /* rows per STMT_INSERT_MANY; 0: not chosen yet */
-  int vectors_ddl_current; /* T_vectors has store_schema.c's DDL: its CHECK
-                           ** calls no function (store_stmt.c's buffer) */
-  int ins_file; /* the schema is a database file (set with ins_batch) */
+  int ins_batch; /* rows per STMT_INSERT_MANY; 0: not chosen yet */
+  int ins_file;  /* the schema is a database file (set with ins_batch) */
+  /* T_vectors has store_schema.c's DDL, whose CHECK calls no function:
+  ** in a file its flushes need no statement journal (store_stmt.c) */
+  int vectors_ddl_current;
   sqlite3_stmt *ins_owner;   /* in BEGIN: the statement that inserted last */
   int ins_owner_runs;        /* its SQLITE_STMTSTATUS_RUN then */
   int64_t ins_owner_changes; /* total_changes() after that insert */
@@ -153,10 +154,9 @@ int store_has_shadow(const embed_store *st, int i);
 /* store_check.c, for store_schema.c (which has the list of shadow tables):
 ** the n shadow tables T_suffix[i], each an ordinary table with the columns
 ** of its DDL columns[i]? (Bit i of *same_ddl: its stored SQL holds
-** columns[i] exactly, as this version made it.) And do the options read back
-*from T_config
-** (`stored`, and the layout row, `stored_layout`) equal the table's, is
-** the step count sound? */
+** columns[i] exactly, as this version makes it.) And do the options read
+** back from T_config (`stored`, and the layout row, `stored_layout`) equal
+** the table's, is the step count sound? */
 int store_check_shapes(embed_store *st, const char *const *suffix,
                        const char *const *columns, int n, unsigned *same_ddl,
                        char **pzErr);

@@ -136,9 +136,10 @@ int store_prepare(embed_store *st, sqlite3_stmt **slot, char *zSql, int *rc) {
   return *rc;
 }
 
-/* INSERT INTO T_vectors(id, vector) VALUES (?, ?), ... once per row of
-** the insert buffer's batch. Built without the connection, so that its
-** SQLITE_LIMIT_LENGTH (a limit on values) does not cut the text. */
+/* INSERT [OR IGNORE] INTO T_vectors(id, vector) VALUES (?, ?), ... once
+** per row of the insert buffer's batch (OR IGNORE: pending_no_journal).
+** Built without the connection, so that its SQLITE_LIMIT_LENGTH (a limit
+** on values) does not cut the text. */
 static int pending_no_journal(embed_store *st);
 
 static char *store_insert_many_sql(embed_store *st) {
@@ -287,8 +288,8 @@ static int pending_no_journal(embed_store *st) {
 /* May rows wait inside BEGIN ... COMMIT (not in a file that flushes with
 ** a statement journal)? */
 static int pending_in_begin(embed_store *st) {
-  store_pending_batch(st);
-  return !st->ins_file || pending_no_journal(st);
+  store_pending_batch(st); /* decides ins_file */
+  return !st->ins_file || st->vectors_ddl_current;
 }
 
 /* Write the buffer's rows, oldest first, a batch per statement, and drop
