@@ -66,7 +66,8 @@ ids' gradient sums; tests/py/test_oracle.py checks the math to 1e-6).
 
 After the table, the SQLite floor on disk (bench/train_floor.c, see
 bench_train_mem.py): the same number of rows per step written in place
-through one sqlite3_blob handle in a WAL file with the same settings and
+through one sqlite3_blob handle (the state in the row's BLOB, as embed
+keeps adagrad's and adam's) in a WAL file with the same settings and
 the same COMMIT + checkpoint every `steps` steps, wall clock per row,
 against torch and embed.
 
@@ -267,7 +268,8 @@ def main(argv=None):
             out = subprocess.run(
                 [floor, str(N_ROWS), str(DIM), str(args.reps * per_rep),
                  str(BATCH), str(bench_train_mem.FLOOR_STATE[name]),
-                 DB_PATH + ".floor", str(args.steps), "2", "0", str(every)]
+                 DB_PATH + ".floor", str(args.steps), "2",
+                 str(bench_train_mem.FLOOR_IN_RECORD[name]), str(every)]
                 + ([str(args.page_size)] if args.page_size else []),
                 check=True, capture_output=True, text=True).stdout.split()
             walls.append(float(out[2]))

@@ -40,8 +40,9 @@ buffer), so its per-row figure grows with the steps taken.
 The SQLite floor (bench/train_floor.c, compiled here against the system
 SQLite): the same number of rows per step moved through one sqlite3_blob
 handle in a `:memory:` database, one transaction: seek, read, one add,
-write back in place, and the same for a state row of the optimizer's size
-(none for sgd, D floats for adagrad, 2D for adam; not run for momentum).
+write back in place, each row holding the weight and then the optimizer's
+state, as embed stores adagrad's and adam's (D floats, 2D; none for sgd;
+not run for momentum).
 It is what any in-place write through SQLite's public API costs, most of
 it the first write of each page in the transaction copying the page to
 the rollback journal; embed is printed against it too.
@@ -77,6 +78,9 @@ OPTIMIZERS = {
 # floats of optimizer state per row (core/optimizer.c), for the floor;
 # momentum has none: its steps also move every row with a buffer
 FLOOR_STATE = {"sgd": 0, "adagrad": DIM, "adam": 2 * DIM}
+# train_floor's IN_RECORD: where the state is, as embed keeps it (1: after
+# the weight in the row's BLOB, layout 3)
+FLOOR_IN_RECORD = {"sgd": 0, "adagrad": 1, "adam": 1}
 FLOOR_SRC = os.path.join(ROOT, "bench", "train_floor.c")
 FLOOR_BIN = os.path.join(ROOT, "build", "bench-data", "train_floor")
 
@@ -100,8 +104,9 @@ def child(ext, name, steps, warm, sql=STEP_SQL, page_size=None):
     if ext == "floor":
         out = subprocess.run(
             [FLOOR_BIN, str(N_ROWS), str(DIM), str(steps), str(BATCH),
-             str(FLOOR_STATE[name]), ":memory:", "0", str(warm)]
-            + (["0", "1", str(page_size)] if page_size else []),
+             str(FLOOR_STATE[name]), ":memory:", "0", str(warm),
+             str(FLOOR_IN_RECORD[name])]
+            + (["1", str(page_size)] if page_size else []),
             check=True, capture_output=True,
             text=True).stdout
         return float(out.split()[1]) * 1e-6 * BATCH * steps

@@ -1,15 +1,17 @@
 /*
 ** fuzz_shadow.c - libFuzzer harness for corrupted shadow tables: a database
-** holding an embedding table (Adam, dim 4, some rows trained) is loaded
-** fresh for each input (sqlite3_deserialize of a template), the input
-** rewrites its shadow tables with plain SQL before the table is first
-** connected (so xConnect reads the damage; some edits put an impostor in a
-** shadow table's place), and then every read, write, search, training path
-** and command runs. Errors are expected; crashes, sanitizer
+** holding an embedding table `t` (dim 4, some rows trained) is loaded fresh
+** for each input (sqlite3_deserialize of a template: Adam, whose states are
+** in each T_vectors row, or SGD with momentum, whose buffers are T_state
+** rows), the input rewrites its shadow tables with plain SQL before the
+** table is first connected (so xConnect reads the damage; some edits put an
+** impostor in a shadow table's place), and then every read, write, search,
+** training path and command runs. Errors are expected; crashes, sanitizer
 ** reports and leaked statements are not.
 **
-** Input: up to 8 edits, each a byte picking the edit (EDITS) and its values
-** (fuzz_common.h), then a byte picking which operations run.
+** Input: the template byte, then up to 8 edits, each a byte picking the
+** edit (EDITS) and its values (fuzz_common.h), then bytes picking which
+** operations run.
 */
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,6 +64,7 @@ static const char *const OPS[] = {
     "INSERT OR REPLACE INTO t(id, vector) VALUES (3, '[1,2,3,4]')",
     "DELETE FROM t WHERE id = 1",
     "SELECT embed_optimizer_reset('t')",
+    "SELECT embed_optimizer_state('t', 2), embed_optimizer_state('t', 5)",
     "INSERT INTO t(t) VALUES ('integrity-check')",
     "INSERT INTO t(t) VALUES ('reset-optimizer')",
     "ALTER TABLE t RENAME TO t2; SELECT count(*) FROM t2",
@@ -69,27 +72,31 @@ static const char *const OPS[] = {
 };
 #define N_OPS (sizeof(OPS) / sizeof(OPS[0]))
 
-static unsigned char *template_db;
-static sqlite3_int64 template_size;
+static const char *const OPTIMIZERS[] = {"optimizer=adam", "momentum=0.9"};
+#define N_TEMPLATES (sizeof(OPTIMIZERS) / sizeof(OPTIMIZERS[0]))
 
-static void make_template(void) {
+static unsigned char *template_db[N_TEMPLATES];
+static sqlite3_int64 template_size[N_TEMPLATES];
+
+static void make_template(unsigned which) {
   sqlite3 *db = 0;
   unsigned char *bytes;
-  sqlite3_auto_extension((void (*)(void))sqlite3_embed_init);
-  if (sqlite3_open(":memory:", &db) != SQLITE_OK ||
-      sqlite3_exec(db,
-                   "CREATE VIRTUAL TABLE t USING embedding(dim=4, "
-                   "num_embeddings=6, seed=3, optimizer=adam);"
-                   "SELECT embed_update('t', '[1, 2, 3]', "
-                   "'[[1,0,0,0],[0,1,0,0],[0,0,1,0]]', 0.1);",
-                   0, 0, 0) != SQLITE_OK) {
+  char *sql = sqlite3_mprintf(
+      "CREATE VIRTUAL TABLE t USING embedding(dim=4, num_embeddings=6, "
+      "seed=3, %s);"
+      "SELECT embed_update('t', '[1, 2, 3]', "
+      "'[[1,0,0,0],[0,1,0,0],[0,0,1,0]]', 0.1);",
+      OPTIMIZERS[which]);
+  if (!sql || sqlite3_open(":memory:", &db) != SQLITE_OK ||
+      sqlite3_exec(db, sql, 0, 0, 0) != SQLITE_OK) {
     fprintf(stderr, "fuzz_shadow: setup failed: %s\n", sqlite3_errmsg(db));
     abort();
   }
-  bytes = sqlite3_serialize(db, "main", &template_size, 0);
-  template_db = (unsigned char *)malloc((size_t)template_size);
-  if (!bytes || !template_db) abort();
-  memcpy(template_db, bytes, (size_t)template_size);
+  sqlite3_free(sql);
+  bytes = sqlite3_serialize(db, "main", &template_size[which], 0);
+  template_db[which] = (unsigned char *)malloc((size_t)template_size[which]);
+  if (!bytes || !template_db[which]) abort();
+  memcpy(template_db[which], bytes, (size_t)template_size[which]);
   sqlite3_free(bytes);
   sqlite3_close(db);
 }
@@ -98,16 +105,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   fuzz_in in = {data, size};
   sqlite3 *db = 0;
   unsigned char *copy;
-  unsigned edits, i, mask;
-  if (!template_db) make_template();
+  unsigned edits, i, mask, which;
+  if (!template_db[0]) {
+    sqlite3_auto_extension((void (*)(void))sqlite3_embed_init);
+    for (which = 0; which < N_TEMPLATES; which++) make_template(which);
+  }
   if (size > 100000) return 0;
-  copy = (unsigned char *)sqlite3_malloc64((sqlite3_uint64)template_size);
+  which = fuzz_byte(&in) % N_TEMPLATES;
+  copy =
+      (unsigned char *)sqlite3_malloc64((sqlite3_uint64)template_size[which]);
   if (!copy) return 0;
-  memcpy(copy, template_db, (size_t)template_size);
+  memcpy(copy, template_db[which], (size_t)template_size[which]);
   if (sqlite3_open(":memory:", &db) != SQLITE_OK ||
-      sqlite3_deserialize(db, "main", copy, template_size, template_size,
-                          SQLITE_DESERIALIZE_FREEONCLOSE |
-                              SQLITE_DESERIALIZE_RESIZEABLE) != SQLITE_OK) {
+      sqlite3_deserialize(
+          db, "main", copy, template_size[which], template_size[which],
+          SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_RESIZEABLE) !=
+          SQLITE_OK) {
     fprintf(stderr, "fuzz_shadow: deserialize failed\n");
     abort();
   }

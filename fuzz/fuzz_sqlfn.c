@@ -1,9 +1,10 @@
 /*
 ** fuzz_sqlfn.c - libFuzzer harness for the SQL function surface: every
 ** embed_* scalar and aggregate, embed_lookup, embed_update and
-** embed_optimizer_reset, called with arbitrary arguments (fuzz_common.h
-** encodes them) on a fresh database holding an SGD table `t` (dim 4, rows
-** 0..9, padding_idx 0, max_norm 2) and an Adam table `a` (dim 3).
+** embed_optimizer_state and embed_optimizer_reset, called with arbitrary
+** arguments (fuzz_common.h encodes them) on a fresh database holding an SGD
+** table `t` (dim 4, rows 0..9, padding_idx 0, max_norm 2) and an Adam table
+** `a` (dim 3, each stored row its weight then m and v: 9 floats).
 **
 ** Input: one byte picks the function, then its arguments. Aggregates get
 ** up to 8 rows of arguments; a second byte runs the call in autocommit
@@ -46,6 +47,8 @@ static const struct {
     {"embed_lookup", 2, 0},
     {"embed_update", 3, 0},
     {"embed_update", 4, 0},
+    {"embed_optimizer_state", 1, 0},
+    {"embed_optimizer_state", 2, 0},
     {"embed_optimizer_reset", 0, 0},
     {"embed_optimizer_reset", 1, 0},
 };
@@ -116,7 +119,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (sqlite3_prepare_v2(db,
                            "SELECT (SELECT count(*) FROM t_vectors WHERE "
                            "length(vector) != 16) + (SELECT count(*) FROM "
-                           "a_vectors WHERE length(vector) != 12)",
+                           "a_vectors WHERE length(vector) != 36)",
                            -1, &stmt, 0) == SQLITE_OK &&
         sqlite3_step(stmt) == SQLITE_ROW && sqlite3_column_int(stmt, 0) != 0) {
       fprintf(stderr, "fuzz_sqlfn: a stored vector changed length\n");

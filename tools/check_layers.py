@@ -41,7 +41,9 @@ import sys
 from collections import defaultdict, deque
 
 LAYERS = ["core", "value", "table", "sql", "io", "embed"]
-SHADOW_RE = re.compile(r'_(?:vectors|config|state|log)\\?"')
+# a string that ends in a shadow table's suffix, but not an SQL function's
+# name (embed_optimizer_state): those all begin with embed_
+SHADOW_RE = re.compile(r'(?<!\bembed_optimizer)_(?:vectors|config|state|log)\\?"')
 PRINTF_SHADOW_RE = re.compile(
     r'%[-#0 +\d.]*[sqQw]_(?:vectors|config|state|log)\b')
 STORE_RE = re.compile(r"^ext/table/store[^/]*\.[ch]$")

@@ -265,6 +265,11 @@ int embed_optimizer_steps_untouched_rows(const embed_config *cfg) {
   return cfg->momentum != 0;            /* rows with a momentum buffer */
 }
 
+int embed_optimizer_state_in_row(const embed_config *cfg) {
+  return cfg->optimizer == EMBED_OPTIMIZER_ADAGRAD ||
+         cfg->optimizer == EMBED_OPTIMIZER_ADAM;
+}
+
 int embed_optimizer_splits(const embed_config *cfg) {
   return embed_optimizer_state_size(cfg, 1) > 0 &&
          !(cfg->optimizer == EMBED_OPTIMIZER_SGD && cfg->weight_decay != 0);

@@ -1,19 +1,22 @@
 /*
-** training.c - the SQL functions embed_lookup, embed_update and
-** embed_optimizer_reset: which table a call means (table/registry.c),
-** then the call itself on that table (table/train.c).
+** training.c - the SQL functions embed_lookup, embed_update,
+** embed_optimizer_state and embed_optimizer_reset: which table a call
+** means (table/registry.c), then the call itself on that table
+** (table/train.c, table/train_state.c).
 **
 ** Usage:
 **
 **     SELECT embed_lookup('tok', 3);             -- named table
 **     SELECT embed_lookup(3);                    -- the only embedding table
 **     SELECT embed_update('tok', '[3, 1]', :grads, 0.1);
+**     SELECT embed_optimizer_state('tok', 3);
 **     SELECT embed_optimizer_reset('tok');
 **
 ** The forms bound to a queried table (SELECT embed_update(id, ...) FROM
 ** tok) reach table/train.c through the module's xFindFunction instead.
-** Flags: the writing functions are DIRECTONLY; embed_lookup reads a table,
-** so it is neither DETERMINISTIC nor INNOCUOUS.
+** Flags: the writing functions are DIRECTONLY; embed_lookup and
+** embed_optimizer_state read a table, so they are neither DETERMINISTIC
+** nor INNOCUOUS.
 */
 #include "sql/sql.h"
 #include "table/table.h"
@@ -52,6 +55,14 @@ static void training_update(sqlite3_context *ctx, int argc,
     embed_train_update(ctx, st, argv[argc - 3], argv[argc - 2], argv[argc - 1]);
 }
 
+/* embed_optimizer_state(id) / embed_optimizer_state(table, id) */
+static void training_state(sqlite3_context *ctx, int argc,
+                           sqlite3_value **argv) {
+  embed_store *st =
+      training_resolve(ctx, argc, argv, 1, "embed_optimizer_state");
+  if (st) embed_train_state(ctx, st, argv[argc - 1]);
+}
+
 /* embed_optimizer_reset() / embed_optimizer_reset(table) */
 static void training_reset(sqlite3_context *ctx, int argc,
                            sqlite3_value **argv) {
@@ -71,6 +82,8 @@ int embed_register_training(sqlite3 *db, embed_registry *registry,
       {"embed_lookup", 2, 0, training_lookup},
       {"embed_update", 3, SQLITE_DIRECTONLY, training_update},
       {"embed_update", 4, SQLITE_DIRECTONLY, training_update},
+      {"embed_optimizer_state", 1, 0, training_state},
+      {"embed_optimizer_state", 2, 0, training_state},
       {"embed_optimizer_reset", 0, SQLITE_DIRECTONLY, training_reset},
       {"embed_optimizer_reset", 1, SQLITE_DIRECTONLY, training_reset},
   };

@@ -79,6 +79,10 @@ int64_t embed_store_writes(const embed_store *st) {
 
 /* ---------------------------------------------------------------- rows */
 
+int64_t embed_store_state_in_row(const embed_store *st) {
+  return st->row_state;
+}
+
 int embed_store_check(const embed_store *st, int64_t id, int type,
                       const void *bytes, int64_t nbytes, float *out,
                       char **pzErr) {
@@ -89,13 +93,14 @@ int embed_store_check(const embed_store *st, int64_t id, int type,
         pzErr, sqlite3_mprintf(
                    "embedding %s: corrupt vector for id %lld (%s, not a BLOB)",
                    st->name, (long long)id, embed_type_name(type)));
-  if (nbytes != dim * EMBED_FLOAT_BYTES)
+  if (nbytes != store_row_bytes(st))
     return store_corrupt(
         pzErr,
         sqlite3_mprintf(
-            "embedding %s: corrupt vector for id %lld (%lld bytes, expected %lld)",
+            "embedding %s: corrupt vector for id %lld (%lld bytes, expected %lld%s)",
             st->name, (long long)id, (long long)nbytes,
-            (long long)(dim * EMBED_FLOAT_BYTES)));
+            (long long)store_row_bytes(st),
+            st->row_state ? " with the optimizer state" : ""));
   if ((out ? embed_blob_decode(bytes, dim, out, &err)
            : embed_blob_check(bytes, dim, &err)) != EMBED_OK)
     return store_corrupt(
@@ -142,7 +147,17 @@ int embed_store_result(embed_store *st, int64_t id, sqlite3_context *ctx) {
   if (rc) return rc;
   sqlite3_bind_int64(stmt, 1, id);
   rc = sqlite3_step(stmt);
-  if (rc == SQLITE_ROW) {
+  if (rc == SQLITE_ROW && st->row_state) { /* the weight, not its state */
+    const void *bytes = sqlite3_column_blob(stmt, 0);
+    if (sqlite3_column_type(stmt, 0) == SQLITE_BLOB &&
+        sqlite3_column_bytes(stmt, 0) == store_row_bytes(st))
+      sqlite3_result_blob64(ctx, bytes,
+                            (sqlite3_uint64)st->cfg.dim * EMBED_FLOAT_BYTES,
+                            SQLITE_TRANSIENT);
+    else /* damaged: the search that found it has reported it already */
+      sqlite3_result_value(ctx, sqlite3_column_value(stmt, 0));
+    rc = SQLITE_OK;
+  } else if (rc == SQLITE_ROW) {
     sqlite3_result_value(ctx, sqlite3_column_value(stmt, 0));
     rc = SQLITE_OK;
   } else if (rc == SQLITE_DONE) {
@@ -164,9 +179,67 @@ int embed_store_exists(embed_store *st, int64_t id) {
                              : rc;
 }
 
+/* Rewrite row id of a table that keeps states in its rows (layout 3):
+** its weight from v, or without v its state back to the initial one (left
+** as stored when it is that already: *changed = 0). The row is read and
+** checked first, so a damaged one is reported, not half rewritten. */
+static int store_rewrite_row(embed_store *st, int64_t id, const float *v,
+                             int *changed, char **pzErr) {
+  sqlite3_stmt *stmt;
+  int64_t nbytes = store_row_bytes(st),
+          weight = st->cfg.dim * EMBED_FLOAT_BYTES;
+  unsigned char *row =
+      (unsigned char *)sqlite3_malloc64((sqlite3_uint64)nbytes);
+  int rc = row ? store_stmt_get(st, STMT_READ, &stmt) : SQLITE_NOMEM;
+  *changed = 0;
+  if (rc) {
+    sqlite3_free(row);
+    return rc;
+  }
+  sqlite3_bind_int64(stmt, 1, id);
+  rc = sqlite3_step(stmt);
+  if (rc == SQLITE_ROW) {
+    const void *bytes = sqlite3_column_blob(stmt, 0);
+    rc = store_check_column(st, id, stmt, 0, 0, pzErr);
+    if (rc == SQLITE_OK)
+      rc = store_state_decode(st, id, SQLITE_BLOB, (const char *)bytes + weight,
+                              nbytes - weight, st->row_state, 0, pzErr);
+    if (rc == SQLITE_OK) memcpy(row, bytes, (size_t)nbytes);
+  } else if (rc == SQLITE_DONE) {
+    rc = SQLITE_NOTFOUND;
+  }
+  sqlite3_reset(stmt);
+  if (rc == SQLITE_OK && v) {
+    embed_blob_encode(v, st->cfg.dim, row);
+    *changed = 1;
+  } else if (rc == SQLITE_OK) {
+    unsigned char *tail = row + weight;
+    *changed = memcmp(tail, st->row_tail, (size_t)(nbytes - weight)) != 0;
+    memcpy(tail, st->row_tail, (size_t)(nbytes - weight));
+  }
+  if (rc == SQLITE_OK && *changed) rc = store_stmt_get(st, STMT_WRITE, &stmt);
+  if (rc == SQLITE_OK && *changed) {
+    sqlite3_bind_int64(stmt, 1, id);
+    rc = sqlite3_bind_blob64(stmt, 2, row, (sqlite3_uint64)nbytes,
+                             SQLITE_STATIC);
+    if (rc == SQLITE_OK) rc = store_step_done(stmt);
+    sqlite3_clear_bindings(stmt);
+  }
+  sqlite3_free(row);
+  return rc;
+}
+
 int embed_store_write(embed_store *st, int64_t id, const float *v) {
   sqlite3_stmt *stmt;
-  int rc = store_stmt_get(st, STMT_WRITE, &stmt);
+  int rc;
+  if (st->row_state) { /* the weight: the state after it stays */
+    char *zErr = 0;
+    int changed;
+    rc = store_rewrite_row(st, id, v, &changed, &zErr);
+    sqlite3_free(zErr);
+    return rc;
+  }
+  rc = store_stmt_get(st, STMT_WRITE, &stmt);
   if (rc) return rc;
   sqlite3_bind_int64(stmt, 1, id);
   rc = store_bind_vector(stmt, 2, v, st->cfg.dim);
@@ -193,11 +266,25 @@ int embed_store_insert(embed_store *st, int64_t id, const float *v,
                       &stmt);
   if (rc) return rc;
   sqlite3_bind_int64(stmt, 1, id);
-  rc = raw ? sqlite3_bind_blob64(
-                 stmt, 2, raw, (sqlite3_uint64)st->cfg.dim * EMBED_FLOAT_BYTES,
-                 SQLITE_STATIC)
-           : store_bind_vector(stmt, 2, v, st->cfg.dim);
+  if (st->row_state) { /* the weight, then the initial state */
+    unsigned char *row =
+        (unsigned char *)sqlite3_malloc64((sqlite3_uint64)store_row_bytes(st));
+    if (!row) return SQLITE_NOMEM;
+    store_row_compose(st, v, raw, row);
+    rc = sqlite3_bind_blob64(stmt, 2, row, (sqlite3_uint64)store_row_bytes(st),
+                             sqlite3_free);
+  } else {
+    rc =
+        raw ? sqlite3_bind_blob64(
+                  stmt, 2, raw, (sqlite3_uint64)st->cfg.dim * EMBED_FLOAT_BYTES,
+                  SQLITE_STATIC)
+            : store_bind_vector(stmt, 2, v, st->cfg.dim);
+  }
   if (rc == SQLITE_OK) rc = store_step_done(stmt);
+  /* a replaced row is a new row: its state starts afresh, as a row's
+  ** that keeps it after the weight does */
+  if (rc == SQLITE_OK && conflict == SQLITE_REPLACE)
+    rc = store_run_ids(st, STMT_STATE_DELETE, id, 0);
   store_pending_note_run(st, rc == SQLITE_OK);
   if ((rc & 0xff) == SQLITE_CONSTRAINT) {
     *pzErr = sqlite3_mprintf("UNIQUE constraint failed: %s.id", st->name);
@@ -313,8 +400,7 @@ int embed_scan_vector_norm(embed_scan *scan, float *out, double *norm,
   sqlite3_stmt *stmt = scan->row;
   if (sqlite3_column_type(stmt, 1) == SQLITE_BLOB) {
     const void *bytes = sqlite3_column_blob(stmt, 1);
-    if (bytes && sqlite3_column_bytes(stmt, 1) ==
-                     scan->st->cfg.dim * EMBED_FLOAT_BYTES) {
+    if (bytes && sqlite3_column_bytes(stmt, 1) == store_row_bytes(scan->st)) {
       *norm = embed_copy_norm2(bytes, scan->st->cfg.dim, out);
       if (*norm >= 0) return SQLITE_OK;
     }
@@ -404,7 +490,14 @@ int store_state_decode(embed_store *st, int64_t id, int type, const void *bytes,
   embed_error err;
   if (type == SQLITE_BLOB && nbytes == n * EMBED_FLOAT_BYTES) {
     if (!bytes) return SQLITE_NOMEM; /* n > 0: SQLite could not copy it */
-    if (embed_blob_decode(bytes, n, out, &err) == EMBED_OK) return SQLITE_OK;
+    if ((out ? embed_blob_decode(bytes, n, out, &err)
+             : embed_blob_check(bytes, n, &err)) == EMBED_OK)
+      return SQLITE_OK;
+    return store_corrupt(
+        pzErr,
+        sqlite3_mprintf(
+            "embedding %s: corrupt optimizer state for id %lld (element %lld is not finite)",
+            st->name, (long long)id, (long long)err.a));
   }
   return store_corrupt(
       pzErr,
@@ -500,12 +593,29 @@ int embed_store_state_write(embed_store *st, int64_t id, const float *state,
   return rc;
 }
 
-int embed_store_state_clear(embed_store *st, int64_t *deleted) {
+/* embed_store_state_clear for states kept in the rows (layout 3): each
+** row's state back to the initial one, rewritten where it is not that
+** already (counted in *reset). */
+static int store_state_reset_rows(embed_store *st, int64_t *reset,
+                                  char **pzErr) {
+  int64_t *ids = 0, n = 0, i;
+  int rc = embed_store_ids(st, 0, &ids, &n), changed;
+  for (i = 0; rc == SQLITE_OK && i < n; i++) {
+    rc = store_rewrite_row(st, ids[i], 0, &changed, pzErr);
+    *reset += changed;
+  }
+  sqlite3_free(ids);
+  return rc;
+}
+
+int embed_store_state_clear(embed_store *st, int64_t *deleted, char **pzErr) {
   sqlite3_stmt *stmt;
   int64_t before = sqlite3_total_changes64(st->db);
   int rc = store_stmt_get(st, STMT_STATE_CLEAR, &stmt);
   if (rc == SQLITE_OK) rc = store_step_done(stmt);
   *deleted = sqlite3_total_changes64(st->db) - before;
+  if (rc == SQLITE_OK && st->row_state)
+    rc = store_state_reset_rows(st, deleted, pzErr);
   return rc;
 }
 

@@ -19,11 +19,15 @@
 **                  one row per option, and ('step', n): the optimizer's
 **                  step count
 **     S.T_vectors  (id INTEGER PRIMARY KEY, vector BLOB NOT NULL
-**                   CHECK (typeof(vector) = 'blob'))
-**                  D little-endian float32 per row, keyed by token id
+**                   CHECK (vector >= x''))
+**                  D little-endian float32 per row, keyed by token id; in
+**                  layout 3 (adagrad, adam) followed by the row's optimizer
+**                  state, the initial one from the row's insert
+**                  (embed_store_state_in_row)
 **     S.T_state    (id INTEGER PRIMARY KEY, state BLOB NOT NULL
 **                   CHECK (typeof(state) = 'blob'))
-**                  a trained row's optimizer state (optimizer.c's size)
+**                  a trained row's optimizer state (optimizer.c's size):
+**                  sgd momentum's, and adagrad's and adam's in layout 2
 **     S.T_log      (seq INTEGER PRIMARY KEY, ids BLOB NOT NULL
 **                   CHECK (typeof(ids) = 'blob'))
 **                  the change log: the ids each write changed, as sorted
@@ -34,9 +38,10 @@
 **                  index=ivf tables only: the cells of the last
 **                  build-index (store_index.c has the layout)
 **
-** Every read of a stored vector is checked (SQL type, 4*D bytes, every
-** float finite); a damaged row is SQLITE_CORRUPT_VTAB with a message that
-** names the table and the id. Every shadow statement is a nested statement
+** Every read of a stored vector is checked (SQL type, the row's length,
+** every float of the weight finite; of the state too where it is read);
+** a damaged row is SQLITE_CORRUPT_VTAB with a message that names the
+** table and the id. Every shadow statement is a nested statement
 ** on the table's connection, so transactions, ROLLBACK and statement
 ** aborts cover it. Errors follow value/value.h: an SQLite code, and
 ** *pzErr (sqlite3_mprintf'd) where the call takes one.
@@ -75,8 +80,9 @@ const embed_config *embed_store_config(const embed_store *st);
 
 /* ----------------------------------------------------------------- rows */
 
-/* Check a stored vector of row id (SQL type, 4*dim bytes, finite) and,
-** with out, decode it. The one checker of every read path. */
+/* Check a stored vector of row id (SQL type, the stored row's length:
+** 4*dim bytes and the state kept in the row, the weight's floats finite)
+** and, with out, decode the weight. The one checker of every read path. */
 int embed_store_check(const embed_store *st, int64_t id, int type,
                       const void *bytes, int64_t nbytes, float *out,
                       char **pzErr);
@@ -139,6 +145,10 @@ typedef struct embed_rows {
   int64_t n;          /* floats per row */
 } embed_rows;
 void embed_rows_init(embed_rows *r, embed_store *st, int writable);
+/* A handle on whole stored rows: the weight and then the state kept in
+** the row (embed_store_state_in_row floats), read (and, when writable,
+** rewritten) together, the state checked (finite) like the weight. */
+void embed_rows_init_record(embed_rows *r, embed_store *st, int writable);
 /* A writable handle on the optimizer states (n floats) instead: read a
 ** row's state (embed_rows_read_state) or seek a row known to have one, and
 ** rewrite it in place with embed_rows_write. */
@@ -156,6 +166,11 @@ int embed_rows_write(embed_rows *r, const float *v, char **pzErr);
 void embed_rows_close(embed_rows *r);
 
 /* ------------------------------------------------------ optimizer state */
+
+/* The optimizer state floats each row stores after its weight (a table of
+** layout 3 with adagrad or adam: the state is written with the row's
+** insert, and T_state stays empty), or 0: the states are T_state's rows. */
+int64_t embed_store_state_in_row(const embed_store *st);
 
 /* A hint for the next batch step, kept per connection: did the last one
 ** find most of its rows' optimizer states stored (then reading each
@@ -187,8 +202,11 @@ int embed_store_state_write(embed_store *st, int64_t id, const float *state,
 int embed_store_state_read_many(embed_store *st, const int64_t *ids,
                                 int64_t count, float *out, int64_t n,
                                 unsigned char *found, char **pzErr);
-/* Delete every row's state; *deleted counts them. */
-int embed_store_state_clear(embed_store *st, int64_t *deleted);
+/* Every row's state back to the optimizer's initial one: T_state's rows
+** deleted, and in a table that keeps states in its rows (layout 3) each
+** row's state rewritten where it is not the initial one already; *deleted
+** counts the rows either way. */
+int embed_store_state_clear(embed_store *st, int64_t *deleted, char **pzErr);
 /* The optimizer's step count in T_config. */
 int embed_store_step_read(embed_store *st, int64_t *step, char **pzErr);
 int embed_store_step_write(embed_store *st, int64_t step);

@@ -251,9 +251,30 @@ int store_check_config_same(embed_store *st, const embed_config *stored,
   return rc;
 }
 
+/* The states kept in the rows (layout 3): each row's, after its weight,
+** finite (the rows' length and weights are the vector scan's). */
+static int check_states_in_rows(embed_store *st, char **pzErr) {
+  embed_scan *scan = 0;
+  int64_t weight = st->cfg.dim * EMBED_FLOAT_BYTES;
+  int rc = embed_scan_new(st, &scan);
+  if (rc == SQLITE_OK) rc = embed_scan_start(scan, 0, INT64_MIN, INT64_MAX);
+  while (rc == SQLITE_OK && (rc = embed_scan_step(scan)) == SQLITE_ROW) {
+    const void *bytes;
+    rc = embed_scan_bytes(scan, &bytes, pzErr);
+    if (rc == SQLITE_OK)
+      rc = store_state_decode(
+          st, embed_scan_id(scan), SQLITE_BLOB, (const char *)bytes + weight,
+          st->row_state * EMBED_FLOAT_BYTES, st->row_state, 0, pzErr);
+  }
+  if (rc == SQLITE_DONE) rc = SQLITE_OK;
+  embed_scan_free(scan);
+  return rc;
+}
+
 int embed_store_check_state(embed_store *st, char **pzErr) {
   sqlite3_stmt *stmt = 0;
-  int64_t n = embed_optimizer_state_size(&st->cfg, st->cfg.dim);
+  int64_t n =
+      st->row_state ? 0 : embed_optimizer_state_size(&st->cfg, st->cfg.dim);
   int rc = SQLITE_OK;
   store_prepare(
       st, &stmt,
@@ -274,6 +295,12 @@ int embed_store_check_state(embed_store *st, char **pzErr) {
           sqlite3_mprintf(
               "embedding %s: corrupt %s_state: a state for id %lld, which the table does not have",
               st->name, st->name, id));
+    else if (n == 0 && st->row_state)
+      rc = store_corrupt(
+          pzErr,
+          sqlite3_mprintf(
+              "embedding %s: corrupt %s_state: a state for id %lld, but the table keeps its states in %s_vectors",
+              st->name, st->name, id, st->name));
     else if (n == 0)
       rc = store_corrupt(
           pzErr,
@@ -302,5 +329,6 @@ int embed_store_check_state(embed_store *st, char **pzErr) {
   }
   if (rc == SQLITE_DONE) rc = SQLITE_OK;
   sqlite3_finalize(stmt);
+  if (rc == SQLITE_OK && st->row_state) rc = check_states_in_rows(st, pzErr);
   return rc;
 }

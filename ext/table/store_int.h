@@ -70,7 +70,12 @@ struct embed_store {
   void *scratch;
   sqlite3_uint64 scratch_bytes;
   int scratch_busy;
-  int layout;       /* STORE_LAYOUT_* the table was made with */
+  int layout; /* STORE_LAYOUT_* the table was made with */
+  /* The optimizer state floats stored after the weight in each T_vectors
+  ** row (layout 3, adagrad and adam; else 0), and what a new row holds
+  ** there: the initial state's stored bytes (NULL when row_state is 0). */
+  int64_t row_state;
+  unsigned char *row_tail;
   int64_t instance; /* random, chosen at CREATE: tells tables apart */
   /* store_log.c: ids written through the module since the last flush */
   int64_t *pending;
@@ -78,7 +83,7 @@ struct embed_store {
   /* store_stmt.c: inserted rows not yet written (ascending ids), and an
   ** upper bound of the table's ids when ins_bound_known */
   int64_t *ins_ids;
-  unsigned char *ins_rows; /* [n_ins x 4D] stored-form vectors */
+  unsigned char *ins_rows; /* [n_ins x store_row_bytes] stored-form rows */
   int64_t n_ins, cap_ins, ins_bound;
   int ins_bound_known, ins_writing;
   int ins_batch; /* rows per STMT_INSERT_MANY; 0: not chosen yet */
@@ -94,10 +99,16 @@ struct embed_store {
 /* The storage layouts, recorded in T_config as ('layout', n):
 ** 1 (no row): T_config, T_vectors, T_state (embed 0.1);
 ** 2: and T_log, the change log that keeps searches fresh; T_config also
-** holds ('instance', a random number chosen at CREATE). */
+** holds ('instance', a random number chosen at CREATE);
+** 3: for adagrad and adam (embed_optimizer_state_in_row), each T_vectors
+** row holds the weight and then the row's optimizer state, written at the
+** row's insert with the initial state, so a step reads and rewrites one
+** record and T_state stays empty. Other tables are still made with 2,
+** which is 3 with no state in the row. */
 #define STORE_LAYOUT_NO_LOG 1
 #define STORE_LAYOUT_LOG 2
-#define STORE_LAYOUT_CURRENT STORE_LAYOUT_LOG
+#define STORE_LAYOUT_STATE_IN_ROW 3
+#define STORE_LAYOUT_CURRENT STORE_LAYOUT_STATE_IN_ROW
 
 #define STORE_PREPARE_FLAGS (SQLITE_PREPARE_PERSISTENT | SQLITE_PREPARE_NO_VTAB)
 /* store_stmt.c, the statement cache. Prepare zSql (sqlite3_mprintf'd, NULL when
@@ -131,7 +142,8 @@ int store_set_names(embed_store *st);
 /* T_config's rows that are not options: the step count, the layout, the
 ** instance number and the index's (store_index.c). */
 int store_is_internal_key(const char *key);
-/* store_stmt.c, the insert buffer: take row id (bytes: its stored form)
+/* store_stmt.c, the insert buffer: take row id (bytes: its weight's stored
+** form; the buffer adds the initial state of a layout 3 row)
 ** for a later write (SQLITE_NOTFOUND: it may conflict, insert it now);
 ** write the buffer before T_vectors is read or written otherwise; note an
 ** id the store wrote itself; note the end of an insert (inside BEGIN, the
@@ -162,6 +174,15 @@ int store_check_shapes(embed_store *st, const char *const *suffix,
                        char **pzErr);
 int store_check_config_same(embed_store *st, const embed_config *stored,
                             int stored_layout, char **pzErr);
+/* store_stmt.c: the bytes of a stored T_vectors row (the weight, then
+** row_state floats of state); set row_state and row_tail from the layout
+** and the options (at open); the stored form of a new row into out
+** (store_row_bytes): the weight from v (floats) or raw (its stored bytes),
+** then the initial state. */
+int64_t store_row_bytes(const embed_store *st);
+int store_row_setup(embed_store *st);
+void store_row_compose(const embed_store *st, const float *v, const void *raw,
+                       unsigned char *out);
 /* store.c: a finding of damage, the storage layer's one spelling of it:
 ** *pzErr = zMsg (sqlite3_mprintf'd), SQLITE_CORRUPT_VTAB, or SQLITE_NOMEM
 ** when zMsg is NULL. */

@@ -45,6 +45,11 @@ void embed_rows_init(embed_rows *r, embed_store *st, int writable) {
   r->n = embed_store_config(st)->dim;
 }
 
+void embed_rows_init_record(embed_rows *r, embed_store *st, int writable) {
+  embed_rows_init(r, st, writable);
+  r->n += embed_store_state_in_row(st);
+}
+
 void embed_rows_init_state(embed_rows *r, embed_store *st, int64_t n) {
   embed_rows_init(r, st, 1);
   r->of_state = 1;
@@ -121,19 +126,25 @@ int embed_rows_seek(embed_rows *r, int64_t id, char **pzErr) {
 }
 
 int embed_rows_read_bytes(embed_rows *r, void *out, char **pzErr) {
-  int64_t n = embed_store_config(r->st)->dim * EMBED_FLOAT_BYTES;
+  int64_t n = r->n * EMBED_FLOAT_BYTES, stored = store_row_bytes(r->st);
+  int64_t dim = embed_store_config(r->st)->dim;
   int rc, tries;
   for (tries = 0; tries < 2; tries++) {
     if (!r->blob) {
       rc = embed_rows_seek(r, r->id, pzErr);
       if (rc) return rc;
     }
-    if (sqlite3_blob_bytes(r->blob) != n) /* the checker words the error */
+    if (sqlite3_blob_bytes(r->blob) != stored) /* the checker words it */
       return embed_store_check(r->st, r->id, SQLITE_BLOB, 0,
                                sqlite3_blob_bytes(r->blob), 0, pzErr);
     rc = sqlite3_blob_read(r->blob, out, (int)n, 0);
     if (rc == SQLITE_OK)
-      return embed_store_check(r->st, r->id, SQLITE_BLOB, out, n, 0, pzErr);
+      rc = embed_store_check(r->st, r->id, SQLITE_BLOB, out, stored, 0, pzErr);
+    if (rc == SQLITE_OK && r->n > dim) /* a record handle: the state too */
+      return store_state_decode(r->st, r->id, SQLITE_BLOB,
+                                (const char *)out + dim * EMBED_FLOAT_BYTES,
+                                n - dim * EMBED_FLOAT_BYTES, r->n - dim, 0,
+                                pzErr);
     if (rc != SQLITE_ABORT) return rc;
     embed_rows_close(r); /* the row changed since the seek: look again */
     if (lost_transaction(r)) return seek_failed(r, rc, pzErr);
@@ -145,7 +156,7 @@ int embed_rows_read(embed_rows *r, float *out, char **pzErr) {
   int rc = embed_rows_read_bytes(r, out, pzErr);
   if (rc == SQLITE_OK && !EMBED_HOST_LE) {
     embed_error err; /* checked already: this only swaps the bytes */
-    embed_blob_decode(out, embed_store_config(r->st)->dim, out, &err);
+    embed_blob_decode(out, r->n, out, &err);
   }
   return rc;
 }
@@ -182,6 +193,11 @@ int embed_rows_write(embed_rows *r, const float *v, char **pzErr) {
       rc = embed_rows_seek(r, r->id, pzErr);
       if (rc) return rc;
     }
+    /* a damaged row stays as it is: a write of its weight alone, which
+    ** keeps the state after it, would not repair its length */
+    if (!r->of_state && sqlite3_blob_bytes(r->blob) != store_row_bytes(r->st))
+      return embed_store_check(r->st, r->id, SQLITE_BLOB, 0,
+                               sqlite3_blob_bytes(r->blob), 0, pzErr);
     if (EMBED_HOST_LE) {
       rc = sqlite3_blob_write(r->blob, v, nbytes, 0);
     } else {

@@ -199,10 +199,14 @@ int embed_store_check_config(embed_store *st, char **pzErr) {
 static int store_create(embed_store *st) {
   sqlite3_stmt *stmt;
   float *row = 0;
+  unsigned char *stored;
   int rc = SQLITE_OK, i;
   int64_t id;
-  st->layout = STORE_LAYOUT_CURRENT;
+  st->layout = embed_optimizer_state_in_row(&st->cfg)
+                   ? STORE_LAYOUT_STATE_IN_ROW
+                   : STORE_LAYOUT_LOG;
   st->vectors_ddl_current = 1;
+  rc = store_row_setup(st);
   for (i = 0; rc == SQLITE_OK && i < STORE_N_SHADOW; i++)
     if (store_has_shadow(st, i))
       rc = embed_exec(st->db, sqlite3_mprintf("CREATE TABLE %s%s", st->names[i],
@@ -214,7 +218,7 @@ static int store_create(embed_store *st) {
     char value[64];
     int extra = i - embed_config_count();
     static const char *const extra_key[] = {"step", "layout", "instance"};
-    const int64_t extra_value[] = {0, STORE_LAYOUT_CURRENT, st->instance};
+    const int64_t extra_value[] = {0, st->layout, st->instance};
     if (extra < 0 && !embed_config_applies(&st->cfg, i))
       continue; /* another optimizer's hyperparameter */
     if (extra < 0)
@@ -231,17 +235,22 @@ static int store_create(embed_store *st) {
 
   rc = store_stmt_get(st, STMT_INSERT, &stmt);
   if (rc) return rc;
+  /* the weight's floats, then the row as stored (with the state, if any) */
   row = (float *)sqlite3_malloc64((sqlite3_uint64)st->cfg.dim *
-                                  EMBED_FLOAT_BYTES);
+                                      EMBED_FLOAT_BYTES +
+                                  (sqlite3_uint64)store_row_bytes(st));
   if (!row) return SQLITE_NOMEM;
+  stored = (unsigned char *)(row + st->cfg.dim);
   for (id = 0; rc == SQLITE_OK && id < st->cfg.num_embeddings; id++) {
     if (st->cfg.has_padding_idx && id == st->cfg.padding_idx)
       memset(row, 0, (size_t)st->cfg.dim * EMBED_FLOAT_BYTES);
     else
       embed_initial_row(st->cfg.init, (uint64_t)st->cfg.seed, id, row,
                         st->cfg.dim);
+    store_row_compose(st, row, 0, stored);
     sqlite3_bind_int64(stmt, 1, id);
-    rc = store_bind_vector(stmt, 2, row, st->cfg.dim);
+    rc = sqlite3_bind_blob64(
+        stmt, 2, stored, (sqlite3_uint64)store_row_bytes(st), SQLITE_STATIC);
     if (rc == SQLITE_OK) rc = store_step_done(stmt);
   }
   sqlite3_free(row);
@@ -275,6 +284,7 @@ int embed_store_open(sqlite3 *db, const char *schema, const char *name,
     if (rc == SQLITE_OK) rc = store_load_config(st, pzErr);
     if (rc == SQLITE_OK && store_has_shadow(st, SHADOW_LOG))
       rc = store_check_from(st, SHADOW_LOG, pzErr);
+    if (rc == SQLITE_OK) rc = store_row_setup(st);
   }
   if (rc) {
     embed_store_close(st);
@@ -294,6 +304,7 @@ void embed_store_close(embed_store *st) {
   sqlite3_free(st->label);
   sqlite3_free(st->vectors_table);
   sqlite3_free(st->pending); /* the change log's buffer */
+  sqlite3_free(st->row_tail);
   store_pending_free(st);
   st->scratch_busy = 0; /* no call holds it once the table closes */
   store_scratch_free(st);

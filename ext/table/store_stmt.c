@@ -223,6 +223,43 @@ void store_finalize_all(embed_store *st) {
   }
 }
 
+/* ---------------------------------------------------- a row's stored form */
+
+int64_t store_row_bytes(const embed_store *st) {
+  return (st->cfg.dim + st->row_state) * EMBED_FLOAT_BYTES;
+}
+
+int store_row_setup(embed_store *st) {
+  float *init;
+  sqlite3_free(st->row_tail);
+  st->row_tail = 0;
+  st->row_state = st->layout >= STORE_LAYOUT_STATE_IN_ROW &&
+                          embed_optimizer_state_in_row(&st->cfg)
+                      ? embed_optimizer_state_size(&st->cfg, st->cfg.dim)
+                      : 0;
+  if (st->row_state == 0) return SQLITE_OK;
+  /* the floats in the second half, their stored bytes in the first */
+  init = (float *)sqlite3_malloc64(2 * (sqlite3_uint64)st->row_state *
+                                   EMBED_FLOAT_BYTES);
+  if (!init) return SQLITE_NOMEM;
+  embed_optimizer_state_init(&st->cfg, init + st->row_state, st->cfg.dim);
+  embed_blob_encode(init + st->row_state, st->row_state, init);
+  st->row_tail = (unsigned char *)init;
+  return SQLITE_OK;
+}
+
+void store_row_compose(const embed_store *st, const float *v, const void *raw,
+                       unsigned char *out) {
+  size_t weight = (size_t)st->cfg.dim * EMBED_FLOAT_BYTES;
+  if (raw)
+    memcpy(out, raw, weight);
+  else
+    embed_blob_encode(v, st->cfg.dim, out);
+  if (st->row_state)
+    memcpy(out + weight, st->row_tail,
+           (size_t)st->row_state * EMBED_FLOAT_BYTES);
+}
+
 /* --------------------------------------------------------- insert buffer */
 
 /* The rows of one multi-row INSERT: at most STORE_PENDING_ROWS, and in a
@@ -260,7 +297,7 @@ void store_finalize_all(embed_store *st) {
 #define STORE_PENDING_FILE_BYTES (16 << 10)
 
 static int64_t pending_row_bytes(const embed_store *st) {
-  return st->cfg.dim * EMBED_FLOAT_BYTES;
+  return store_row_bytes(st); /* with the state a layout 3 row starts with */
 }
 
 int store_pending_batch(embed_store *st) {
@@ -416,8 +453,8 @@ int store_pending_add(embed_store *st, int64_t id, const void *bytes) {
   rc = pending_reserve(st);
   if (rc) return rc;
   st->ins_ids[st->n_ins] = id;
-  memcpy(st->ins_rows + st->n_ins * pending_row_bytes(st), bytes,
-         (size_t)pending_row_bytes(st));
+  store_row_compose(st, 0, bytes,
+                    st->ins_rows + st->n_ins * pending_row_bytes(st));
   st->n_ins++;
   st->ins_bound = id;
   if (st->n_ins < store_pending_batch(st)) return SQLITE_OK;

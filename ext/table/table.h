@@ -190,8 +190,8 @@ int embed_train_read_grads(embed_store *st, const char *who, sqlite3_value *v,
 
 /* train.c ----------------------------------------------------------------- */
 
-/* embed_lookup, embed_update and embed_optimizer_reset on table st, as SQL
-** function bodies: the result (or the error) goes to ctx. */
+/* embed_lookup and embed_update on table st, as SQL function bodies: the
+** result (or the error) goes to ctx. */
 void embed_train_lookup(sqlite3_context *ctx, embed_store *st,
                         sqlite3_value *ids);
 /* The step itself (embed_update's body, and the table's step command):
@@ -203,16 +203,22 @@ int embed_train_step(embed_store *st, const char *who, sqlite3_value *ids,
 void embed_train_update(sqlite3_context *ctx, embed_store *st,
                         sqlite3_value *ids, sqlite3_value *grads,
                         sqlite3_value *lr);
-void embed_train_reset(sqlite3_context *ctx, embed_store *st);
-/* embed_train_reset's body: *deleted counts the state rows dropped;
-** errors begin with who. */
-int embed_train_reset_state(embed_store *st, const char *who, int64_t *deleted,
-                            char **pzErr);
 /* For xFindFunction: embed_lookup(id) or embed_update(id, grad, lr) bound
 ** to the table (user data) whose column is the first argument, or NULL. */
 void (*embed_train_bound_function(const char *name,
                                   int nArg))(sqlite3_context *, int,
                                              sqlite3_value **);
+
+/* train_state.c ----------------------------------------------------------- */
+
+/* embed_optimizer_state(id) and embed_optimizer_reset() on table st. */
+void embed_train_state(sqlite3_context *ctx, embed_store *st,
+                       sqlite3_value *id);
+void embed_train_reset(sqlite3_context *ctx, embed_store *st);
+/* embed_train_reset's body: *deleted counts the rows whose state was
+** reset; errors begin with who. */
+int embed_train_reset_state(embed_store *st, const char *who, int64_t *deleted,
+                            char **pzErr);
 
 /* integrity.c ------------------------------------------------------------- */
 

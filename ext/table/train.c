@@ -172,14 +172,19 @@ enum {
 /* The rows one embed_update call changes, computed before any is written. */
 typedef struct train_batch {
   int64_t dim, state_size;
+  int in_row;               /* the states are in the rows (layout 3): a row
+                               slot is the weight and then its state, read
+                               and rewritten as one */
+  int64_t width;            /* floats per row slot: dim (+ state_size) */
   int64_t n;                /* rows computed so far */
   int64_t *ids;             /* [n] */
-  float *rows;              /* [n x dim] new weights; one row when old is
+  float *rows;              /* [n x width] new rows; one row when old is
                                kept (train_new_row) */
-  float *states;            /* [n x state_size] new optimizer states */
+  float *states;            /* [n x state_size] new optimizer states kept
+                               apart from the rows (NULL with in_row) */
   unsigned char *had_state; /* [n] TRAIN_STATE_*, 0 until the slot is read */
   int64_t step;      /* the table's step count after this call; 0: unused */
-  float *old;        /* [n x dim] the stored rows, for train_undo (batches) */
+  float *old;        /* [n x width] the stored rows, for train_undo */
   float *old_states; /* [n x state_size] the stored states, likewise (of
                         the rows whose state is TRAIN_STATE_REWRITTEN) */
   int64_t slots;     /* rows the space holds: the batch's and the others */
@@ -210,7 +215,7 @@ static int train_read_states(embed_store *st, train_batch *b, int64_t count,
 ** so one slot serves every row; else each row has its own, written after
 ** (train_write_batch). */
 static float *train_new_row(train_batch *b) {
-  return b->old ? b->rows : b->rows + b->n * b->dim;
+  return b->old ? b->rows : b->rows + b->n * b->width;
 }
 
 /* One optimizer step on row id (already read into the batch's next slot,
@@ -220,7 +225,9 @@ static float *train_new_row(train_batch *b) {
 static int train_step_row(embed_store *st, const char *who, train_batch *b,
                           int64_t id, const float *g, double lr, char **pzErr) {
   float *w = train_new_row(b);
-  float *state = b->states ? b->states + b->n * b->state_size : 0;
+  float *state = b->in_row   ? w + b->dim
+                 : b->states ? b->states + b->n * b->state_size
+                             : 0;
   int64_t bad;
   if (b->states_first)
     embed_optimizer_weight_step(embed_store_config(st), w, g, state, lr,
@@ -289,7 +296,7 @@ static int train_undo(train_batch *b, embed_rows *many, embed_rows *states) {
   for (i = 0; rc == SQLITE_OK && i < b->written; i++) {
     rc = embed_rows_seek(many, b->ids[i], &zErr);
     if (rc == SQLITE_OK)
-      rc = embed_rows_write(many, b->old + i * b->dim, &zErr);
+      rc = embed_rows_write(many, b->old + i * b->width, &zErr);
   }
   for (i = 0; rc == SQLITE_OK && b->states && i < b->slots; i++) {
     if (b->had_state[i] != TRAIN_STATE_REWRITTEN) continue;
@@ -348,13 +355,13 @@ static int train_step_in_place(embed_store *st, const char *who, train_batch *b,
                                const float *g, double lr, int looked_up,
                                int *wrote, char **pzErr) {
   const embed_config *cfg = embed_store_config(st);
-  float *old = b->old + b->n * b->dim, *w = train_new_row(b);
+  float *old = b->old + b->n * b->width, *w = train_new_row(b);
   int64_t at = b->n;
   int rc = train_read_row(st, who, id, old, many, 0, pzErr);
   if (rc || train_is_padding(st, id)) return rc;
   if (states) rc = train_read_state_in_place(st, b, states, id, at, pzErr);
   if (rc) return rc;
-  memcpy(w, old, (size_t)b->dim * EMBED_FLOAT_BYTES);
+  memcpy(w, old, (size_t)b->width * EMBED_FLOAT_BYTES); /* and its state */
   if (looked_up && cfg->max_norm > 0) /* the forward pass renorms */
     embed_renorm(w, cfg->dim, cfg->max_norm, cfg->norm_type);
   rc = train_step_row(st, who, b, id, g, lr, pzErr);
@@ -462,10 +469,11 @@ static int train_space_get(embed_store *st, train_space *sp, train_batch *b,
                            void *stack, size_t stack_bytes) {
   sqlite3_uint64 rows = (sqlite3_uint64)(n + n_extra);
   sqlite3_uint64 new_rows = in_place ? 1 : rows;
-  sqlite3_uint64 floats =
-      new_rows * (sqlite3_uint64)b->dim + rows * (sqlite3_uint64)b->state_size +
-      (in_place ? rows * (sqlite3_uint64)(b->dim + b->state_size) : 0) +
-      (sqlite3_uint64)b->dim;
+  sqlite3_uint64 width = (sqlite3_uint64)b->width;
+  sqlite3_uint64 apart = b->in_row ? 0 : (sqlite3_uint64)b->state_size;
+  sqlite3_uint64 floats = new_rows * width + rows * apart +
+                          (in_place ? rows * (width + apart) : 0) +
+                          (sqlite3_uint64)b->dim;
   sqlite3_uint64 bytes = 2 * (sqlite3_uint64)n * sizeof(train_id_pos) +
                          rows * EMBED_ID_BYTES + floats * EMBED_FLOAT_BYTES +
                          rows;
@@ -485,9 +493,9 @@ static int train_space_get(embed_store *st, train_space *sp, train_batch *b,
   sp->tmp = sp->order + n;
   b->ids = (int64_t *)(sp->tmp + n);
   b->rows = (float *)(b->ids + rows);
-  b->states = b->state_size ? b->rows + new_rows * b->dim : 0;
-  b->old = in_place ? b->rows + new_rows * b->dim + rows * b->state_size : 0;
-  b->old_states = in_place && b->state_size ? b->old + rows * b->dim : 0;
+  b->states = apart ? b->rows + new_rows * width : 0;
+  b->old = in_place ? b->rows + new_rows * width + rows * apart : 0;
+  b->old_states = in_place && apart ? b->old + rows * width : 0;
   sp->sum = b->rows + floats - b->dim;
   b->had_state = (unsigned char *)(sp->sum + b->dim);
   memset(b->had_state, TRAIN_STATE_NONE, (size_t)rows);
@@ -537,9 +545,14 @@ int embed_train_step(embed_store *st, const char *who, sqlite3_value *idv,
                                   embed_optimizer_steps_untouched_rows(cfg),
                               &own);
   if (rc) goto done;
-  embed_rows_init(&many, st, 1); /* inside the call's transaction */
   b.dim = dim;
   b.state_size = embed_optimizer_state_size(cfg, dim);
+  b.in_row = b.state_size > 0 && embed_store_state_in_row(st) == b.state_size;
+  b.width = b.in_row ? dim + b.state_size : dim;
+  if (b.in_row) /* inside the call's transaction */
+    embed_rows_init_record(&many, st, 1);
+  else
+    embed_rows_init(&many, st, 1);
   embed_rows_init_state(&states, st, b.state_size);
   if (embed_optimizer_counts_steps(cfg)) {
     rc = embed_store_step_read(st, &b.step, &zErr);
@@ -548,7 +561,7 @@ int embed_train_step(embed_store *st, const char *who, sqlite3_value *idv,
   }
   rc = train_untouched_rows(st, &extra, &n_extra);
   if (rc) goto done;
-  in_place = ids.n > 1 || n_extra > 0;
+  in_place = ids.n > 1 || n_extra > 0 || b.in_row;
   rc = train_space_get(st, &sp, &b, ids.n, n_extra, in_place, stack,
                        sizeof(stack));
   if (rc) goto done;
@@ -662,46 +675,6 @@ void embed_train_update(sqlite3_context *ctx, embed_store *st,
     sqlite3_result_int64(ctx, changed);
   else
     embed_result_error(ctx, rc, zErr);
-}
-
-/* ------------------------------------------------------- optimizer reset */
-
-/* Forget every row's optimizer state and the step count, as creating a
-** new torch optimizer would: embed_optimizer_reset([table]), and the
-** table's reset-optimizer command. */
-int embed_train_reset_state(embed_store *st, const char *who, int64_t *deleted,
-                            char **pzErr) {
-  int mode, wrote = 0, rc = embed_train_call_begin(st, 1, &mode);
-  *deleted = 0;
-  if (rc == SQLITE_OK) {
-    rc = embed_store_state_clear(st, deleted);
-    wrote = rc == SQLITE_OK;
-  }
-  if (rc == SQLITE_OK) rc = embed_store_step_write(st, 0);
-  rc = embed_train_call_end(st, mode, rc, wrote, who, pzErr);
-  if (rc && rc != SQLITE_NOMEM && !*pzErr) { /* who names the table, or */
-    sqlite3 *db = embed_store_db(st);        /* the message does */
-    const char *why = sqlite3_errcode(db) != SQLITE_OK ? sqlite3_errmsg(db)
-                                                       : sqlite3_errstr(rc);
-    *pzErr =
-        strcmp(who, embed_store_label(st)) == 0
-            ? sqlite3_mprintf("%s: %s", who, why)
-            : sqlite3_mprintf("%s: %s: %s", who, embed_store_label(st), why);
-    if (!*pzErr) rc = SQLITE_NOMEM;
-  }
-  return rc;
-}
-
-void embed_train_reset(sqlite3_context *ctx, embed_store *st) {
-  int64_t deleted = 0;
-  char *zErr = 0;
-  int rc =
-      embed_train_reset_state(st, "embed_optimizer_reset", &deleted, &zErr);
-  if (rc) {
-    embed_result_error(ctx, rc, zErr);
-    return;
-  }
-  sqlite3_result_int64(ctx, deleted); /* rows of state dropped */
 }
 
 /* ------------------------------------------------------------ bound forms */

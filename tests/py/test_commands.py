@@ -18,10 +18,13 @@ from conftest import connect, f32, file_hash, one, say
 
 NAN, INF = float("nan"), float("inf")
 HAS_XINTEGRITY = sqlite3.sqlite_version_info >= (3, 44, 0)
-STATE_BYTES = 2 * 4 * 4  # adam: m and v, dim 4
+STATE_BYTES = 4 * 4  # sgd momentum: the buffer, dim 4
+MOMENTUM = "sgd, momentum=0.9"  # its states are t_state's rows
+# adam keeps each row's state (m and v, 32 bytes) after its weight in
+# t_vectors, from the row's insert on (layout 3)
 
 
-def trained(conn, optimizer="adam"):
+def trained(conn, optimizer=MOMENTUM):
     conn.execute("CREATE VIRTUAL TABLE t USING embedding(dim=4, "
                  f"num_embeddings=6, seed=3, optimizer={optimizer})")
     conn.execute("SELECT embed_update('t', '[1, 2, 4]', '[[1,0,0,0],"
@@ -56,6 +59,12 @@ def state(x, id_=2):
     return ("UPDATE t_state SET state = ? WHERE id = %d" % id_, x)
 
 
+def row_state(*state):
+    """Row 3 of an adam table with its stored weight and the given state."""
+    return ("UPDATE t_vectors SET vector = CAST(substr(vector, 1, 16) || ? AS BLOB) "
+            "WHERE id = 3", f32(*state))
+
+
 def msg(text):
     return "embedding t: " + text
 
@@ -83,7 +92,7 @@ DEFECTS = [
      msg("corrupt vector for id 3 (INTEGER, not a BLOB)")),
     ("vector real", [vec(2.5)], msg("corrupt vector for id 3 (REAL, not a BLOB)")),
     ("vector NULL", [("UPDATE t_vectors SET vector = NULL WHERE id = 3",)],
-     msg("corrupt vector for id 3 (NULL, not a BLOB)"), "adam", "t_vectors"),
+     msg("corrupt vector for id 3 (NULL, not a BLOB)"), MOMENTUM, "t_vectors"),
     ("the first of two bad vectors",
      [("UPDATE t_vectors SET vector = x'00' WHERE id IN (5, 2)",)],
      msg("corrupt vector for id 2 (1 bytes, expected 16)")),
@@ -91,17 +100,17 @@ DEFECTS = [
      [("INSERT INTO t_vectors VALUES (9223372036854775807, x'0000')",)],
      msg("corrupt vector for id 9223372036854775807 (2 bytes, expected 16)")),
     ("state short", [state(b"\x00" * 4)],
-     msg("corrupt optimizer state for id 2 (4 bytes, expected 32)")),
+     msg("corrupt optimizer state for id 2 (4 bytes, expected 16)")),
     ("state long", [state(b"\x00" * (STATE_BYTES + 4))],
-     msg("corrupt optimizer state for id 2 (36 bytes, expected 32)")),
-    ("state NaN", [state(f32(*([0.0] * 7 + [NAN])))],
-     msg("corrupt optimizer state for id 2 (element 7 is not finite)")),
+     msg("corrupt optimizer state for id 2 (20 bytes, expected 16)")),
+    ("state NaN", [state(f32(*([0.0] * 3 + [NAN])))],
+     msg("corrupt optimizer state for id 2 (element 3 is not finite)")),
     ("state text", [state("x" * STATE_BYTES)],
      msg("corrupt optimizer state for id 2 (TEXT, not a BLOB)")),
     ("state integer", [state(5)],
      msg("corrupt optimizer state for id 2 (INTEGER, not a BLOB)")),
     ("state NULL", [("UPDATE t_state SET state = NULL WHERE id = 2",)],
-     msg("corrupt optimizer state for id 2 (NULL, not a BLOB)"), "adam",
+     msg("corrupt optimizer state for id 2 (NULL, not a BLOB)"), MOMENTUM,
      "t_state"),
     ("state for a missing id",
      [("INSERT INTO t_state VALUES (99, ?)", b"\x00" * STATE_BYTES)],
@@ -126,10 +135,32 @@ DEFECTS = [
     ("config layout unknown", [("UPDATE t_config SET value = '9' WHERE key = "
                                 "'layout'",)],
      msg("corrupt t_config: unknown layout '9' (this embed reads layouts up "
-         "to 2)")),
+         "to 3)")),
+    # adam: the state after the weight in each t_vectors row (layout 3)
+    ("row without its state", [vec(f32(1, 2, 3, 4))],
+     msg("corrupt vector for id 3 (16 bytes, expected 48 with the optimizer "
+         "state)"), "adam"),
+    ("row state NaN", [row_state(*([0.0] * 5 + [NAN] + [0.0] * 2))],
+     msg("corrupt optimizer state for id 3 (element 5 is not finite)"),
+     "adam"),
+    ("row state -Inf", [row_state(*([0.0] * 7 + [-INF]))],
+     msg("corrupt optimizer state for id 3 (element 7 is not finite)"),
+     "adam"),
+    ("row vector NaN", [("UPDATE t_vectors SET vector = CAST(? || substr(vector, "
+                         "17) AS BLOB) WHERE id = 3", f32(NAN, 0, 0, 0))],
+     msg("corrupt vector for id 3 (element 0 is not finite)"), "adam"),
+    ("a t_state row under adam", [("INSERT INTO t_state VALUES (1, ?)",
+                                   b"\x00" * 32)],
+     msg("corrupt t_state: a state for id 1, but the table keeps its states "
+         "in t_vectors"), "adam"),
+    ("config layout 3 row deleted while open",
+     [("DELETE FROM t_config WHERE key = 'layout'",)],
+     msg("corrupt t_config: layout is 1, but the table was opened with 3"),
+     "adam"),
     ("config value malformed",
      [("UPDATE t_config SET value = 'soon' WHERE key = 'eps'",)],
-     msg("corrupt t_config: eps must be a positive number, got 'soon'")),
+     msg("corrupt t_config: eps must be a positive number, got 'soon'"),
+     "adam"),
     ("config step text",
      [("UPDATE t_config SET value = 'many' WHERE key = 'step'",)],
      msg("corrupt t_config: bad step count")),
@@ -140,7 +171,7 @@ DEFECTS = [
      msg("corrupt t_config: bad step count")),
     ("config dim altered in the file",
      [("UPDATE t_config SET value = '3' WHERE key = 'dim'",)],
-     msg("corrupt vector for id 0 (16 bytes, expected 12)"), "adam", "reopen"),
+     msg("corrupt vector for id 0 (16 bytes, expected 12)"), MOMENTUM, "reopen"),
     ("t_state replaced by a view",
      [("DROP TABLE t_state",),
       ("CREATE VIEW t_state AS SELECT 2 AS id, x'00' AS state",)],
@@ -167,7 +198,7 @@ def found(request):
 @pytest.mark.parametrize("case", DEFECTS, ids=[c[0] for c in DEFECTS])
 def test_integrity_check_finds_the_defect(case, tmp_path, found):
     name, statements, message = case[:3]
-    optimizer = case[3] if len(case) > 3 else "adam"
+    optimizer = case[3] if len(case) > 3 else MOMENTUM
     how = case[4] if len(case) > 4 else None
     path = str(tmp_path / "d.db")
     conn = connect(path)
@@ -257,7 +288,7 @@ def test_reset_optimizer_is_embed_optimizer_reset(db):
     assert db.execute("SELECT * FROM t_vectors").fetchall() == weights
     # the same as the function: train again from the reset, both ways
     db.execute("CREATE VIRTUAL TABLE u USING embedding(dim=4, "
-               "num_embeddings=6, seed=3, optimizer=adam)")
+               f"num_embeddings=6, seed=3, optimizer={MOMENTUM})")
     for t in ("t", "u"):
         db.execute(f"SELECT embed_update('{t}', '[1, 2]', '[[1,1,1,1],"
                    "[2,2,2,2]]', 0.1)").fetchall()
@@ -274,6 +305,32 @@ def test_reset_optimizer_is_embed_optimizer_reset(db):
     assert one(db, "SELECT count(*) FROM t_state") == 0
     db.execute("ROLLBACK")
     assert one(db, "SELECT count(*) FROM t_state") == 2
+
+
+def test_reset_optimizer_of_states_in_the_rows(db):
+    """adam keeps each row's state after its weight: reset-optimizer puts
+    every state back to zeros, counts the rows it changed, keeps the
+    weights, and a ROLLBACK undoes it."""
+    trained(db, "adam")
+
+    def states():
+        return [one(db, "SELECT embed_optimizer_state('t', ?)", i)
+                for i in range(6)]
+    weights = db.execute("SELECT id, vector FROM t").fetchall()
+    stepped = states()
+    assert [i for i, s in enumerate(stepped) if s != bytes(32)] == [1, 2, 4]
+    assert one(db, "SELECT count(*) FROM t_state") == 0
+    db.execute("BEGIN")
+    assert one(db, "SELECT embed_optimizer_reset('t')") == 3
+    assert states() == [bytes(32)] * 6
+    db.execute("ROLLBACK")
+    assert states() == stepped
+    db.execute("INSERT INTO t(t) VALUES ('reset-optimizer')")
+    assert states() == [bytes(32)] * 6
+    assert one(db, "SELECT value FROM t_config WHERE key = 'step'") == 0
+    assert db.execute("SELECT id, vector FROM t").fetchall() == weights
+    assert one(db, "SELECT embed_optimizer_reset('t')") == 0  # none left
+    db.execute("INSERT INTO t(t) VALUES ('integrity-check')")
 
 
 def test_reset_optimizer_on_a_damaged_table_fails_and_changes_nothing(

@@ -29,6 +29,11 @@ is, and nothing may be read or written through the impostor.
 `make test-asan` runs this file with the sanitizer build, so a read past a
 short BLOB is caught even when it does not crash. The figures printed are
 the number of fields (corruptions) tried and of impostor kinds refused.
+
+The table trains with SGD momentum, whose states are T_state's rows; the
+cases marked ADAM use an Adam table instead, whose states are stored after
+each weight in T_vectors (layout 3): a row of the wrong length, or a state
+there that is not finite.
 """
 import json
 import re
@@ -104,7 +109,9 @@ INFORMATIONAL = {"drop", "rename"}
 
 NAN_BLOB = f32(1, float("nan"), 0, 0)
 INF_BLOB = f32(float("inf"), 0, 0, 0)
-NAN_STATE = f32(*([0.0] * (2 * DIM - 1) + [float("nan")]))
+NAN_STATE = f32(*([0.0] * (DIM - 1) + [float("nan")]))
+MOMENTUM = "sgd, momentum=0.9"
+ADAM = "adam"           # 2*DIM floats of state after each weight
 
 
 REOPEN = "-- reopen the file (a schema edit takes effect)"
@@ -132,9 +139,16 @@ def state_case(name, value, fails=TRAINS):
             [value], STATE_ID, fails)
 
 
-def config_case(name, key, value, fails=EVERYTHING, also=None):
+def config_case(name, key, value, fails=EVERYTHING, also=None,
+                optimizer=MOMENTUM):
     return (name, ["UPDATE t_config SET value = ? WHERE key = '%s'" % key],
-            [value], TARGET, fails, also)
+            [value], TARGET, fails, also, optimizer)
+
+
+def row_case(name, sql, value, target, fails):
+    """An Adam table's row (the weight, then its state) rewritten by sql."""
+    return (name, [sql % target], [] if value is None else [value], target,
+            fails, None, ADAM)
 
 
 # (name, SQL statements, parameters of the last one, target id, the
@@ -150,12 +164,12 @@ CASES = [
     vector_case("vectors.vector +Inf", INF_BLOB),
     vector_case("vectors.vector JSON text", "[1, 2, 3, 4]"),
     # The reads that go through one sqlite3_blob handle (point, IN and join
-    # lookups, batches) cannot see a value's type: a TEXT of exactly 4*dim
-    # bytes whose bytes are finite floats reads as those floats there (no
-    # out-of-bounds read; the shadow table's CHECK keeps such values out).
+    # lookups, training steps) cannot see a value's type: a TEXT of exactly
+    # 4*dim bytes whose bytes are finite floats reads as those floats there
+    # (no out-of-bounds read; the shadow table's CHECK keeps such values
+    # out). The integrity check sees it.
     vector_case("vectors.vector text of 4*dim bytes", "abcdefghijklmnop",
-                READS - {"point", "in", "join", "json", "lookup_batch"}
-                | {"train", "train_bound"}),  # the integrity check sees it
+                READS - {"point", "in", "join", "json", "lookup_batch"}),
     vector_case("vectors.vector integer", 7),
     vector_case("vectors.vector 16-digit integer", 1234567890123456),
     vector_case("vectors.vector real", 2.5),
@@ -171,13 +185,13 @@ CASES = [
       " x'0000803f0000803f0000803f0000803f')"], [], TARGET, set()),
     # T_state.state
     state_case("state.state short BLOB", b"\x00" * 4),
-    state_case("state.state long BLOB", b"\x00" * (8 * DIM + 4)),
+    state_case("state.state long BLOB", b"\x00" * (4 * DIM + 4)),
     state_case("state.state empty BLOB", b""),
     state_case("state.state NaN", NAN_STATE),
     state_case("state.state text", "not a state"),
     # read in place through the state handle, such a TEXT reads as floats,
     # as a vector's does (see above)
-    state_case("state.state text of 8*dim bytes", "x" * (8 * DIM),
+    state_case("state.state text of 4*dim bytes", "x" * (4 * DIM),
                TRAINS - {"train_batch_stored"}),
     state_case("state.state integer", 5),
     ("state.state NULL",
@@ -201,8 +215,8 @@ CASES = [
     config_case("config seed text", "seed", "abc"),
     config_case("config seed NULL", "seed", None),
     config_case("config optimizer unknown", "optimizer", "rmsprop"),
-    config_case("config betas malformed", "betas", "(0.9"),
-    config_case("config eps negative", "eps", "-1"),
+    config_case("config betas malformed", "betas", "(0.9", optimizer=ADAM),
+    config_case("config eps negative", "eps", "-1", optimizer=ADAM),
     config_case("config init unknown", "init", "xavier"),
     config_case("config metric unknown", "metric", "hamming"),
     config_case("config max_norm NaN", "max_norm", "nan"),
@@ -230,6 +244,32 @@ CASES = [
                        "insert_vector", "insert_auto", "replace", "delete"}),
     ("t_state missing", ["DROP TABLE t_state"], [], TARGET,
      TRAINS | {"reset", "delete", "move"}),
+    # an Adam table's rows: 4*DIM bytes of weight, then 8*DIM of state
+    row_case("adam: row of the weight alone",
+             "UPDATE t_vectors SET vector = substr(vector, 1, 16) WHERE id = %d",
+             None, TARGET, READS | TRAINS | {"update_vector", "update_scaled",
+                                             "reset", "reset_command"}),
+    row_case("adam: row long",
+             "UPDATE t_vectors SET vector = CAST(vector || ? AS BLOB) "
+             "WHERE id = %d", b"\x00" * 4, TARGET,
+             READS | TRAINS | {"update_vector", "update_scaled", "reset",
+                               "reset_command"}),
+    row_case("adam: weight NaN",
+             "UPDATE t_vectors SET vector = CAST(? || substr(vector, 17) AS "
+             "BLOB) WHERE id = %d", NAN_BLOB, TARGET,
+             READS | TRAINS | {"update_scaled", "reset", "reset_command"}),
+    row_case("adam: state NaN",
+             "UPDATE t_vectors SET vector = CAST(substr(vector, 1, 16) || ? AS "
+             "BLOB) WHERE id = %d",
+             f32(*([0.0] * (2 * DIM - 1) + [float("nan")])), STATE_ID,
+             TRAINS | {"reset", "reset_command"}),
+    row_case("adam: state -Inf",
+             "UPDATE t_vectors SET vector = CAST(substr(vector, 1, 16) || ? AS "
+             "BLOB) WHERE id = %d", f32(*([-float("inf")] + [0.0] * 7)),
+             STATE_ID, TRAINS | {"reset", "reset_command"}),
+    row_case("adam: a t_state row",
+             "INSERT INTO t_state(id, state) VALUES (%d, ?)", bytes(32),
+             STATE_ID, set()),
     ("t_vectors replaced by a view",
      ["DROP TABLE t_vectors",
       "CREATE VIEW t_vectors AS SELECT %d AS id, x'00' AS vector" % TARGET],
@@ -241,13 +281,13 @@ CASES = [
 NAMES_TABLE = re.compile(r"(\bt\b|\bt_(config|vectors|state)\b|'t')")
 
 
-def make_database(path):
+def make_database(path, optimizer=MOMENTUM):
     conn = sqlite3.connect(path, isolation_level=None)
     conn.enable_load_extension(True)
     conn.load_extension(EXT)
     conn.executescript(f"""
         CREATE VIRTUAL TABLE t USING embedding(dim={DIM}, num_embeddings=6,
-                                               seed=3, optimizer=adam);
+                                               seed=3, optimizer={optimizer});
         CREATE TABLE doc(pos INTEGER PRIMARY KEY, token_id INTEGER);
         INSERT INTO doc(token_id) VALUES (3), (1), (2);
         SELECT embed_update('t', '[1, 2, 3]', '[[1,0,0,0],[0,1,0,0],[0,0,1,0]]',
@@ -308,8 +348,9 @@ def report(request):
 def test_corrupted(case, tmp_path, report):
     name, statements, params, target, fails = case[:5]
     also = re.compile(case[5]) if len(case) > 5 and case[5] else None
+    optimizer = case[6] if len(case) > 6 else MOMENTUM
     path = str(tmp_path / "c.db")
-    make_database(path)
+    make_database(path, optimizer)
     corrupt(path, statements, params)
     proc = subprocess.run(
         [sys.executable, "-c", CHILD,

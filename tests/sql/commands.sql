@@ -1,4 +1,4 @@
-CREATE VIRTUAL TABLE c USING embedding(dim=2, num_embeddings=4, seed=1, optimizer=adam);
+CREATE VIRTUAL TABLE c USING embedding(dim=2, num_embeddings=4, seed=1, optimizer=sgd, momentum=0.9);
 SELECT 'trained', embed_update('c', '[0, 1, 3]', '[[1,1],[1,-1],[0,2]]', 0.1);
 INSERT INTO c(c) VALUES ('integrity-check');
 SELECT 'checked_changes', changes(), (SELECT count(*) FROM c_state);
