@@ -12,12 +12,15 @@ Run from the repository root after `make`:
 What it measures, in one run (the file part about 20 s on 2 cores; the
 in-memory and bulk-insert parts that follow take a few minutes more):
 
-  data     for each optimizer (sgd, adagrad, adam = SparseAdam) a fresh
+  data     for each optimizer (sgd, sgd with momentum 0.9, adagrad, adam
+           = SparseAdam) a fresh
            table embedding(num_embeddings=100000, dim=128, optimizer=...) in
            one file database, bench/.data/train.db (git-ignored, re-created
            every run); torch starts from the same weights (read back from
            the table) in nn.Embedding.from_pretrained(W, freeze=False,
-           sparse=True) with torch.optim.SGD / Adagrad / SparseAdam.
+           sparse=True) with torch.optim.SGD / Adagrad / SparseAdam
+           (momentum: each step also moves every row that has a buffer,
+           in both, so its cost per batch row grows with the steps).
   batches  2 warm-up + reps * steps batches, each 1,024 ids drawn uniformly
            from 0..99,999 (numpy default_rng(0); a few repeats per batch) and
            a 1,024 x 128 float32 gradient; the same batches, in the same
@@ -69,7 +72,8 @@ bench_train_mem.py): the same number of rows per step written in place
 through one sqlite3_blob handle (the state in the row's BLOB, as embed
 keeps adagrad's and adam's) in a WAL file with the same settings and
 the same COMMIT + checkpoint every `steps` steps, wall clock per row,
-against torch and embed.
+against torch and embed (not for momentum, whose step also moves the
+rows outside the batch).
 
 Then bench_train_mem.py runs (unless --no-memory): the same comparison in a
 `:memory:` database, one transaction, CPU time per batch row, for sgd, sgd
@@ -82,6 +86,7 @@ bench_insert.py (unless --no-insert): bulk INSERT ... SELECT against an
 ordinary table, in memory and in a WAL file (see its docstring).
 """
 import argparse
+import functools
 import json
 import os
 import sqlite3
@@ -104,6 +109,9 @@ EXT = os.environ.get("EMBED_EXT") or os.path.join(ROOT, "embed")
 N_ROWS, DIM, BATCH, LR = 100_000, 128, 1024, 0.01
 OPTIMIZERS = [
     ("sgd", "optimizer=sgd", torch.optim.SGD),
+    # each step also moves every row with a buffer, here and in torch
+    ("momentum", "optimizer=sgd, momentum=0.9",
+     functools.partial(torch.optim.SGD, momentum=0.9)),
     ("adagrad", "optimizer=adagrad", torch.optim.Adagrad),
     ("adam", "optimizer=adam", torch.optim.SparseAdam),
 ]
@@ -261,6 +269,8 @@ def main(argv=None):
     for name, _, med, _ in results:
         if not floor:
             break
+        if name not in bench_train_mem.FLOOR_STATE:  # momentum: none
+            continue
         # SQLite's own cost of the same writes, same file settings and
         # COMMIT + checkpoint cadence (bench/train_floor.c)
         walls = []

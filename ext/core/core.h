@@ -348,10 +348,12 @@ int embed_optimizer_counts_steps(const embed_config *cfg);
 int embed_optimizer_steps_untouched_rows(const embed_config *cfg);
 /* Is a row's state the same as any row's until the row's own step changes
 ** it (adagrad, adam: torch's dense state, every row at its initial value)?
-** Then a table can store each row's state with its weight from the row's
-** insert on. sgd's momentum buffer exists only for the rows seen since the
-** optimizer's first step, and every step moves all of them. */
-int embed_optimizer_state_in_row(const embed_config *cfg);
+** Then a table stores each row's state with its weight from the row's
+** insert on (layout 3). sgd's momentum buffer exists only for the rows
+** stepped since the optimizer's first step, and every step moves all of
+** them: a table keeps it in the row too, and marks the rows that have one
+** (layout 4, table/store_int.h). */
+int embed_optimizer_state_dense(const embed_config *cfg);
 
 /* ------------------------------------------------------------------------
 ** text.c: reading text: UTF-8 and decimal numbers.

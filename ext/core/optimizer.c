@@ -265,7 +265,7 @@ int embed_optimizer_steps_untouched_rows(const embed_config *cfg) {
   return cfg->momentum != 0;            /* rows with a momentum buffer */
 }
 
-int embed_optimizer_state_in_row(const embed_config *cfg) {
+int embed_optimizer_state_dense(const embed_config *cfg) {
   return cfg->optimizer == EMBED_OPTIMIZER_ADAGRAD ||
          cfg->optimizer == EMBED_OPTIMIZER_ADAM;
 }

@@ -31,6 +31,10 @@
 
 #include "core/core.h"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 static void set_error(embed_error *err, embed_code code, int64_t a, int64_t b,
                       int64_t c, const char *what) {
   if (err) {
@@ -101,21 +105,47 @@ int embed_blob_decode(const void *blob, int64_t n, float *out,
   return EMBED_OK;
 }
 
+#if defined(__SSE2__)
+/* All ones in each of the four floats at p whose exponent is all ones. */
+static inline __m128i finite_bad4(const unsigned char *p, __m128i exp) {
+  return _mm_cmpeq_epi32(
+      _mm_and_si128(_mm_loadu_si128((const __m128i *)(const void *)p), exp),
+      exp);
+}
+#endif
+
 /* Are all n floats at p (host order: a host's own floats, or a BLOB's on a
-** little-endian host) finite? A branch-free pass, two floats per 64-bit
-** word: an all-ones exponent (NaN or Inf) plus one carries into the
-** float's sign bit, and never into the other float. The masks are alike
-** for both halves, so either word order works. */
+** little-endian host) finite? NaN and Inf are the floats whose exponent is
+** all ones. On x86-64 (SSE2 is its baseline) sixteen floats a round, four
+** per compare; elsewhere a branch-free pass, two floats per 64-bit word,
+** where an all-ones exponent plus one carries into the float's sign bit
+** and never into the other float (the masks are alike for both halves, so
+** either word order works). Every row a step reads or writes passes here:
+** the SSE2 loop took 58 against 101 ns per 1 KB row (docs/DESIGN.md). */
 static int vector_all_finite(const unsigned char *p, int64_t n) {
-  const uint64_t EXP = 0x7f8000007f800000ull, ONE = 0x0080000000800000ull;
   uint64_t high = 0;
   int64_t i = 0;
+#if defined(__SSE2__)
+  const __m128i exp = _mm_set1_epi32(0x7f800000);
+  __m128i bad = _mm_setzero_si128();
+  for (; i + 16 <= n; i += 16) {
+    const unsigned char *q = p + EMBED_FLOAT_BYTES * i;
+    bad = _mm_or_si128(
+        bad,
+        _mm_or_si128(
+            _mm_or_si128(finite_bad4(q, exp), finite_bad4(q + 16, exp)),
+            _mm_or_si128(finite_bad4(q + 32, exp), finite_bad4(q + 48, exp))));
+  }
+  if (_mm_movemask_epi8(bad)) return 0;
+#else
+  const uint64_t EXP = 0x7f8000007f800000ull, ONE = 0x0080000000800000ull;
   for (; i + 8 <= n; i += 8) {
     uint64_t w[4];
     memcpy(w, p + EMBED_FLOAT_BYTES * i, sizeof(w));
     high |= ((w[0] & EXP) + ONE) | ((w[1] & EXP) + ONE) | ((w[2] & EXP) + ONE) |
             ((w[3] & EXP) + ONE);
   }
+#endif
   for (; i < n; i++) {
     uint32_t u;
     memcpy(&u, p + EMBED_FLOAT_BYTES * i, 4);

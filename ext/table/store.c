@@ -83,6 +83,27 @@ int64_t embed_store_state_in_row(const embed_store *st) {
   return st->row_state;
 }
 
+int embed_store_state_marks(const embed_store *st) {
+  return st->row_marks;
+}
+
+int embed_store_state_mark(embed_store *st, int64_t id) {
+  return store_run_ids(st, STMT_STATE_MARK, id, 0);
+}
+
+int embed_store_state_marked(embed_store *st, int64_t id, int *marked) {
+  sqlite3_stmt *stmt;
+  int rc = store_stmt_get(st, STMT_STATE_READ, &stmt);
+  *marked = 0;
+  if (rc) return rc;
+  sqlite3_bind_int64(stmt, 1, id);
+  rc = sqlite3_step(stmt);
+  *marked = rc == SQLITE_ROW;
+  rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+  sqlite3_reset(stmt);
+  return rc;
+}
+
 int embed_store_check(const embed_store *st, int64_t id, int type,
                       const void *bytes, int64_t nbytes, float *out,
                       char **pzErr) {
@@ -593,29 +614,40 @@ int embed_store_state_write(embed_store *st, int64_t id, const float *state,
   return rc;
 }
 
-/* embed_store_state_clear for states kept in the rows (layout 3): each
-** row's state back to the initial one, rewritten where it is not that
-** already (counted in *reset). */
-static int store_state_reset_rows(embed_store *st, int64_t *reset,
-                                  char **pzErr) {
-  int64_t *ids = 0, n = 0, i;
-  int rc = embed_store_ids(st, 0, &ids, &n), changed;
+/* embed_store_state_clear for states kept in the rows (layouts 3 and 4):
+** the state of each of ids[0..n) back to the initial one, rewritten where
+** it is not that already (counted in *reset). */
+static int store_state_reset_rows(embed_store *st, const int64_t *ids,
+                                  int64_t n, int64_t *reset, char **pzErr) {
+  int64_t i;
+  int rc = SQLITE_OK, changed;
   for (i = 0; rc == SQLITE_OK && i < n; i++) {
     rc = store_rewrite_row(st, ids[i], 0, &changed, pzErr);
     *reset += changed;
   }
-  sqlite3_free(ids);
+  if (rc == SQLITE_NOTFOUND) /* a mark (layout 4) of a row that is gone */
+    rc = store_corrupt(
+        pzErr,
+        sqlite3_mprintf(
+            "embedding %s: corrupt %s_state: a state for id %lld, which the table does not have",
+            st->name, st->name, (long long)ids[i - 1]));
   return rc;
 }
 
 int embed_store_state_clear(embed_store *st, int64_t *deleted, char **pzErr) {
   sqlite3_stmt *stmt;
-  int64_t before = sqlite3_total_changes64(st->db);
-  int rc = store_stmt_get(st, STMT_STATE_CLEAR, &stmt);
+  int64_t before = sqlite3_total_changes64(st->db), *ids = 0, n = 0,
+          rewritten = 0;
+  /* in layout 4 only the marked rows hold a buffer: those are the count */
+  int rc =
+      st->row_state ? embed_store_ids(st, st->row_marks, &ids, &n) : SQLITE_OK;
+  if (rc == SQLITE_OK) rc = store_stmt_get(st, STMT_STATE_CLEAR, &stmt);
   if (rc == SQLITE_OK) rc = store_step_done(stmt);
   *deleted = sqlite3_total_changes64(st->db) - before;
   if (rc == SQLITE_OK && st->row_state)
-    rc = store_state_reset_rows(st, deleted, pzErr);
+    rc = store_state_reset_rows(st, ids, n, &rewritten, pzErr);
+  if (!st->row_marks) *deleted += rewritten;
+  sqlite3_free(ids);
   return rc;
 }
 

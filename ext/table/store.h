@@ -21,13 +21,14 @@
 **     S.T_vectors  (id INTEGER PRIMARY KEY, vector BLOB NOT NULL
 **                   CHECK (vector >= x''))
 **                  D little-endian float32 per row, keyed by token id; in
-**                  layout 3 (adagrad, adam) followed by the row's optimizer
-**                  state, the initial one from the row's insert
-**                  (embed_store_state_in_row)
+**                  layout 3 (adagrad, adam) and 4 (sgd momentum) followed
+**                  by the row's optimizer state, the initial one from the
+**                  row's insert (embed_store_state_in_row)
 **     S.T_state    (id INTEGER PRIMARY KEY, state BLOB NOT NULL
 **                   CHECK (typeof(state) = 'blob'))
-**                  a trained row's optimizer state (optimizer.c's size):
-**                  sgd momentum's, and adagrad's and adam's in layout 2
+**                  a trained row's optimizer state (optimizer.c's size),
+**                  in layout 2; in layout 4 an empty BLOB, the mark of a
+**                  row with a momentum buffer (embed_store_state_marks)
 **     S.T_log      (seq INTEGER PRIMARY KEY, ids BLOB NOT NULL
 **                   CHECK (typeof(ids) = 'blob'))
 **                  the change log: the ids each write changed, as sorted
@@ -168,9 +169,17 @@ void embed_rows_close(embed_rows *r);
 /* ------------------------------------------------------ optimizer state */
 
 /* The optimizer state floats each row stores after its weight (a table of
-** layout 3 with adagrad or adam: the state is written with the row's
-** insert, and T_state stays empty), or 0: the states are T_state's rows. */
+** layout 3 with adagrad or adam, or of layout 4 with sgd momentum: the
+** initial state is written with the row's insert), or 0: the states are
+** T_state's rows. */
 int64_t embed_store_state_in_row(const embed_store *st);
+/* Layout 4 (sgd momentum): which rows have a buffer is kept as T_state
+** rows (id, x''), marked at the row's first step (embed_store_ids with
+** of_state lists them; INSERT OR REPLACE, DELETE and reset-optimizer
+** remove them). embed_store_state_marked: 1 or 0, or an error. */
+int embed_store_state_marks(const embed_store *st);
+int embed_store_state_mark(embed_store *st, int64_t id);
+int embed_store_state_marked(embed_store *st, int64_t id, int *marked);
 
 /* A hint for the next batch step, kept per connection: did the last one
 ** find most of its rows' optimizer states stored (then reading each

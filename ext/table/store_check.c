@@ -251,23 +251,39 @@ int store_check_config_same(embed_store *st, const embed_config *stored,
   return rc;
 }
 
-/* The states kept in the rows (layout 3): each row's, after its weight,
-** finite (the rows' length and weights are the vector scan's). */
+/* The states kept in the rows (layouts 3 and 4): each row's, after its
+** weight, finite (the rows' length and weights are the vector scan's); in
+** a table that marks its rows with a momentum buffer (layout 4), a row
+** without a mark holds the initial state, as its insert wrote it. */
 static int check_states_in_rows(embed_store *st, char **pzErr) {
   embed_scan *scan = 0;
-  int64_t weight = st->cfg.dim * EMBED_FLOAT_BYTES;
-  int rc = embed_scan_new(st, &scan);
+  int64_t weight = st->cfg.dim * EMBED_FLOAT_BYTES, *marked = 0, n_marked = 0,
+          at = 0;
+  size_t tail = (size_t)st->row_state * EMBED_FLOAT_BYTES;
+  int rc =
+      st->row_marks ? embed_store_ids(st, 1, &marked, &n_marked) : SQLITE_OK;
+  if (rc == SQLITE_OK) rc = embed_scan_new(st, &scan);
   if (rc == SQLITE_OK) rc = embed_scan_start(scan, 0, INT64_MIN, INT64_MAX);
   while (rc == SQLITE_OK && (rc = embed_scan_step(scan)) == SQLITE_ROW) {
     const void *bytes;
+    int64_t id = embed_scan_id(scan);
     rc = embed_scan_bytes(scan, &bytes, pzErr);
     if (rc == SQLITE_OK)
-      rc = store_state_decode(
-          st, embed_scan_id(scan), SQLITE_BLOB, (const char *)bytes + weight,
-          st->row_state * EMBED_FLOAT_BYTES, st->row_state, 0, pzErr);
+      rc = store_state_decode(st, id, SQLITE_BLOB, (const char *)bytes + weight,
+                              (int64_t)tail, st->row_state, 0, pzErr);
+    while (at < n_marked && marked[at] < id) at++;
+    if (rc == SQLITE_OK && st->row_marks &&
+        !(at < n_marked && marked[at] == id) &&
+        memcmp((const char *)bytes + weight, st->row_tail, tail) != 0)
+      rc = store_corrupt(
+          pzErr,
+          sqlite3_mprintf(
+              "embedding %s: corrupt %s_vectors: id %lld holds a momentum buffer, but %s_state has no mark for it",
+              st->name, st->name, (long long)id, st->name));
   }
   if (rc == SQLITE_DONE) rc = SQLITE_OK;
   embed_scan_free(scan);
+  sqlite3_free(marked);
   return rc;
 }
 
@@ -295,6 +311,14 @@ int embed_store_check_state(embed_store *st, char **pzErr) {
           sqlite3_mprintf(
               "embedding %s: corrupt %s_state: a state for id %lld, which the table does not have",
               st->name, st->name, id));
+    else if (st->row_marks && (type != SQLITE_BLOB || nbytes != 0))
+      rc = store_corrupt(
+          pzErr,
+          sqlite3_mprintf(
+              "embedding %s: corrupt %s_state: the mark of id %lld is not an empty BLOB (the table keeps its momentum buffers in %s_vectors)",
+              st->name, st->name, id, st->name));
+    else if (st->row_marks)
+      continue;
     else if (n == 0 && st->row_state)
       rc = store_corrupt(
           pzErr,

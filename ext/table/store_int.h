@@ -36,6 +36,7 @@ typedef enum store_stmt {
   STMT_STATE_DELETE,
   STMT_STATE_MOVE,
   STMT_STATE_CLEAR,
+  STMT_STATE_MARK,
   STMT_STEP_READ,
   STMT_STEP_WRITE,
   STMT_CONFIG_WRITE,
@@ -72,10 +73,13 @@ struct embed_store {
   int scratch_busy;
   int layout; /* STORE_LAYOUT_* the table was made with */
   /* The optimizer state floats stored after the weight in each T_vectors
-  ** row (layout 3, adagrad and adam; else 0), and what a new row holds
-  ** there: the initial state's stored bytes (NULL when row_state is 0). */
+  ** row (layout 3, adagrad and adam; layout 4, sgd momentum; else 0), and
+  ** what a new row holds there: the initial state's stored bytes (NULL
+  ** when row_state is 0). row_marks: T_state rows (id, x'') mark the rows
+  ** whose in-row state is a momentum buffer (layout 4). */
   int64_t row_state;
   unsigned char *row_tail;
+  int row_marks;
   int64_t instance; /* random, chosen at CREATE: tells tables apart */
   /* store_log.c: ids written through the module since the last flush */
   int64_t *pending;
@@ -100,20 +104,26 @@ struct embed_store {
 ** 1 (no row): T_config, T_vectors, T_state (embed 0.1);
 ** 2: and T_log, the change log that keeps searches fresh; T_config also
 ** holds ('instance', a random number chosen at CREATE);
-** 3: for adagrad and adam (embed_optimizer_state_in_row), each T_vectors
+** 3: for adagrad and adam (embed_optimizer_state_dense), each T_vectors
 ** row holds the weight and then the row's optimizer state, written at the
 ** row's insert with the initial state, so a step reads and rewrites one
-** record and T_state stays empty. Other tables are still made with 2,
-** which is 3 with no state in the row. */
+** record and T_state stays empty;
+** 4: for sgd with momentum, the same, the buffer (zeros from the insert)
+** after the weight; as torch's sparse buffer holds only the rows it has
+** stepped, which every later step moves again, T_state has one row
+** (id, x'') for each row with a buffer, a mark written at the row's first
+** step. Tables without optimizer state are still made with 2, which is 3
+** and 4 with no state in the row. */
 #define STORE_LAYOUT_NO_LOG 1
 #define STORE_LAYOUT_LOG 2
 #define STORE_LAYOUT_STATE_IN_ROW 3
-#define STORE_LAYOUT_CURRENT STORE_LAYOUT_STATE_IN_ROW
+#define STORE_LAYOUT_MOMENTUM_IN_ROW 4
+#define STORE_LAYOUT_CURRENT STORE_LAYOUT_MOMENTUM_IN_ROW
 
 #define STORE_PREPARE_FLAGS (SQLITE_PREPARE_PERSISTENT | SQLITE_PREPARE_NO_VTAB)
-/* store_stmt.c, the statement cache. Prepare zSql (sqlite3_mprintf'd, NULL when
- *out of memory; freed here)
- ** into *slot, unless *rc already holds an error. Returns *rc. */
+/* store_stmt.c, the statement cache. Prepare zSql (sqlite3_mprintf'd, NULL
+** when out of memory; freed here) into *slot, unless *rc already holds an
+** error. Returns *rc. */
 int store_prepare(embed_store *st, sqlite3_stmt **slot, char *zSql, int *rc);
 /* The cached statement `which`, prepared on first use (a statement on
 ** T_vectors first writes the insert buffer). */
@@ -181,6 +191,8 @@ int store_check_config_same(embed_store *st, const embed_config *stored,
 ** then the initial state. */
 int64_t store_row_bytes(const embed_store *st);
 int store_row_setup(embed_store *st);
+/* The layout a new table with these options is made with. */
+int store_layout_new(const embed_config *cfg);
 void store_row_compose(const embed_store *st, const float *v, const void *raw,
                        unsigned char *out);
 /* store.c: a finding of damage, the storage layer's one spelling of it:

@@ -202,9 +202,7 @@ static int store_create(embed_store *st) {
   unsigned char *stored;
   int rc = SQLITE_OK, i;
   int64_t id;
-  st->layout = embed_optimizer_state_in_row(&st->cfg)
-                   ? STORE_LAYOUT_STATE_IN_ROW
-                   : STORE_LAYOUT_LOG;
+  st->layout = store_layout_new(&st->cfg);
   st->vectors_ddl_current = 1;
   rc = store_row_setup(st);
   for (i = 0; rc == SQLITE_OK && i < STORE_N_SHADOW; i++)

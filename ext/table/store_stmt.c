@@ -92,6 +92,8 @@ static const struct {
     [STMT_STATE_DELETE] = {SHADOW_STATE, "DELETE FROM %s WHERE id = ?1"},
     [STMT_STATE_MOVE] = {SHADOW_STATE, "UPDATE %s SET id = ?2 WHERE id = ?1"},
     [STMT_STATE_CLEAR] = {SHADOW_STATE, "DELETE FROM %s"},
+    [STMT_STATE_MARK] = {SHADOW_STATE,
+                         "INSERT INTO %s(id, state) VALUES (?1, x'')"},
     [STMT_STEP_READ] = {SHADOW_CONFIG,
                         "SELECT value FROM %s WHERE key = 'step'"},
     [STMT_STEP_WRITE] =
@@ -229,14 +231,23 @@ int64_t store_row_bytes(const embed_store *st) {
   return (st->cfg.dim + st->row_state) * EMBED_FLOAT_BYTES;
 }
 
+int store_layout_new(const embed_config *cfg) {
+  if (embed_optimizer_state_size(cfg, 1) == 0) return STORE_LAYOUT_LOG;
+  return embed_optimizer_state_dense(cfg) ? STORE_LAYOUT_STATE_IN_ROW
+                                          : STORE_LAYOUT_MOMENTUM_IN_ROW;
+}
+
 int store_row_setup(embed_store *st) {
+  int64_t n = embed_optimizer_state_size(&st->cfg, st->cfg.dim);
+  int dense = embed_optimizer_state_dense(&st->cfg);
   float *init;
   sqlite3_free(st->row_tail);
   st->row_tail = 0;
-  st->row_state = st->layout >= STORE_LAYOUT_STATE_IN_ROW &&
-                          embed_optimizer_state_in_row(&st->cfg)
-                      ? embed_optimizer_state_size(&st->cfg, st->cfg.dim)
+  st->row_state = n > 0 && st->layout >= (dense ? STORE_LAYOUT_STATE_IN_ROW
+                                                : STORE_LAYOUT_MOMENTUM_IN_ROW)
+                      ? n
                       : 0;
+  st->row_marks = st->row_state > 0 && !dense;
   if (st->row_state == 0) return SQLITE_OK;
   /* the floats in the second half, their stored bytes in the first */
   init = (float *)sqlite3_malloc64(2 * (sqlite3_uint64)st->row_state *

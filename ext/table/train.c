@@ -450,6 +450,30 @@ static int train_untouched_rows(embed_store *st, int64_t **out, int64_t *n) {
   return embed_store_ids(st, which == 1, out, n);
 }
 
+/* The ids (ascending) of the rows with a momentum buffer, in a table that
+** marks them (layout 4: embed_store_state_marks): the untouched rows
+** themselves unless every row is stepped (then *owned). */
+static int train_marked_rows(embed_store *st, int64_t *extra, int64_t n_extra,
+                             int64_t **marked, int64_t *n, int *owned) {
+  *owned = embed_optimizer_steps_untouched_rows(embed_store_config(st)) != 1;
+  *marked = *owned ? 0 : extra;
+  *n = *owned ? 0 : n_extra;
+  return *owned ? embed_store_ids(st, 1, marked, n) : SQLITE_OK;
+}
+
+/* Mark the rows the call stepped that had no buffer before it (not in
+** marked[0..n_marked), ascending): their buffers are torch's from now on. */
+static int train_mark_rows(embed_store *st, const train_batch *b,
+                           const int64_t *marked, int64_t n_marked) {
+  int64_t i;
+  int rc = SQLITE_OK;
+  for (i = 0; rc == SQLITE_OK && i < b->n; i++) {
+    int64_t id = b->ids[i], at = embed_ids_lower_bound(marked, n_marked, id);
+    if (at == n_marked || marked[at] != id) rc = embed_store_state_mark(st, id);
+  }
+  return rc;
+}
+
 /* Space for one call's work, carved from one allocation (from the stack
 ** for a call small enough, else the table's working memory, kept between
 ** the calls of a transaction: embed_store_scratch_take): the sort's two
@@ -516,6 +540,8 @@ int embed_train_step(embed_store *st, const char *who, sqlite3_value *idv,
   int own = 0, wrote = 0, grads_owned = 0, in_place = 0, state_in_place = 0;
   const embed_config *cfg = embed_store_config(st);
   int64_t dim = cfg->dim, i, j, k, n_groups = 0, n_extra = 0, *extra = 0;
+  int64_t n_marked = 0, *marked = 0;
+  int marks = 0, marked_owned = 0;
   double lr = 0;
   char *zErr = 0;
   int rc;
@@ -560,6 +586,10 @@ int embed_train_step(embed_store *st, const char *who, sqlite3_value *idv,
     b.step++;
   }
   rc = train_untouched_rows(st, &extra, &n_extra);
+  marks = b.in_row && embed_store_state_marks(st);
+  if (rc == SQLITE_OK && marks)
+    rc = train_marked_rows(st, extra, n_extra, &marked, &n_marked,
+                           &marked_owned);
   if (rc) goto done;
   in_place = ids.n > 1 || n_extra > 0 || b.in_row;
   rc = train_space_get(st, &sp, &b, ids.n, n_extra, in_place, stack,
@@ -640,6 +670,7 @@ int embed_train_step(embed_store *st, const char *who, sqlite3_value *idv,
       train_undo(&b, &many, &states) == SQLITE_OK)
     wrote = 0;
   if (rc == SQLITE_OK) rc = train_write_batch(st, &b, &states, &wrote, &zErr);
+  if (rc == SQLITE_OK && marks) rc = train_mark_rows(st, &b, marked, n_marked);
 done:
   embed_rows_close(&many);
   embed_rows_close(&states);
@@ -659,6 +690,7 @@ done:
                                 !sqlite3_get_autocommit(embed_store_db(st)));
   sqlite3_free(sp.heap);
   sqlite3_free(extra);
+  if (marked_owned) sqlite3_free(marked);
   if (grads_owned) sqlite3_free((void *)grads);
   sqlite3_free(ids.many);
   return rc;

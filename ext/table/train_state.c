@@ -12,8 +12,9 @@
 **
 ** Design: where the state is kept is the storage layer's (table/store.h):
 ** in each row after its weight (layout 3: adagrad and adam, from the row's
-** insert), or as a T_state row from the row's first step (sgd momentum,
-** and tables of earlier layouts). Either way a row without a stored state
+** insert; layout 4: sgd momentum, a T_state row marking the rows that have
+** a buffer), or as a T_state row from the row's first step (tables of
+** earlier layouts). Either way a row without a stored state
 ** steps from the optimizer's initial one, which embed_optimizer_state
 ** returns for it; sgd momentum has no buffer for a row before its first
 ** step (NULL), as torch's sparse buffer covers only the rows it has seen.
@@ -33,6 +34,7 @@ static int state_of_row(embed_store *st, int64_t id, float *out, int64_t n,
   *none = 0;
   if (embed_store_state_in_row(st)) {
     embed_rows rows;
+    int marked = 1;
     float *row = (float *)sqlite3_malloc64((sqlite3_uint64)(cfg->dim + n) *
                                            EMBED_FLOAT_BYTES);
     if (!row) return SQLITE_NOMEM;
@@ -43,6 +45,9 @@ static int state_of_row(embed_store *st, int64_t id, float *out, int64_t n,
       memcpy(out, row + cfg->dim, (size_t)n * EMBED_FLOAT_BYTES);
     embed_rows_close(&rows);
     sqlite3_free(row);
+    if (rc == SQLITE_OK && embed_store_state_marks(st))
+      rc = embed_store_state_marked(st, id, &marked);
+    *none = !marked; /* momentum: no buffer before the row's first step */
     return rc;
   }
   rc = embed_store_exists(st, id);

@@ -47,8 +47,9 @@ def stepped(conn):
 
 def damage_state(conn, id_):
     """Make row id_'s stored optimizer state unreadable: a NaN in the state
-    after its weight (adagrad, adam), or a 1-byte t_state BLOB."""
-    if int(conn.execute("SELECT value FROM t_config WHERE key = 'layout'").fetchone()[0]) == 3:
+    after its weight (adagrad and adam: layout 3; momentum: layout 4), or a
+    1-byte t_state BLOB (layout 2)."""
+    if int(conn.execute("SELECT value FROM t_config WHERE key = 'layout'").fetchone()[0]) >= 3:
         conn.execute("UPDATE t_vectors SET vector = CAST(substr(vector, 1, 8) || "
                      "x'0000c07f' || substr(vector, 13) AS BLOB) WHERE id = ?", (id_,))
     else:
@@ -159,7 +160,7 @@ def test_momentum_moves_other_rows_and_checks_their_states(tmp_path):
     assert a.execute("SELECT embed_update('t', 0, '[1, 1]', 1)").fetchone() == (4,)
     assert rows(a) == [(0, "[-1,-1]"), (1, "[-1.5,-1.5]"), (2, "[0,0]"),
                        (3, "[-3,-3]"), (4, "[-6,-6]"), (5, "[0,0]")]
-    a.execute("UPDATE t_state SET state = x'00' WHERE id = 3")
+    damage_state(a, 3)
     before = rows(a)
     try:
         a.execute("SELECT embed_update('t', 5, '[1, 1]', 1)").fetchone()
@@ -188,7 +189,7 @@ def test_momentum_failing_on_another_row_puts_everything_back(tmp_path, options)
     # id 5 has no buffer and a zero gradient: it stays finite; id 4's
     # buffer times lr overflows, after ids 0, 1 and 3 have moved
     assert_step_fails_keeping(a, "[5]", "[[0, 0]]", 3e38, "of id 4 not finite", before)
-    a.execute("UPDATE t_state SET state = x'00' WHERE id = 3")
+    damage_state(a, 3)
     assert_step_fails_keeping(a, "[5]", "[[1, 1]]", 0.1,
                               "corrupt optimizer state for id 3", everything(a))
     a.execute("ROLLBACK")

@@ -19,14 +19,34 @@ from conftest import connect, f32, file_hash, one, say
 NAN, INF = float("nan"), float("inf")
 HAS_XINTEGRITY = sqlite3.sqlite_version_info >= (3, 44, 0)
 STATE_BYTES = 4 * 4  # sgd momentum: the buffer, dim 4
-MOMENTUM = "sgd, momentum=0.9"  # its states are t_state's rows
+MOMENTUM = "sgd, momentum=0.9"  # its buffers after the weights (layout 4)
+# momentum in layout 2, as earlier releases made it: its states are
+# t_state's rows (made from a fresh layout-4 table with plain SQL)
+LEGACY = "layout 2: sgd, momentum=0.9"
 # adam keeps each row's state (m and v, 32 bytes) after its weight in
 # t_vectors, from the row's insert on (layout 3)
 
 
-def trained(conn, optimizer=MOMENTUM):
-    conn.execute("CREATE VIRTUAL TABLE t USING embedding(dim=4, "
-                 f"num_embeddings=6, seed=3, optimizer={optimizer})")
+def as_layout_2(path):
+    """Rewrite the fresh (never stepped) table t in the file as layout 2."""
+    raw = sqlite3.connect(path, isolation_level=None)  # no extension
+    raw.execute("UPDATE t_vectors SET vector = substr(vector, 1, 16)")
+    raw.execute("UPDATE t_config SET value = '2' WHERE key = 'layout'")
+    raw.close()
+
+
+def trained(conn, optimizer=LEGACY):
+    create = ("CREATE VIRTUAL TABLE t USING embedding(dim=4, num_embeddings=6, "
+              f"seed=3, optimizer={optimizer.replace('layout 2: ', '')})")
+    if optimizer == LEGACY:  # made and rewritten on other connections
+        path = conn.execute("PRAGMA database_list").fetchone()[2]
+        assert path, "a layout-2 table is made in a file"
+        other = connect(path)
+        other.execute(create)
+        other.close()
+        as_layout_2(path)
+    else:
+        conn.execute(create)
     conn.execute("SELECT embed_update('t', '[1, 2, 4]', '[[1,0,0,0],"
                  "[0,1,0,0],[0,0,1,0]]', 0.1)").fetchall()
 
@@ -92,7 +112,7 @@ DEFECTS = [
      msg("corrupt vector for id 3 (INTEGER, not a BLOB)")),
     ("vector real", [vec(2.5)], msg("corrupt vector for id 3 (REAL, not a BLOB)")),
     ("vector NULL", [("UPDATE t_vectors SET vector = NULL WHERE id = 3",)],
-     msg("corrupt vector for id 3 (NULL, not a BLOB)"), MOMENTUM, "t_vectors"),
+     msg("corrupt vector for id 3 (NULL, not a BLOB)"), LEGACY, "t_vectors"),
     ("the first of two bad vectors",
      [("UPDATE t_vectors SET vector = x'00' WHERE id IN (5, 2)",)],
      msg("corrupt vector for id 2 (1 bytes, expected 16)")),
@@ -110,7 +130,7 @@ DEFECTS = [
     ("state integer", [state(5)],
      msg("corrupt optimizer state for id 2 (INTEGER, not a BLOB)")),
     ("state NULL", [("UPDATE t_state SET state = NULL WHERE id = 2",)],
-     msg("corrupt optimizer state for id 2 (NULL, not a BLOB)"), MOMENTUM,
+     msg("corrupt optimizer state for id 2 (NULL, not a BLOB)"), LEGACY,
      "t_state"),
     ("state for a missing id",
      [("INSERT INTO t_state VALUES (99, ?)", b"\x00" * STATE_BYTES)],
@@ -135,7 +155,7 @@ DEFECTS = [
     ("config layout unknown", [("UPDATE t_config SET value = '9' WHERE key = "
                                 "'layout'",)],
      msg("corrupt t_config: unknown layout '9' (this embed reads layouts up "
-         "to 3)")),
+         "to 4)")),
     # adam: the state after the weight in each t_vectors row (layout 3)
     ("row without its state", [vec(f32(1, 2, 3, 4))],
      msg("corrupt vector for id 3 (16 bytes, expected 48 with the optimizer "
@@ -157,6 +177,26 @@ DEFECTS = [
      [("DELETE FROM t_config WHERE key = 'layout'",)],
      msg("corrupt t_config: layout is 1, but the table was opened with 3"),
      "adam"),
+    # momentum: the buffer after the weight, t_state marks the rows with one
+    ("momentum row state NaN", [row_state(0.0, 0.0, NAN, 0.0)],
+     msg("corrupt optimizer state for id 3 (element 2 is not finite)"),
+     MOMENTUM),
+    ("a mark that is not empty", [state(b"\x00" * STATE_BYTES)],
+     msg("corrupt t_state: the mark of id 2 is not an empty BLOB (the table "
+         "keeps its momentum buffers in t_vectors)"), MOMENTUM),
+    ("a mark that is NULL", [("UPDATE t_state SET state = NULL WHERE id = 2",)],
+     msg("corrupt t_state: the mark of id 2 is not an empty BLOB (the table "
+         "keeps its momentum buffers in t_vectors)"), MOMENTUM, "t_state"),
+    ("a mark for a missing id", [("INSERT INTO t_state VALUES (99, x'')",)],
+     msg("corrupt t_state: a state for id 99, which the table does not have"),
+     MOMENTUM),
+    ("a buffer without its mark", [("DELETE FROM t_state WHERE id = 4",)],
+     msg("corrupt t_vectors: id 4 holds a momentum buffer, but t_state has no "
+         "mark for it"), MOMENTUM),
+    ("config layout 4 row deleted while open",
+     [("DELETE FROM t_config WHERE key = 'layout'",)],
+     msg("corrupt t_config: layout is 1, but the table was opened with 4"),
+     MOMENTUM),
     ("config value malformed",
      [("UPDATE t_config SET value = 'soon' WHERE key = 'eps'",)],
      msg("corrupt t_config: eps must be a positive number, got 'soon'"),
@@ -171,7 +211,7 @@ DEFECTS = [
      msg("corrupt t_config: bad step count")),
     ("config dim altered in the file",
      [("UPDATE t_config SET value = '3' WHERE key = 'dim'",)],
-     msg("corrupt vector for id 0 (16 bytes, expected 12)"), MOMENTUM, "reopen"),
+     msg("corrupt vector for id 0 (16 bytes, expected 12)"), LEGACY, "reopen"),
     ("t_state replaced by a view",
      [("DROP TABLE t_state",),
       ("CREATE VIEW t_state AS SELECT 2 AS id, x'00' AS state",)],
@@ -198,7 +238,7 @@ def found(request):
 @pytest.mark.parametrize("case", DEFECTS, ids=[c[0] for c in DEFECTS])
 def test_integrity_check_finds_the_defect(case, tmp_path, found):
     name, statements, message = case[:3]
-    optimizer = case[3] if len(case) > 3 else MOMENTUM
+    optimizer = case[3] if len(case) > 3 else LEGACY
     how = case[4] if len(case) > 4 else None
     path = str(tmp_path / "d.db")
     conn = connect(path)
@@ -278,14 +318,17 @@ def test_a_failed_check_leaves_the_open_table_as_it_was(file_db):
 
 
 def test_reset_optimizer_is_embed_optimizer_reset(db):
-    trained(db)
-    weights = db.execute("SELECT * FROM t_vectors").fetchall()
+    """Momentum (layout 4): t_state marks the 3 rows with a buffer."""
+    trained(db, MOMENTUM)
+    weights = db.execute("SELECT id, vector FROM t").fetchall()
     assert one(db, "SELECT count(*) FROM t_state") == 3
     assert one(db, "SELECT value FROM t_config WHERE key = 'step'") == 1
     db.execute("INSERT INTO t(t) VALUES ('reset-optimizer')")
     assert one(db, "SELECT count(*) FROM t_state") == 0
     assert one(db, "SELECT value FROM t_config WHERE key = 'step'") == 0
-    assert db.execute("SELECT * FROM t_vectors").fetchall() == weights
+    assert db.execute("SELECT id, vector FROM t").fetchall() == weights
+    assert [one(db, "SELECT embed_optimizer_state('t', ?)", i)
+            for i in range(6)] == [None] * 6
     # the same as the function: train again from the reset, both ways
     db.execute("CREATE VIRTUAL TABLE u USING embedding(dim=4, "
                f"num_embeddings=6, seed=3, optimizer={MOMENTUM})")
@@ -299,6 +342,9 @@ def test_reset_optimizer_is_embed_optimizer_reset(db):
                    "[0,1,0,1]]', 0.1)").fetchall()
     assert db.execute("SELECT * FROM t_state").fetchall() == \
         db.execute("SELECT * FROM u_state").fetchall()
+    buffers = "SELECT id, embed_optimizer_state('{0}', id) FROM {0} ORDER BY id"
+    assert db.execute(buffers.format("t")).fetchall() == \
+        db.execute(buffers.format("u")).fetchall()
     # a ROLLBACK undoes it, as any write
     db.execute("BEGIN")
     db.execute("INSERT INTO t(t) VALUES ('reset-optimizer')")

@@ -2,13 +2,17 @@
 
 Adagrad and Adam tables made now (layout 3) store each row's state after
 its weight in T_vectors, written with the initial state at the row's
-insert; SGD tables (with or without momentum) keep layout 2, whose states
-are T_state's rows. Adagrad and Adam tables of layout 2, made by earlier
-releases, are read and trained through T_state as before. This suite checks
-the stored form of both, and that the two layouts train to the same bits:
-a layout-2 table is made here from a fresh layout-3 one with plain SQL
-(its rows cut to the weight, its layout row set to 2), the form earlier
-releases wrote. torch equality of the layout-3 path is test_oracle.py's.
+insert; SGD tables with momentum (layout 4) store the buffer there too,
+zeros from the insert, and T_state holds an empty mark for each row that
+has a buffer (torch's sparse buffer covers only the rows it has stepped,
+and every step moves them all); plain SGD tables keep layout 2, with no
+state. Tables of layout 2 made by earlier releases keep their states as
+T_state's rows and are read and trained through T_state as before. This
+suite checks the stored form of both, and that the layouts train to the
+same bits: a layout-2 table is made here from a fresh layout-3 or 4 one
+with plain SQL (its rows cut to the weight, its layout row set to 2), the
+form earlier releases wrote. torch equality of the new layouts' path is
+test_oracle.py's.
 
     EMBED_EXT=$PWD/embed /usr/bin/python3 -m pytest -q tests/py/test_state_layout.py
 """
@@ -39,7 +43,8 @@ def states(conn, name):
 
 
 def as_layout_2(path, name):
-    """Rewrite a fresh (never stepped) layout-3 table in the file as layout 2."""
+    """Rewrite a fresh (never stepped) layout-3 or 4 table in the file as
+    layout 2."""
     raw = sqlite3.connect(path, isolation_level=None)  # no extension
     raw.execute(f"UPDATE {name}_vectors SET vector = substr(vector, 1, {4 * D})")
     raw.execute(f"UPDATE {name}_config SET value = '2' WHERE key = 'layout'")
@@ -51,7 +56,7 @@ def as_layout_2(path, name):
     ("optimizer=adagrad, initial_accumulator_value=0.25", D, 3),
     ("optimizer=adam", 2 * D, 3),
     ("optimizer=sgd", 0, 2),
-    ("optimizer=sgd, momentum=0.9", 0, 2),
+    ("optimizer=sgd, momentum=0.9", D, 4),
 ])
 def test_stored_form_of_a_new_table(db, options, state_floats, want_layout):
     create(db, "t", options)
@@ -68,7 +73,11 @@ def test_stored_form_of_a_new_table(db, options, state_floats, want_layout):
                      "AND k = 1", (json.dumps([1.5] * D),)).fetchall()
     assert hit == [(101, 4 * D)]
     assert one(db, "SELECT count(*) FROM t_state") == 0
-    if state_floats:
+    if "momentum" in options:  # zeros in the row, but no buffer yet
+        assert one(db, "SELECT embed_optimizer_state('t', 100)") is None
+        assert one(db, "SELECT substr(vector, ?) FROM t_vectors WHERE id = 100",
+                   4 * D + 1) == bytes(4 * state_floats)
+    elif state_floats:
         init = 0.25 if "initial" in options else 0.0
         assert one(db, "SELECT embed_optimizer_state('t', 100)") == \
             to_blob(np.full(state_floats, init))
@@ -88,15 +97,19 @@ def train(conn, name, rng, steps):
     "optimizer=adagrad, lr_decay=0.01, initial_accumulator_value=0.1",
     "optimizer=adam, betas=(0.8, 0.99)",
     "optimizer=adam, max_norm=1.5, padding_idx=3, scale_grad_by_freq=1",
+    "optimizer=sgd, momentum=0.9, dampening=0.1",
+    "optimizer=sgd, momentum=0.8, nesterov=1, padding_idx=2",
+    "optimizer=sgd, momentum=0.9, weight_decay=0.01, maximize=1",
 ])
-def test_layout_2_and_layout_3_train_to_the_same_bits(db_path, options):
+def test_layout_2_and_the_new_layouts_train_to_the_same_bits(db_path, options):
+    momentum = "momentum" in options
     conn = connect(db_path)
-    create(conn, "a", options)          # layout 3
+    create(conn, "a", options)          # layout 3, or 4 for momentum
     create(conn, "b", options)
     conn.close()
     as_layout_2(db_path, "b")
     conn = connect(db_path)
-    assert (layout(conn, "a"), layout(conn, "b")) == (3, 2)
+    assert (layout(conn, "a"), layout(conn, "b")) == (4 if momentum else 3, 2)
     # the same batches on both, one step per statement, then a batch that
     # fails late and changes nothing; first steps, then steps past the
     # first epoch (the states mostly stored)
@@ -113,7 +126,13 @@ def test_layout_2_and_layout_3_train_to_the_same_bits(db_path, options):
         assert "no id 99" in str(e.value)
     assert states(conn, "a") == states(conn, "b")
     stepped = one(conn, "SELECT count(*) FROM b_state")
-    assert stepped > 0 and one(conn, "SELECT count(*) FROM a_state") == 0
+    # a_state: momentum's marks of the rows with a buffer, or nothing
+    assert stepped > 0 and one(conn, "SELECT count(*) FROM a_state") == \
+        (stepped if momentum else 0)
+    if momentum:
+        assert conn.execute("SELECT id FROM a_state").fetchall() == \
+            conn.execute("SELECT id FROM b_state").fetchall()
+        assert one(conn, "SELECT count(*) FROM a_state WHERE state != x''") == 0
     # where each keeps it: a's in its rows, b's in b_state
     assert one(conn, "SELECT count(*) FROM a_vectors WHERE length(vector) > ?",
                4 * D) == N

@@ -30,10 +30,13 @@ is, and nothing may be read or written through the impostor.
 short BLOB is caught even when it does not crash. The figures printed are
 the number of fields (corruptions) tried and of impostor kinds refused.
 
-The table trains with SGD momentum, whose states are T_state's rows; the
-cases marked ADAM use an Adam table instead, whose states are stored after
-each weight in T_vectors (layout 3): a row of the wrong length, or a state
-there that is not finite.
+The table trains with SGD momentum in layout 2 (LEGACY: made fresh, then
+rewritten with plain SQL into the form earlier releases wrote), whose
+states are T_state's rows; the cases marked ADAM use an Adam table instead,
+whose states are stored after each weight in T_vectors (layout 3): a row of
+the wrong length, or a state there that is not finite; those marked
+MOMENTUM a momentum table of layout 4, whose buffers are stored after each
+weight and whose T_state rows are empty marks of the rows with a buffer.
 """
 import json
 import re
@@ -110,7 +113,8 @@ INFORMATIONAL = {"drop", "rename"}
 NAN_BLOB = f32(1, float("nan"), 0, 0)
 INF_BLOB = f32(float("inf"), 0, 0, 0)
 NAN_STATE = f32(*([0.0] * (DIM - 1) + [float("nan")]))
-MOMENTUM = "sgd, momentum=0.9"
+MOMENTUM = "sgd, momentum=0.9"  # DIM floats of buffer after each weight
+LEGACY = "layout 2: " + MOMENTUM  # the buffers are T_state's rows
 ADAM = "adam"           # 2*DIM floats of state after each weight
 
 
@@ -140,15 +144,16 @@ def state_case(name, value, fails=TRAINS):
 
 
 def config_case(name, key, value, fails=EVERYTHING, also=None,
-                optimizer=MOMENTUM):
+                optimizer=LEGACY):
     return (name, ["UPDATE t_config SET value = ? WHERE key = '%s'" % key],
             [value], TARGET, fails, also, optimizer)
 
 
-def row_case(name, sql, value, target, fails):
-    """An Adam table's row (the weight, then its state) rewritten by sql."""
+def row_case(name, sql, value, target, fails, optimizer=ADAM):
+    """An Adam (or layout-4 momentum) table's row, the weight then its
+    state, rewritten by sql."""
     return (name, [sql % target], [] if value is None else [value], target,
-            fails, None, ADAM)
+            fails, None, optimizer)
 
 
 # (name, SQL statements, parameters of the last one, target id, the
@@ -270,6 +275,30 @@ CASES = [
     row_case("adam: a t_state row",
              "INSERT INTO t_state(id, state) VALUES (%d, ?)", bytes(32),
              STATE_ID, set()),
+    # a momentum table of layout 4: 4*DIM bytes of weight, then 4*DIM of
+    # buffer; t_state marks (x'') rows 1, 2 and 3, stepped in setup
+    row_case("momentum: row of the weight alone",
+             "UPDATE t_vectors SET vector = substr(vector, 1, 16) WHERE id = %d",
+             None, TARGET, READS | TRAINS | {"update_vector", "update_scaled",
+                                             "reset", "reset_command"},
+             MOMENTUM),
+    row_case("momentum: buffer NaN",
+             "UPDATE t_vectors SET vector = CAST(substr(vector, 1, 16) || ? AS "
+             "BLOB) WHERE id = %d", NAN_STATE, STATE_ID,
+             TRAINS | {"reset", "reset_command"}, MOMENTUM),
+    row_case("momentum: a mark that is not empty",
+             "UPDATE t_state SET state = ? WHERE id = %d", b"\x00" * 16,
+             STATE_ID, set(), MOMENTUM),
+    row_case("momentum: a mark missing",
+             "DELETE FROM t_state WHERE id = %d", None, STATE_ID, set(),
+             MOMENTUM),
+    row_case("momentum: a mark for a missing id",
+             "INSERT INTO t_state(id, state) VALUES (99 + %d, x'')", None,
+             TARGET, set(), MOMENTUM),
+    row_case("momentum: vectors row missing (mark kept)",
+             "DELETE FROM t_vectors WHERE id = %d", None, STATE_ID,
+             {"lookup", "lookup_batch", "train", "train_batch",
+              "train_batch_stored", "reset", "reset_command"}, MOMENTUM),
     ("t_vectors replaced by a view",
      ["DROP TABLE t_vectors",
       "CREATE VIEW t_vectors AS SELECT %d AS id, x'00' AS vector" % TARGET],
@@ -281,13 +310,24 @@ CASES = [
 NAMES_TABLE = re.compile(r"(\bt\b|\bt_(config|vectors|state)\b|'t')")
 
 
-def make_database(path, optimizer=MOMENTUM):
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.enable_load_extension(True)
-    conn.load_extension(EXT)
+def make_database(path, optimizer=LEGACY):
+    def connect():
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.enable_load_extension(True)
+        conn.load_extension(EXT)
+        return conn
+    conn = connect()
+    conn.execute(f"CREATE VIRTUAL TABLE t USING embedding(dim={DIM}, "
+                 f"num_embeddings=6, seed=3, "
+                 f"optimizer={optimizer.replace('layout 2: ', '')})")
+    if optimizer == LEGACY:  # the fresh table's rows cut to the weight
+        conn.close()
+        raw = sqlite3.connect(path, isolation_level=None)
+        raw.execute(f"UPDATE t_vectors SET vector = substr(vector, 1, {4 * DIM})")
+        raw.execute("UPDATE t_config SET value = '2' WHERE key = 'layout'")
+        raw.close()
+        conn = connect()
     conn.executescript(f"""
-        CREATE VIRTUAL TABLE t USING embedding(dim={DIM}, num_embeddings=6,
-                                               seed=3, optimizer={optimizer});
         CREATE TABLE doc(pos INTEGER PRIMARY KEY, token_id INTEGER);
         INSERT INTO doc(token_id) VALUES (3), (1), (2);
         SELECT embed_update('t', '[1, 2, 3]', '[[1,0,0,0],[0,1,0,0],[0,0,1,0]]',
@@ -348,7 +388,7 @@ def report(request):
 def test_corrupted(case, tmp_path, report):
     name, statements, params, target, fails = case[:5]
     also = re.compile(case[5]) if len(case) > 5 and case[5] else None
-    optimizer = case[6] if len(case) > 6 else MOMENTUM
+    optimizer = case[6] if len(case) > 6 else LEGACY
     path = str(tmp_path / "c.db")
     make_database(path, optimizer)
     corrupt(path, statements, params)
