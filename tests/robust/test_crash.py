@@ -11,12 +11,15 @@ the file and runs steps from the last logged one on, forever; step i is one
 of (chosen by i):
 
   txn    BEGIN IMMEDIATE; INSERT INTO log(step); embed_update on an SGD
-         table and an Adam table (batches with repeated ids); COMMIT
+         table, an Adam table and an SGD momentum table (batches with
+         repeated ids; momentum also moves, and marks, the rows that have
+         a buffer); COMMIT
   one    INSERT INTO log(step, n) VALUES (?, embed_update('a', ...)):
          one autocommit statement, atomic as a statement
-  reset  BEGIN; INSERT INTO log; embed_optimizer_reset('a'); COMMIT
+  reset  BEGIN; INSERT INTO log; embed_optimizer_reset of a and m; COMMIT
   grow   BEGIN; INSERT INTO log; INSERT INTO s(id) (a new row); UPDATE
-         s SET vector (an existing row); DELETE one; COMMIT
+         s SET vector (an existing row); DELETE one; INSERT OR REPLACE
+         of a row of m (its buffer and mark start afresh); COMMIT
   build  BEGIN; INSERT INTO log; build-index of s (an index=ivf table,
          searched in every txn step too); COMMIT
 
@@ -31,7 +34,7 @@ rolls back a hot journal or recovers the WAL):
     print);
   - every shadow table (vectors, optimizer state, step count, the index's
     cells) equals an in-memory replay of steps 1..M, and integrity-check
-    of the indexed table passes.
+    of the indexed table and of the momentum table passes.
 
 Then a new child continues from M + 1. The figure printed is the number of
 kills survived.
@@ -63,6 +66,8 @@ CREATE VIRTUAL TABLE s USING embedding(dim=8, num_embeddings=64, seed=11,
                                        index=ivf, nlist=4);
 CREATE VIRTUAL TABLE a USING embedding(dim=8, num_embeddings=64, seed=12,
                                        optimizer=adam);
+CREATE VIRTUAL TABLE m USING embedding(dim=8, num_embeddings=64, seed=13,
+                                       optimizer=sgd, momentum=0.9);
 CREATE TABLE log(step INTEGER PRIMARY KEY, n);
 """
 
@@ -96,10 +101,12 @@ def do_step(conn, step, in_txn=False):
     if k == "txn":
         conn.execute("SELECT embed_update('s', ?, ?, 0.05)", (ids, grads))
         conn.execute("SELECT embed_update('a', ?, ?, 0.01)", (ids, grads))
+        conn.execute("SELECT embed_update('m', ?, ?, 0.01)", (ids, grads))
         conn.execute("SELECT id FROM s WHERE vector MATCH embed_lookup('a', 1)"
                      " AND k = 3").fetchall()
     elif k == "reset":
         conn.execute("SELECT embed_optimizer_reset('a')")
+        conn.execute("SELECT embed_optimizer_reset('m')")
     elif k == "build":
         conn.execute("INSERT INTO s(s) VALUES ('build-index')")
     else:  # grow
@@ -107,6 +114,7 @@ def do_step(conn, step, in_txn=False):
         conn.execute("UPDATE s SET vector = embed_scale(vector, 0.5) "
                      "WHERE id = ?", (step % ROWS,))
         conn.execute("DELETE FROM s WHERE id = ?", (1000 + step - 14,))
+        conn.execute("INSERT OR REPLACE INTO m(id) VALUES (?)", (step % ROWS,))
     if not in_txn:
         conn.execute("COMMIT")
 '''
@@ -150,7 +158,7 @@ def dump(conn):
     """Every shadow table and the log, as comparable rows."""
     out = {}
     for t in ("s_vectors", "s_state", "s_cells", "a_vectors", "a_state",
-              "log"):
+              "m_vectors", "m_state", "log"):
         out[t] = conn.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall()
     out["a_step"] = conn.execute(
         "SELECT value FROM a_config WHERE key = 'step'").fetchall()
@@ -184,7 +192,7 @@ def check(path, reported, ref):
                             "WHERE name = 'log'").fetchone()[0]:
             assert reported < 0, "the schema was committed but is gone"
             return None
-        for t in ("s", "a"):
+        for t in ("s", "a", "m"):
             for id_, vec in conn.execute(f"SELECT id, vector FROM {t}"):
                 assert isinstance(vec, bytes) and len(vec) == 4 * DIM, \
                     f"{t} row {id_}: {vec!r}"
@@ -200,6 +208,7 @@ def check(path, reported, ref):
             f"the file holds step {last}, never committed (last {reported})"
         # the index (s is index=ivf) matches its rows
         conn.execute("INSERT INTO s(s) VALUES ('integrity-check')")
+        conn.execute("INSERT INTO m(m) VALUES ('integrity-check')")
         ref.advance(last)
         got, want = dump(conn), dump(ref.conn)
         for t in want:
