@@ -3,10 +3,10 @@
 ** holding an embedding table `t` (dim 4, some rows trained) is loaded fresh
 ** for each input (sqlite3_deserialize of a template: Adam, whose states are
 ** in each T_vectors row, or SGD with momentum, whose buffers are there too
-** and whose T_state rows mark the rows that have one), the input rewrites its
-*shadow tables with plain SQL before the
-** table is first connected (so xConnect reads the damage; some edits put an
-** impostor in a shadow table's place), and then every read, write, search,
+** and whose T_state rows mark the rows that have one), the input rewrites
+** its shadow tables with plain SQL before the table is first connected (so
+** xConnect reads the damage; some edits put an impostor in a shadow
+** table's place), and then every read, write, search,
 ** training path and command runs. Errors are expected; crashes, sanitizer
 ** reports and leaked statements are not.
 **

@@ -68,6 +68,17 @@ def f32(*values):
     return struct.pack("<%df" % len(values), *values)
 
 
+def as_layout_2(path, name, dim):
+    """Rewrite the fresh (never stepped) table `name` in the file at path,
+    of layout 3 or 4, as layout 2, the form earlier releases wrote: its rows
+    cut to the weight (dim floats), its layout row set to 2. Plain SQL on a
+    connection without the extension; the table must not be open."""
+    raw = sqlite3.connect(path, isolation_level=None)
+    raw.execute(f"UPDATE {name}_vectors SET vector = substr(vector, 1, {4 * dim})")
+    raw.execute(f"UPDATE {name}_config SET value = '2' WHERE key = 'layout'")
+    raw.close()
+
+
 def say(request, text):
     """Print past pytest's output capture (the harness's figure)."""
     capman = request.config.pluginmanager.getplugin("capturemanager")

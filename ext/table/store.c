@@ -84,24 +84,12 @@ int64_t embed_store_state_in_row(const embed_store *st) {
 }
 
 int embed_store_state_marks(const embed_store *st) {
-  return st->row_marks;
+  /* a state in the row that is not every row's from the insert on */
+  return st->row_state > 0 && !embed_optimizer_state_dense(&st->cfg);
 }
 
 int embed_store_state_mark(embed_store *st, int64_t id) {
   return store_run_ids(st, STMT_STATE_MARK, id, 0);
-}
-
-int embed_store_state_marked(embed_store *st, int64_t id, int *marked) {
-  sqlite3_stmt *stmt;
-  int rc = store_stmt_get(st, STMT_STATE_READ, &stmt);
-  *marked = 0;
-  if (rc) return rc;
-  sqlite3_bind_int64(stmt, 1, id);
-  rc = sqlite3_step(stmt);
-  *marked = rc == SQLITE_ROW;
-  rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
-  sqlite3_reset(stmt);
-  return rc;
 }
 
 int embed_store_check(const embed_store *st, int64_t id, int type,
@@ -188,9 +176,11 @@ int embed_store_result(embed_store *st, int64_t id, sqlite3_context *ctx) {
   return rc;
 }
 
-int embed_store_exists(embed_store *st, int64_t id) {
+/* Does the cached statement `which`, bound to id, return a row? SQLITE_OK,
+** SQLITE_NOTFOUND, or an error. */
+static int store_has_row(embed_store *st, store_stmt which, int64_t id) {
   sqlite3_stmt *stmt;
-  int rc = store_stmt_get(st, STMT_READ, &stmt);
+  int rc = store_stmt_get(st, which, &stmt);
   if (rc) return rc;
   sqlite3_bind_int64(stmt, 1, id);
   rc = sqlite3_step(stmt);
@@ -198,6 +188,14 @@ int embed_store_exists(embed_store *st, int64_t id) {
   return rc == SQLITE_ROW    ? SQLITE_OK
          : rc == SQLITE_DONE ? SQLITE_NOTFOUND
                              : rc;
+}
+
+int embed_store_exists(embed_store *st, int64_t id) {
+  return store_has_row(st, STMT_READ, id);
+}
+
+int embed_store_state_marked(embed_store *st, int64_t id) {
+  return store_has_row(st, STMT_STATE_READ, id);
 }
 
 /* Rewrite row id of a table that keeps states in its rows (layout 3):
@@ -639,14 +637,15 @@ int embed_store_state_clear(embed_store *st, int64_t *deleted, char **pzErr) {
   int64_t before = sqlite3_total_changes64(st->db), *ids = 0, n = 0,
           rewritten = 0;
   /* in layout 4 only the marked rows hold a buffer: those are the count */
-  int rc =
-      st->row_state ? embed_store_ids(st, st->row_marks, &ids, &n) : SQLITE_OK;
+  int rc = st->row_state
+               ? embed_store_ids(st, embed_store_state_marks(st), &ids, &n)
+               : SQLITE_OK;
   if (rc == SQLITE_OK) rc = store_stmt_get(st, STMT_STATE_CLEAR, &stmt);
   if (rc == SQLITE_OK) rc = store_step_done(stmt);
   *deleted = sqlite3_total_changes64(st->db) - before;
   if (rc == SQLITE_OK && st->row_state)
     rc = store_state_reset_rows(st, ids, n, &rewritten, pzErr);
-  if (!st->row_marks) *deleted += rewritten;
+  if (!embed_store_state_marks(st)) *deleted += rewritten;
   sqlite3_free(ids);
   return rc;
 }

@@ -176,10 +176,11 @@ int64_t embed_store_state_in_row(const embed_store *st);
 /* Layout 4 (sgd momentum): which rows have a buffer is kept as T_state
 ** rows (id, x''), marked at the row's first step (embed_store_ids with
 ** of_state lists them; INSERT OR REPLACE, DELETE and reset-optimizer
-** remove them). embed_store_state_marked: 1 or 0, or an error. */
+** remove them). embed_store_state_marked: SQLITE_OK (marked),
+** SQLITE_NOTFOUND, or an error. */
 int embed_store_state_marks(const embed_store *st);
 int embed_store_state_mark(embed_store *st, int64_t id);
-int embed_store_state_marked(embed_store *st, int64_t id, int *marked);
+int embed_store_state_marked(embed_store *st, int64_t id);
 
 /* A hint for the next batch step, kept per connection: did the last one
 ** find most of its rows' optimizer states stored (then reading each

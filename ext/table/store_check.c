@@ -260,8 +260,8 @@ static int check_states_in_rows(embed_store *st, char **pzErr) {
   int64_t weight = st->cfg.dim * EMBED_FLOAT_BYTES, *marked = 0, n_marked = 0,
           at = 0;
   size_t tail = (size_t)st->row_state * EMBED_FLOAT_BYTES;
-  int rc =
-      st->row_marks ? embed_store_ids(st, 1, &marked, &n_marked) : SQLITE_OK;
+  int marks = embed_store_state_marks(st);
+  int rc = marks ? embed_store_ids(st, 1, &marked, &n_marked) : SQLITE_OK;
   if (rc == SQLITE_OK) rc = embed_scan_new(st, &scan);
   if (rc == SQLITE_OK) rc = embed_scan_start(scan, 0, INT64_MIN, INT64_MAX);
   while (rc == SQLITE_OK && (rc = embed_scan_step(scan)) == SQLITE_ROW) {
@@ -272,8 +272,7 @@ static int check_states_in_rows(embed_store *st, char **pzErr) {
       rc = store_state_decode(st, id, SQLITE_BLOB, (const char *)bytes + weight,
                               (int64_t)tail, st->row_state, 0, pzErr);
     while (at < n_marked && marked[at] < id) at++;
-    if (rc == SQLITE_OK && st->row_marks &&
-        !(at < n_marked && marked[at] == id) &&
+    if (rc == SQLITE_OK && marks && !(at < n_marked && marked[at] == id) &&
         memcmp((const char *)bytes + weight, st->row_tail, tail) != 0)
       rc = store_corrupt(
           pzErr,
@@ -291,7 +290,7 @@ int embed_store_check_state(embed_store *st, char **pzErr) {
   sqlite3_stmt *stmt = 0;
   int64_t n =
       st->row_state ? 0 : embed_optimizer_state_size(&st->cfg, st->cfg.dim);
-  int rc = SQLITE_OK;
+  int rc = SQLITE_OK, marks = embed_store_state_marks(st);
   store_prepare(
       st, &stmt,
       sqlite3_mprintf(
@@ -311,13 +310,13 @@ int embed_store_check_state(embed_store *st, char **pzErr) {
           sqlite3_mprintf(
               "embedding %s: corrupt %s_state: a state for id %lld, which the table does not have",
               st->name, st->name, id));
-    else if (st->row_marks && (type != SQLITE_BLOB || nbytes != 0))
+    else if (marks && (type != SQLITE_BLOB || nbytes != 0))
       rc = store_corrupt(
           pzErr,
           sqlite3_mprintf(
               "embedding %s: corrupt %s_state: the mark of id %lld is not an empty BLOB (the table keeps its momentum buffers in %s_vectors)",
               st->name, st->name, id, st->name));
-    else if (st->row_marks)
+    else if (marks)
       continue;
     else if (n == 0 && st->row_state)
       rc = store_corrupt(

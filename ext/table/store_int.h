@@ -75,11 +75,9 @@ struct embed_store {
   /* The optimizer state floats stored after the weight in each T_vectors
   ** row (layout 3, adagrad and adam; layout 4, sgd momentum; else 0), and
   ** what a new row holds there: the initial state's stored bytes (NULL
-  ** when row_state is 0). row_marks: T_state rows (id, x'') mark the rows
-  ** whose in-row state is a momentum buffer (layout 4). */
+  ** when row_state is 0). */
   int64_t row_state;
   unsigned char *row_tail;
-  int row_marks;
   int64_t instance; /* random, chosen at CREATE: tells tables apart */
   /* store_log.c: ids written through the module since the last flush */
   int64_t *pending;
@@ -191,7 +189,9 @@ int store_check_config_same(embed_store *st, const embed_config *stored,
 ** then the initial state. */
 int64_t store_row_bytes(const embed_store *st);
 int store_row_setup(embed_store *st);
-/* The layout a new table with these options is made with. */
+/* The layout a new table with these options is made with: 2 without
+** optimizer state, else the first layout that keeps that state in the rows
+** (3 for adagrad and adam, 4 for sgd momentum). */
 int store_layout_new(const embed_config *cfg);
 void store_row_compose(const embed_store *st, const float *v, const void *raw,
                        unsigned char *out);

@@ -239,15 +239,12 @@ int store_layout_new(const embed_config *cfg) {
 
 int store_row_setup(embed_store *st) {
   int64_t n = embed_optimizer_state_size(&st->cfg, st->cfg.dim);
-  int dense = embed_optimizer_state_dense(&st->cfg);
   float *init;
   sqlite3_free(st->row_tail);
   st->row_tail = 0;
-  st->row_state = n > 0 && st->layout >= (dense ? STORE_LAYOUT_STATE_IN_ROW
-                                                : STORE_LAYOUT_MOMENTUM_IN_ROW)
-                      ? n
-                      : 0;
-  st->row_marks = st->row_state > 0 && !dense;
+  /* a new table's layout is the first that keeps this optimizer's state
+  ** in the rows (3 or 4); earlier ones keep it in T_state */
+  st->row_state = n > 0 && st->layout >= store_layout_new(&st->cfg) ? n : 0;
   if (st->row_state == 0) return SQLITE_OK;
   /* the floats in the second half, their stored bytes in the first */
   init = (float *)sqlite3_malloc64(2 * (sqlite3_uint64)st->row_state *

@@ -34,7 +34,6 @@ static int state_of_row(embed_store *st, int64_t id, float *out, int64_t n,
   *none = 0;
   if (embed_store_state_in_row(st)) {
     embed_rows rows;
-    int marked = 1;
     float *row = (float *)sqlite3_malloc64((sqlite3_uint64)(cfg->dim + n) *
                                            EMBED_FLOAT_BYTES);
     if (!row) return SQLITE_NOMEM;
@@ -45,9 +44,11 @@ static int state_of_row(embed_store *st, int64_t id, float *out, int64_t n,
       memcpy(out, row + cfg->dim, (size_t)n * EMBED_FLOAT_BYTES);
     embed_rows_close(&rows);
     sqlite3_free(row);
-    if (rc == SQLITE_OK && embed_store_state_marks(st))
-      rc = embed_store_state_marked(st, id, &marked);
-    *none = !marked; /* momentum: no buffer before the row's first step */
+    if (rc == SQLITE_OK && embed_store_state_marks(st)) {
+      rc = embed_store_state_marked(st, id);
+      *none = rc == SQLITE_NOTFOUND; /* momentum: no buffer before the */
+      if (*none) rc = SQLITE_OK;     /* row's first step */
+    }
     return rc;
   }
   rc = embed_store_exists(st, id);

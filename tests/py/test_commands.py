@@ -14,7 +14,7 @@ import sqlite3
 
 import pytest
 
-from conftest import connect, f32, file_hash, one, say
+from conftest import as_layout_2, connect, f32, file_hash, one, say
 
 NAN, INF = float("nan"), float("inf")
 HAS_XINTEGRITY = sqlite3.sqlite_version_info >= (3, 44, 0)
@@ -27,14 +27,6 @@ LEGACY = "layout 2: sgd, momentum=0.9"
 # t_vectors, from the row's insert on (layout 3)
 
 
-def as_layout_2(path):
-    """Rewrite the fresh (never stepped) table t in the file as layout 2."""
-    raw = sqlite3.connect(path, isolation_level=None)  # no extension
-    raw.execute("UPDATE t_vectors SET vector = substr(vector, 1, 16)")
-    raw.execute("UPDATE t_config SET value = '2' WHERE key = 'layout'")
-    raw.close()
-
-
 def trained(conn, optimizer=LEGACY):
     create = ("CREATE VIRTUAL TABLE t USING embedding(dim=4, num_embeddings=6, "
               f"seed=3, optimizer={optimizer.replace('layout 2: ', '')})")
@@ -44,7 +36,7 @@ def trained(conn, optimizer=LEGACY):
         other = connect(path)
         other.execute(create)
         other.close()
-        as_layout_2(path)
+        as_layout_2(path, "t", 4)
     else:
         conn.execute(create)
     conn.execute("SELECT embed_update('t', '[1, 2, 4]', '[[1,0,0,0],"

@@ -22,7 +22,7 @@ import sqlite3
 import numpy as np
 import pytest
 
-from conftest import connect, from_blob, one, to_blob
+from conftest import as_layout_2, connect, from_blob, one, to_blob
 
 D = 5
 N = 12
@@ -40,15 +40,6 @@ def layout(conn, name):
 def states(conn, name):
     return [one(conn, f"SELECT embed_optimizer_state('{name}', ?)", i)
             for i in range(N)]
-
-
-def as_layout_2(path, name):
-    """Rewrite a fresh (never stepped) layout-3 or 4 table in the file as
-    layout 2."""
-    raw = sqlite3.connect(path, isolation_level=None)  # no extension
-    raw.execute(f"UPDATE {name}_vectors SET vector = substr(vector, 1, {4 * D})")
-    raw.execute(f"UPDATE {name}_config SET value = '2' WHERE key = 'layout'")
-    raw.close()
 
 
 @pytest.mark.parametrize("options, state_floats, want_layout", [
@@ -107,7 +98,7 @@ def test_layout_2_and_the_new_layouts_train_to_the_same_bits(db_path, options):
     create(conn, "a", options)          # layout 3, or 4 for momentum
     create(conn, "b", options)
     conn.close()
-    as_layout_2(db_path, "b")
+    as_layout_2(db_path, "b", D)
     conn = connect(db_path)
     assert (layout(conn, "a"), layout(conn, "b")) == (4 if momentum else 3, 2)
     # the same batches on both, one step per statement, then a batch that

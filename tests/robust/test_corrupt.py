@@ -46,7 +46,7 @@ import sys
 
 import pytest
 
-from conftest import EXT, f32, say
+from conftest import EXT, as_layout_2, f32, say
 
 
 DIM = 4
@@ -322,12 +322,9 @@ def make_database(path, optimizer=LEGACY):
                  f"optimizer={optimizer.replace('layout 2: ', '')})")
     if optimizer == LEGACY:  # the fresh table's rows cut to the weight
         conn.close()
-        raw = sqlite3.connect(path, isolation_level=None)
-        raw.execute(f"UPDATE t_vectors SET vector = substr(vector, 1, {4 * DIM})")
-        raw.execute("UPDATE t_config SET value = '2' WHERE key = 'layout'")
-        raw.close()
+        as_layout_2(path, "t", DIM)
         conn = connect()
-    conn.executescript(f"""
+    conn.executescript("""
         CREATE TABLE doc(pos INTEGER PRIMARY KEY, token_id INTEGER);
         INSERT INTO doc(token_id) VALUES (3), (1), (2);
         SELECT embed_update('t', '[1, 2, 3]', '[[1,0,0,0],[0,1,0,0],[0,0,1,0]]',
