@@ -23,7 +23,7 @@
 # were skipped or failed, and leaves out those in SKIP="test-fuzz ...":
 #
 #   make check-format       fail when a C file differs from .clang-format
-#   make test-layers        ext/'s layers: no object cycle or upward use, files <= 800 lines
+#   make test-layers        ext/'s layers: no object cycle or upward use, files <= 800 lines; embed.so exports only sqlite3_embed_init
 #   make test-tools         the self-test of tools/ on small made-up inputs
 #   make test-unit          C unit tests of the pure core (tests/unit/unit.c)
 #   make test-static        a C app linking libembed.a and the system SQLite
@@ -61,7 +61,7 @@ PYTHON     ?= /usr/bin/python3
 
 WARN    = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes
 CFLAGS ?= -O2 -g
-ALL_CFLAGS = -std=gnu11 -fPIC $(WARN) $(CFLAGS) -Iext
+ALL_CFLAGS = -std=gnu11 -fPIC -fvisibility=hidden $(WARN) $(CFLAGS) -Iext
 LDLIBS  = -lm
 
 # The sources by layer, in dependency order (docs/DESIGN.md): each layer
@@ -108,7 +108,7 @@ SAN_FLAGS = -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all \
             -fno-omit-frame-pointer
 $(BUILD)/asan/embed.so: $(SRC) $(HDR)
 	@mkdir -p $(dir $@)
-	$(CC) -std=gnu11 -fPIC $(WARN) $(SAN_FLAGS) -Iext -shared -o $@ $(SRC) $(LDLIBS)
+	$(CC) -std=gnu11 -fPIC -fvisibility=hidden $(WARN) $(SAN_FLAGS) -Iext -shared -o $@ $(SRC) $(LDLIBS)
 
 $(BUILD)/unit: tests/unit/unit.c $(PURE_SRC) $(HDR)
 	@mkdir -p $(dir $@)
@@ -393,7 +393,7 @@ RUN_SQL ?= tests/sql/run-sql.sh
 LAYER_CHECKS ?=
 DIST = dist
 LIB_OBJ = $(patsubst ext/%.c,$(BUILD)/static/%.o,$(SRC))
-AMALG_CFLAGS = -std=gnu11 -fPIC $(WARN) $(CFLAGS)
+AMALG_CFLAGS = -std=gnu11 -fPIC -fvisibility=hidden $(WARN) $(CFLAGS)
 
 # make amalgamation: dist/embed.c (all of embed in one C file, as SQLite ships) and dist/embed.h
 amalgamation: $(DIST)/embed.c $(DIST)/embed.h
@@ -414,15 +414,22 @@ $(BUILD)/amalgamation/embed.o: $(DIST)/embed.c
 	@mkdir -p $(dir $@)
 	$(CC) $(AMALG_CFLAGS) -DSQLITE_CORE -c -o $@ $(DIST)/embed.c
 
+# A loadable build exports sqlite3_embed_init and nothing else (ext/embed.c).
+check_exports = exports=$$(nm -D --defined-only $(1) | awk '{print $$3}'); \
+	test "$$exports" = sqlite3_embed_init || \
+	{ echo "$(1) exports more than sqlite3_embed_init:" $$exports; exit 1; }
+
 # make test-amalgamation: build dist/embed.c alone (loadable and -DSQLITE_CORE), run the SQL suite on it
 test-amalgamation: $(BUILD)/amalgamation/embed.so $(BUILD)/amalgamation/embed.o
+	@$(call check_exports,$(BUILD)/amalgamation/embed.so)
 	@! grep -n '^[[:space:]]*#[[:space:]]*include[[:space:]]*"' $(DIST)/embed.c | \
 	  grep -vE '"sqlite3(ext)?\.h"' || { echo "$(DIST)/embed.c includes a local header"; exit 1; }
 	BUILD_DIR=$(BUILD)/amalgamation sh $(RUN_SQL) $(BUILD)/amalgamation/embed
 	@$(passed)
 
-# make test-layers: object cycles and layer order (libembed.a), file length, shadow-table names, citations
-test-layers: libembed.a
+# make test-layers: object cycles and layer order (libembed.a), file length, shadow-table names, citations, embed.so's one export
+test-layers: libembed.a embed.so
+	@$(call check_exports,embed.so)
 	$(PYTHON) tools/check_layers.py $(LAYER_CHECKS) --objdir $(BUILD)/static $(LIB_OBJ)
 	@$(passed)
 

@@ -14,6 +14,11 @@
 ** table registry is owned by the module and freed with it. A load that
 ** fails part-way takes back everything it registered, so the connection is
 ** as it was before (value/register.c).
+**
+** The entry point is the one symbol the library exports: the Makefile
+** compiles with -fvisibility=hidden, so that the other functions, which
+** SQLite loads with RTLD_GLOBAL, neither collide with a host's or another
+** extension's names nor go through the PLT between the sources.
 */
 #include "embed.h"
 #include "table/module.h"
@@ -24,8 +29,10 @@
 SQLITE_EXTENSION_INIT1
 #endif
 
-#ifdef _WIN32
+#if defined(_WIN32)
 __declspec(dllexport)
+#elif defined(__GNUC__)
+__attribute__((visibility("default")))
 #endif
     int sqlite3_embed_init(sqlite3 *db, char **pzErrMsg,
                            const sqlite3_api_routines *pApi) {

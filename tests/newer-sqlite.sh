@@ -56,7 +56,7 @@ src=$(printf 'print-src:\n\t@echo $(SRC)\n' |
       make -s --no-print-directory -C "$root" -f Makefile -f - print-src)
 echo "newer-sqlite: building $OUT/embed.so against $AMALG/sqlite3.h"
 # shellcheck disable=SC2086
-(cd "$root" && "$CC" -std=gnu11 -fPIC -Wall -Wextra -Werror -Wshadow \
+(cd "$root" && "$CC" -std=gnu11 -fPIC -fvisibility=hidden -Wall -Wextra -Werror -Wshadow \
   -Wstrict-prototypes -O2 -g -I"$AMALG" -Iext -shared -o "$OUT/embed.so" \
   $src -lm)
 

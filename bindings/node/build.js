@@ -58,7 +58,8 @@ const outDir = path.join(here, 'build');
 fs.mkdirSync(outDir, {recursive: true});
 const out = path.join(outDir, 'embed.so');
 const tmp = `${out}.${process.pid}.tmp`;
-const args = ['-std=gnu11', '-O2', '-fPIC', '-shared', `-I${extDir}`]
+// sqlite3_embed_init is the only exported symbol (ext/embed.c)
+const args = ['-std=gnu11', '-O2', '-fPIC', '-fvisibility=hidden', '-shared', `-I${extDir}`]
     .concat(extraFlags, ['-o', tmp], sources, ['-lm']);
 const started = Date.now();
 const run = spawnSync(cc, args, {stdio: 'inherit'});
