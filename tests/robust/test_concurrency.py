@@ -83,7 +83,6 @@ class Scheme:
     from a serial replay on a one-row table of the same optimizer."""
 
     def __init__(self, optimizer):
-        self.optimizer = optimizer
         self.options = OPTIONS[optimizer]
         self.has_state = optimizer != "sgd"
         self.splits = optimizer != "momentum"  # a batch may take two calls
